@@ -1,0 +1,5 @@
+package cli
+
+import "fmt"
+
+func errorf(format string, args ...any) error { return fmt.Errorf(format, args...) }

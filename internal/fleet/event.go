@@ -1,0 +1,77 @@
+package fleet
+
+import (
+	"time"
+
+	"github.com/skiffdeploy/skiff/internal/fault"
+)
+
+// Phase is a step of a run or of one host's pipeline.
+type Phase string
+
+// The phases, in order.
+const (
+	PhaseEval     Phase = "eval"
+	PhaseBuild    Phase = "build"
+	PhaseConnect  Phase = "connect"
+	PhaseCopy     Phase = "copy"
+	PhaseProfile  Phase = "profile"
+	PhaseActivate Phase = "activate"
+	PhaseRollback Phase = "rollback"
+	PhaseDone     Phase = "done"
+)
+
+// Event is a phase change or a line of output. Host is empty for events of
+// the whole run (evaluation, build).
+type Event struct {
+	Time  time.Time
+	Host  string
+	Phase Phase
+	Msg   string
+	// Output is true for a line a host's command printed.
+	Output bool
+}
+
+// Reporter receives events; it must be safe for concurrent use.
+type Reporter interface {
+	Event(Event)
+}
+
+// Status is how a host's deploy ended.
+type Status string
+
+// The statuses.
+const (
+	Deployed   Status = "deployed"
+	UpToDate   Status = "up to date"
+	Failed     Status = "failed"
+	RolledBack Status = "rolled back"
+	Skipped    Status = "skipped"
+)
+
+// Result is one host's outcome.
+type Result struct {
+	Host        string
+	Status      Status
+	Mode        Mode
+	OldPath     string
+	NewPath     string
+	OldGen      int
+	NewGen      int // 0 when no generation was made
+	CopiedPaths int
+	CopiedBytes int64
+	FailedUnits []string
+	Duration    time.Duration
+	Err         error
+}
+
+// Class is the error class of a failed host, or "".
+func (r Result) Class() fault.Class {
+	if r.Err == nil {
+		return ""
+	}
+	if c := fault.ClassOf(r.Err); c != "" {
+		return c
+	}
+	return "error"
+}

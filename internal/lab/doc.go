@@ -1,0 +1,35 @@
+// Package lab runs a test fleet on one Linux machine: each lab host is an sshd in its
+// own mount namespace, with its own /nix (store and database), a private /run, and its
+// own /etc/ssh, passwd, group, shadow, sudoers and /etc/nix bind-mounted over the
+// machine's. Nothing of the machine's own /etc, /nix or ~/.ssh is modified.
+//
+// Contract:
+//   - Start creates or reuses DIR, picks a free 127.0.S.0/24 (host i listens on
+//     127.0.S.(i+2):22), starts every host in parallel and returns once each accepts
+//     SSH. DIR/ssh_config (one Host block per host, host key checking on against
+//     DIR/known_hosts, identity DIR/id_ed25519) is what callers pass to ssh -F.
+//     The client key is authorized for root and for the non-root user "deploy"
+//     (shell /bin/sh, home /home/deploy = HOSTDIR/home/deploy; sudo without a password
+//     unless HostSpec.SudoPassword is set).
+//   - Inside a host, /run/current-system, /run/booted-system, /nix/var/nix/profiles
+//     and the systemd stand-ins (systemctl and journalctl in HOSTDIR/bin, seen as
+//     ShimDir, first in PATH for SSH sessions, sudo's secure_path and Exec) behave like
+//     a NixOS host running systemd 252. The simulated systemd state lives in
+//     /run/lab-systemd (see assets/systemctl). Each host runs its own nix-daemon, so
+//     non-root users can use the host's store (trusted-users via ExtraNixConf).
+//   - Host.Stop ends the host (its /run is lost, its /nix stays); Host.Start boots it
+//     again: the system that /nix/var/lab/boot-default points to (written by
+//     switch-to-configuration boot|switch of the example flake), else the system
+//     profile, is activated and its units are started before sshd accepts logins.
+//     Host.StopSSHD and Host.StartSSHD stop and start only the listener, so new
+//     connections are refused while /run and running sessions survive.
+//   - Stop ends every process of every host (by pid, and every process whose /nix is
+//     the host's store, which covers nsenter'd commands and namespaces derived from
+//     the host's, such as nix-daemon's), unmounts the size-limited stores, and is
+//     idempotent. DIR/lab.json records pids, addresses and mounts so that Down (the
+//     skiff-lab down command) can do the same from another process.
+//   - Available reports whether this machine can run a lab (root, unshare, nsenter,
+//     sshd, nix); tests skip with its reason, or fail when CI=true.
+//
+// The example flake in examples/fleet builds NixOS-shaped systems for these hosts.
+package lab

@@ -1,0 +1,209 @@
+package nix
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os/exec"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/skiffdeploy/skiff/internal/command"
+)
+
+// Features is passed to every nix invocation: required on Nix 2.8,
+// harmless on newer releases where they are stable or already enabled.
+var Features = []string{"--extra-experimental-features", "nix-command flakes"}
+
+// Nix runs the local nix command.
+type Nix struct {
+	Run *command.Runner
+	// Options are extra "--option NAME VALUE" pairs, as NAME=VALUE.
+	Options []string
+	version *Version
+}
+
+// Version is a parsed "nix (Nix) 2.8.0".
+type Version struct{ Major, Minor int }
+
+// AtLeast reports whether v is major.minor or newer.
+func (v Version) AtLeast(major, minor int) bool {
+	return v.Major > major || v.Major == major && v.Minor >= minor
+}
+
+var versionRE = regexp.MustCompile(`(\d+)\.(\d+)`)
+
+// ParseVersion reads the output of "nix --version".
+func ParseVersion(out string) (Version, error) {
+	m := versionRE.FindStringSubmatch(out)
+	if m == nil {
+		return Version{}, fmt.Errorf("cannot read nix version from %q", strings.TrimSpace(out))
+	}
+	major, _ := strconv.Atoi(m[1])
+	minor, _ := strconv.Atoi(m[2])
+	return Version{major, minor}, nil
+}
+
+// Available reports whether the nix command can be found.
+func Available() error {
+	if _, err := exec.LookPath("nix"); err != nil {
+		return errors.New("nix is not installed or not on PATH")
+	}
+	return nil
+}
+
+func (n *Nix) argv(sub ...string) []string {
+	argv := append([]string{"nix"}, Features...)
+	for _, o := range n.Options {
+		k, v, _ := strings.Cut(o, "=")
+		argv = append(argv, "--option", k, v)
+	}
+	return append(argv, sub...)
+}
+
+// Version returns the local nix version, asking once.
+func (n *Nix) Version(ctx context.Context) (Version, error) {
+	if n.version != nil {
+		return *n.version, nil
+	}
+	res, err := n.Run.Run(ctx, command.Cmd{Argv: []string{"nix", "--version"}})
+	if err != nil {
+		return Version{}, err
+	}
+	v, err := ParseVersion(string(res.Stdout))
+	if err != nil {
+		return Version{}, err
+	}
+	n.version = &v
+	return v, nil
+}
+
+// EvalJSON runs "nix eval --json INSTALLABLE --apply FN" and decodes the
+// result into out.
+func (n *Nix) EvalJSON(ctx context.Context, installable, apply string, out any) error {
+	res, err := n.Run.Run(ctx, command.Cmd{Argv: n.argv("eval", "--json", installable, "--apply", apply)})
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(res.Stdout, out); err != nil {
+		return fmt.Errorf("nix eval printed unexpected output: %w", err)
+	}
+	return nil
+}
+
+// BuildTarget is the argument that asks nix build to build the outputs of
+// a derivation: Nix 2.13 and newer read a bare .drv path as the file
+// itself and want DRV^out; older releases build the bare path.
+func BuildTarget(v Version, drv string) string {
+	if v.AtLeast(2, 13) {
+		return drv + "^out"
+	}
+	return drv
+}
+
+// BuildResult is one entry of "nix build --json".
+type BuildResult struct {
+	DrvPath string            `json:"drvPath"`
+	Outputs map[string]string `json:"outputs"`
+}
+
+// Build builds the given derivations in one nix invocation and returns the
+// out path of each derivation, keyed by derivation path.
+func (n *Nix) Build(ctx context.Context, drvs []string) (map[string]string, error) {
+	v, err := n.Version(ctx)
+	if err != nil {
+		return nil, err
+	}
+	args := []string{"build", "--json", "--no-link", "--keep-going"}
+	for _, d := range drvs {
+		args = append(args, BuildTarget(v, d))
+	}
+	res, err := n.Run.Run(ctx, command.Cmd{Argv: n.argv(args...)})
+	if err != nil {
+		return nil, err
+	}
+	var built []BuildResult
+	if err := json.Unmarshal(res.Stdout, &built); err != nil {
+		return nil, fmt.Errorf("nix build printed unexpected output: %w", err)
+	}
+	outs := make(map[string]string)
+	for _, b := range built {
+		outs[b.DrvPath] = b.Outputs["out"]
+	}
+	return outs, nil
+}
+
+// PathInfo is one store path of a closure.
+type PathInfo struct {
+	Path       string   `json:"path"`
+	NarSize    int64    `json:"narSize"`
+	References []string `json:"references"`
+}
+
+// ParsePathInfo reads "nix path-info --json" output from Nix 2.8 (a list
+// of objects with a "path" key) or newer releases (an object keyed by
+// path). The result is sorted by path.
+func ParsePathInfo(data []byte) ([]PathInfo, error) {
+	var list []PathInfo
+	if err := json.Unmarshal(data, &list); err == nil {
+		sort.Slice(list, func(i, j int) bool { return list[i].Path < list[j].Path })
+		return list, nil
+	}
+	var byPath map[string]*PathInfo
+	if err := json.Unmarshal(data, &byPath); err != nil {
+		return nil, fmt.Errorf("nix path-info printed unexpected output: %w", err)
+	}
+	for p, info := range byPath {
+		if info == nil { // newer Nix: invalid path
+			continue
+		}
+		info.Path = p
+		list = append(list, *info)
+	}
+	sort.Slice(list, func(i, j int) bool { return list[i].Path < list[j].Path })
+	return list, nil
+}
+
+// Closure returns every store path in the closures of paths with its NAR
+// size, from one "nix path-info -r --json" call.
+func (n *Nix) Closure(ctx context.Context, paths ...string) ([]PathInfo, error) {
+	args := append([]string{"path-info", "-r", "--json"}, paths...)
+	res, err := n.Run.Run(ctx, command.Cmd{Argv: n.argv(args...)})
+	if err != nil {
+		return nil, err
+	}
+	return ParsePathInfo(res.Stdout)
+}
+
+// CopyArgs is the argv of "nix copy" sending paths to store URL.
+func (n *Nix) CopyArgs(to string, paths ...string) []string {
+	args := append([]string{"copy", "--to", to}, paths...)
+	return n.argv(args...)
+}
+
+var builderFailedRE = regexp.MustCompile(`builder for '(/nix/store/[^']+\.drv)' failed`)
+
+// ParseBuildFailure finds, in nix build's standard error, the derivation
+// that failed and the log lines nix printed for it.
+func ParseBuildFailure(stderr string) (drv, logTail string) {
+	if m := builderFailedRE.FindStringSubmatch(stderr); m != nil {
+		drv = m[1]
+	}
+	var lines []string
+	in := false
+	for _, l := range strings.Split(stderr, "\n") {
+		t := strings.TrimSpace(l)
+		switch {
+		case strings.HasPrefix(t, "last ") && strings.Contains(t, "log lines:"):
+			in, lines = true, nil
+		case in && strings.HasPrefix(t, ">"):
+			lines = append(lines, "  "+t)
+		case in && t != "":
+			in = false
+		}
+	}
+	return drv, strings.Join(lines, "\n")
+}

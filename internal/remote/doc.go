@@ -1,0 +1,7 @@
+// Package remote holds the typed operations skiff performs on a host:
+// reading its running and booted systems and its system profile, finding
+// the store paths it lacks, setting the profile, and running
+// switch-to-configuration. Privileged steps run through "sudo -n" when the
+// login user is not root. Every operation is one ssh command on the host's
+// shared connection.
+package remote

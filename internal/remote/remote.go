@@ -1,0 +1,289 @@
+package remote
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"path"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"github.com/skiffdeploy/skiff/internal/command"
+	"github.com/skiffdeploy/skiff/internal/fault"
+	"github.com/skiffdeploy/skiff/internal/transport"
+)
+
+// Profile is the NixOS system profile.
+const Profile = "/nix/var/nix/profiles/system"
+
+// Host is one target.
+type Host struct {
+	Name string
+	Conn *transport.SSH
+}
+
+// Sudo reports whether privileged steps need sudo (the login is not root).
+func (h *Host) Sudo() bool { return h.Conn.Target.Login() != "root" }
+
+func (h *Host) priv(argv ...string) []string {
+	if h.Sudo() {
+		return append([]string{"sudo", "-n", "--"}, argv...)
+	}
+	return argv
+}
+
+// run runs argv on the host and classifies what failed.
+func (h *Host) run(ctx context.Context, what string, e transport.Exec) (command.Result, error) {
+	res, err := h.Conn.Command(ctx, e)
+	if err == nil {
+		return res, nil
+	}
+	if _, ok := fault.As(err); ok {
+		return res, err
+	}
+	var ce *command.Error
+	if !errors.As(err, &ce) {
+		return res, fmt.Errorf("%s: %s: %w", h.Name, what, err)
+	}
+	if fe := h.sudoFault(ce); fe != nil {
+		return res, fe
+	}
+	if ce.ExitCode == 127 && strings.Contains(ce.Stderr, "nix") {
+		return res, fault.Wrap(err, h.Name, fault.Nix,
+			"install Nix on the host, or make nix-store and nix-env reachable on the PATH of non-interactive ssh sessions",
+			"%s: nix is not installed on the host (%s)", what, command.Tail(ce.Stderr, 1))
+	}
+	if strings.Contains(ce.Stderr, "No space left on device") {
+		return res, fault.Wrap(err, h.Name, fault.Disk,
+			fmt.Sprintf("free space in /nix/store: \"ssh %s sudo nix-collect-garbage\" after deleting old generations", h.Conn.Target.Destination()),
+			"%s: no space left on the host's disk", what)
+	}
+	return res, fmt.Errorf("%s: %s: %w", h.Name, what, err)
+}
+
+// sudoFault recognises sudo refusing to run a privileged step.
+func (h *Host) sudoFault(ce *command.Error) *fault.Error {
+	if !h.Sudo() {
+		return nil
+	}
+	u := h.Conn.Target.Login()
+	text := ce.Stderr
+	switch {
+	case strings.Contains(text, "a password is required"), strings.Contains(text, "a terminal is required"):
+		return &fault.Error{Host: h.Name, Class: fault.Sudo, Err: ce,
+			Msg:  fmt.Sprintf("sudo on the host wants a password for %s; skiff runs sudo non-interactively", u),
+			Hint: fmt.Sprintf("allow password-less sudo for %s (security.sudo.wheelNeedsPassword = false, or \"%s ALL=(ALL) NOPASSWD: ALL\" in sudoers), or deploy as root", u, u)}
+	case strings.Contains(text, "not in the sudoers file"), strings.Contains(text, "is not allowed to"), strings.Contains(text, "may not run sudo"):
+		return &fault.Error{Host: h.Name, Class: fault.Sudo, Err: ce,
+			Msg:  fmt.Sprintf("%s may not use sudo on the host", u),
+			Hint: fmt.Sprintf("add %s to the wheel group (users.users.%s.extraGroups = [ \"wheel\" ]) with password-less sudo, or deploy as root", u, u)}
+	case ce.ExitCode == 127 && strings.Contains(text, "sudo"):
+		return &fault.Error{Host: h.Name, Class: fault.Sudo, Err: ce,
+			Msg:  "sudo is not installed on the host",
+			Hint: "install sudo on the host, or deploy as root (--target-user root)"}
+	}
+	return nil
+}
+
+// State is what a host runs and boots.
+type State struct {
+	Current    string // /run/current-system target; empty when none
+	Booted     string // /run/booted-system target
+	Profile    string // system toplevel the profile points at
+	Generation int    // the profile's generation; 0 when none
+}
+
+// stateScript prints one KEY=VALUE line per fact. It takes no arguments.
+const stateScript = `p=/nix/var/nix/profiles/system
+echo "current=$(readlink /run/current-system 2>/dev/null)"
+echo "booted=$(readlink /run/booted-system 2>/dev/null)"
+echo "link=$(readlink $p 2>/dev/null)"
+echo "profile=$(readlink -f $p 2>/dev/null)"
+command -v nix-store >/dev/null 2>&1 || echo "nix=missing"`
+
+// ReadState reads the host's running system and system profile. For a
+// login that is not root it goes through sudo, which also proves early
+// that the privileged steps will be allowed.
+func (h *Host) ReadState(ctx context.Context) (State, error) {
+	res, err := h.run(ctx, "read system state", transport.Exec{Argv: h.priv("sh", "-c", stateScript)})
+	if err != nil {
+		return State{}, err
+	}
+	return parseState(string(res.Stdout))
+}
+
+var linkRE = regexp.MustCompile(`^system-(\d+)-link$`)
+
+func parseState(out string) (State, error) {
+	var st State
+	sc := bufio.NewScanner(strings.NewReader(out))
+	for sc.Scan() {
+		k, v, _ := strings.Cut(sc.Text(), "=")
+		switch k {
+		case "current":
+			st.Current = v
+		case "booted":
+			st.Booted = v
+		case "profile":
+			st.Profile = v
+		case "link":
+			if m := linkRE.FindStringSubmatch(path.Base(v)); m != nil {
+				st.Generation, _ = strconv.Atoi(m[1])
+			}
+		case "nix":
+			return st, fault.New("", fault.Nix, "install Nix on the host (NixOS has it); skiff needs nix-store and nix-env there",
+				"nix is not installed on the host")
+		}
+	}
+	if st.Generation == 0 {
+		st.Profile = ""
+	}
+	return st, nil
+}
+
+// Store is what a host's store has, as far as a deploy is concerned.
+type Store struct {
+	Missing []string // paths, of those asked about, that the store lacks
+	Free    int64    // bytes free on the filesystem holding /nix/store; -1 when unknown
+}
+
+// missingScript reports free space and the invalid paths among those
+// given on standard input (so a closure of any size fits).
+const missingScript = `d=/nix/store; [ -d $d ] || d=/nix
+echo "df $(df -Pk $d 2>/dev/null | tail -n 1)"
+xargs nix-store --check-validity --print-invalid`
+
+// QueryStore finds the paths the host lacks and the free space of its
+// store, in one round trip.
+func (h *Host) QueryStore(ctx context.Context, paths []string) (Store, error) {
+	in := strings.Join(paths, "\n") + "\n"
+	res, err := h.run(ctx, "query store paths", transport.Exec{
+		Argv:  h.priv("sh", "-c", missingScript),
+		Stdin: strings.NewReader(in),
+	})
+	if err != nil {
+		return Store{}, err
+	}
+	return parseStore(string(res.Stdout)), nil
+}
+
+func parseStore(out string) Store {
+	st := Store{Free: -1}
+	for _, l := range strings.Split(out, "\n") {
+		l = strings.TrimSpace(l)
+		switch {
+		case strings.HasPrefix(l, "df "):
+			// Filesystem 1024-blocks Used Available Capacity Mounted-on
+			f := strings.Fields(l)
+			if len(f) >= 5 {
+				if kb, err := strconv.ParseInt(f[4], 10, 64); err == nil {
+					st.Free = kb * 1024
+				}
+			}
+		case strings.HasPrefix(l, "/"):
+			st.Missing = append(st.Missing, l)
+		}
+	}
+	return st
+}
+
+// SetProfile points the system profile at toplevel, creating a new
+// generation, and returns its number.
+func (h *Host) SetProfile(ctx context.Context, toplevel string) (int, error) {
+	script := `nix-env -p "$1" --set "$2" && readlink "$1"`
+	res, err := h.run(ctx, "set system profile", transport.Exec{Argv: h.priv("sh", "-c", script, "sh", Profile, toplevel)})
+	if err != nil {
+		return 0, err
+	}
+	m := linkRE.FindStringSubmatch(path.Base(strings.TrimSpace(string(res.Stdout))))
+	if m == nil {
+		return 0, fmt.Errorf("%s: set system profile: unexpected profile link %q", h.Name, strings.TrimSpace(string(res.Stdout)))
+	}
+	n, _ := strconv.Atoi(m[1])
+	return n, nil
+}
+
+// RestoreProfile makes generation old current again and deletes the
+// generation made by a failed deploy.
+func (h *Host) RestoreProfile(ctx context.Context, old, failed int) error {
+	var script string
+	var args []string
+	if old > 0 {
+		script = `nix-env -p "$1" --switch-generation "$2" && nix-env -p "$1" --delete-generations "$3"`
+		args = []string{Profile, strconv.Itoa(old), strconv.Itoa(failed)}
+	} else {
+		// First deploy: no earlier generation to return to.
+		script = `rm -f "$1" "$1-$2-link"`
+		args = []string{Profile, strconv.Itoa(failed)}
+	}
+	_, err := h.run(ctx, "restore system profile", transport.Exec{Argv: h.priv(append([]string{"sh", "-c", script, "sh"}, args...)...)})
+	return err
+}
+
+// Activation is the outcome of switch-to-configuration.
+type Activation struct {
+	ExitCode    int
+	Output      string
+	FailedUnits []string
+}
+
+// Switch runs TOPLEVEL/bin/switch-to-configuration ACTION, copying its
+// output to out as it comes. A non-zero exit is not an error here: the
+// caller decides from Activation.ExitCode.
+func (h *Host) Switch(ctx context.Context, toplevel, action string, out io.Writer) (Activation, error) {
+	argv := h.priv(path.Join(toplevel, "bin", "switch-to-configuration"), action)
+	res, err := h.Conn.Command(ctx, transport.Exec{Argv: argv, Stream: out})
+	act := Activation{Output: string(res.Stdout) + string(res.Stderr)}
+	act.FailedUnits = ParseFailedUnits(act.Output)
+	if err == nil {
+		return act, nil
+	}
+	var ce *command.Error
+	if errors.As(err, &ce) && ce.ExitCode > 0 && ce.ExitCode != 255 {
+		if fe := h.sudoFault(ce); fe != nil {
+			return act, fe
+		}
+		act.ExitCode = ce.ExitCode
+		return act, nil
+	}
+	if _, ok := fault.As(err); ok {
+		return act, err
+	}
+	return act, fmt.Errorf("%s: switch-to-configuration %s: %w", h.Name, action, err)
+}
+
+var failedRE = regexp.MustCompile(`(?m)^warning: the following units failed: (.*)$`)
+
+// ParseFailedUnits reads the units switch-to-configuration reports as
+// failed.
+func ParseFailedUnits(out string) []string {
+	var units []string
+	for _, m := range failedRE.FindAllStringSubmatch(out, -1) {
+		for _, u := range strings.Split(m[1], ",") {
+			if u = strings.TrimSpace(u); u != "" {
+				units = append(units, u)
+			}
+		}
+	}
+	return units
+}
+
+// ActivationMeaning explains switch-to-configuration's exit codes.
+func ActivationMeaning(code int) string {
+	switch code {
+	case 1:
+		return "usage error, boot loader installation failed or not run as root"
+	case 2:
+		return "the activation script failed"
+	case 4:
+		return "some units failed"
+	case 11:
+		return "another switch-to-configuration holds the lock (/run/nixos/switch-to-configuration.lock)"
+	case 100:
+		return "the new system needs a reboot (incompatible init-interface-version)"
+	}
+	return "unknown failure"
+}

@@ -1,0 +1,9 @@
+// Package transport runs commands on a host through the system OpenSSH
+// client, so that ~/.ssh/config, the agent, ProxyJump and known_hosts work
+// as they do for "ssh HOST".
+//
+// One option list (Options.Args) serves both skiff's own ssh calls and
+// NIX_SSHOPTS, so nix copy rides the same multiplexed connection. Host key
+// checking is never turned off. Each remote argument is quoted exactly once,
+// here. Failures to reach a host are classified by layer (Class).
+package transport

@@ -1,0 +1,70 @@
+package transport
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/skiffdeploy/skiff/internal/fault"
+)
+
+func TestClassify(t *testing.T) {
+	tgt := Target{Host: "web1", User: "deploy"}
+	for _, tc := range []struct {
+		stderr string
+		want   fault.Class
+	}{
+		{"ssh: Could not resolve hostname web1: Name or service not known\r\n", fault.DNS},
+		{"ssh: connect to host 127.0.0.9 port 22: Connection refused\r\n", fault.Refused},
+		{"ssh: connect to host 10.1.1.1 port 22: Connection timed out\r\n", fault.Timeout},
+		{"Connection timed out during banner exchange\r\n", fault.Timeout},
+		{"ssh: connect to host 10.1.1.1 port 22: No route to host\r\n", fault.Unreach},
+		{"deploy@127.0.0.2: Permission denied (publickey).\r\n", fault.Auth},
+		{"No ED25519 host key is known for web1 and you have requested strict checking.\r\nHost key verification failed.\r\n", fault.HostKey},
+		{"@@@@@@\r\n@    WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!     @\r\n", fault.HostKey},
+		{"kex_exchange_identification: Connection closed by remote host\r\n", fault.SSH},
+	} {
+		got := Classify("web1", tgt, tc.stderr)
+		if got.Class != tc.want {
+			t.Errorf("%q: class %s, want %s", tc.stderr, got.Class, tc.want)
+		}
+		if got.Host != "web1" || got.Hint == "" || got.Msg == "" {
+			t.Errorf("%q: incomplete error %+v", tc.stderr, got)
+		}
+	}
+}
+
+func TestArgsKeepHostKeyChecking(t *testing.T) {
+	o := Options{ConfigFile: "/lab/ssh_config", Extra: []string{"IdentityFile=/k"}, ControlDir: "/tmp/skiff-ssh-1"}
+	args := strings.Join(o.Args(), " ")
+	for _, want := range []string{"-F /lab/ssh_config", "BatchMode=yes", "ControlMaster=auto", "ControlPath=/tmp/skiff-ssh-1/%C", "ConnectTimeout=10", "ServerAliveInterval=", "-o IdentityFile=/k"} {
+		if !strings.Contains(args, want) {
+			t.Errorf("args %q lack %q", args, want)
+		}
+	}
+	if strings.Contains(strings.ToLower(args), "stricthostkeychecking") || strings.Contains(args, "UserKnownHostsFile=/dev/null") {
+		t.Errorf("args weaken host key checking: %q", args)
+	}
+}
+
+func TestValidateRefusesWhiteSpace(t *testing.T) {
+	if err := (Options{ConfigFile: "/a b"}).Validate(); err == nil {
+		t.Error("config path with a space accepted")
+	}
+	if err := (Options{Extra: []string{"ProxyCommand=nc %h %p"}}).Validate(); err == nil {
+		t.Error("option with spaces accepted")
+	}
+	if err := (Options{Extra: []string{"Port"}}).Validate(); err == nil {
+		t.Error("option without = accepted")
+	}
+}
+
+func TestStoreURL(t *testing.T) {
+	s := &SSH{Target: Target{Host: "web1", User: "deploy"}}
+	if got, want := s.StoreURL(true), "ssh://deploy@web1?remote-program=sudo%20-n%20nix-store"; got != want {
+		t.Errorf("StoreURL = %q, want %q", got, want)
+	}
+	s.Target.User = ""
+	if got, want := s.StoreURL(false), "ssh://root@web1"; got != want {
+		t.Errorf("StoreURL = %q, want %q", got, want)
+	}
+}
