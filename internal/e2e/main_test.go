@@ -95,17 +95,10 @@ type result struct {
 	stdout, stderr string
 }
 
-// skiff runs the command line in-process against the lab.
+// skiff runs the command line in-process against the shared lab.
 func skiff(t *testing.T, args ...string) result {
 	t.Helper()
-	full := append([]string{"-F", fleet.SSHConfig(), "--nix-option", "substituters="}, args...)
-	var stdout, stderr bytes.Buffer
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	code := cli.Main(ctx, full, strings.NewReader(""), &stdout, &stderr)
-	r := result{code, stdout.String(), stderr.String()}
-	t.Logf("skiff %s\nexit %d\n--- stdout\n%s--- stderr\n%s", strings.Join(args, " "), code, r.stdout, r.stderr)
-	return r
+	return skiffOn(t, fleet, args...)
 }
 
 // inHost runs argv inside a lab host (not over SSH) for assertions.
@@ -150,4 +143,34 @@ func wantContains(t *testing.T, what, s string, subs ...string) {
 			t.Errorf("%s lacks %q:\n%s", what, sub, s)
 		}
 	}
+}
+
+// newLab starts a lab of its own for a test that needs hosts with special
+// settings or that breaks hosts in ways other tests must not see. It is
+// stopped when the test ends.
+func newLab(t *testing.T, specs ...lab.HostSpec) *lab.Lab {
+	t.Helper()
+	l, err := lab.Start(t.Context(), lab.Options{Dir: t.TempDir(), Hosts: specs})
+	if err != nil {
+		t.Fatalf("start lab: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := l.Stop(); err != nil {
+			t.Errorf("stop lab: %v", err)
+		}
+	})
+	return l
+}
+
+// skiffOn runs the command line in-process against lab l.
+func skiffOn(t *testing.T, l *lab.Lab, args ...string) result {
+	t.Helper()
+	full := append([]string{"-F", l.SSHConfig(), "--nix-option", "substituters="}, args...)
+	var stdout, stderr bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	code := cli.Main(ctx, full, strings.NewReader(""), &stdout, &stderr)
+	r := result{code, stdout.String(), stderr.String()}
+	t.Logf("skiff %s\nexit %d\n--- stdout\n%s--- stderr\n%s", strings.Join(args, " "), code, r.stdout, r.stderr)
+	return r
 }

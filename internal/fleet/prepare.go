@@ -1,0 +1,372 @@
+package fleet
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/skiffdeploy/skiff/internal/command"
+	"github.com/skiffdeploy/skiff/internal/fault"
+	"github.com/skiffdeploy/skiff/internal/flake"
+	"github.com/skiffdeploy/skiff/internal/nix"
+	"github.com/skiffdeploy/skiff/internal/remote"
+	"github.com/skiffdeploy/skiff/internal/transport"
+)
+
+// Options configure a deploy.
+type Options struct {
+	Flake    flake.Ref
+	Hosts    []string // names; empty selects every host
+	Mode     Mode
+	User     string // login user for every host, overriding the flake
+	SSH      transport.Options
+	Parallel int  // hosts deployed at once; 0 means 10
+	Force    bool // activate even when the host already runs the new system
+	Runner   *command.Runner
+	Nix      *nix.Nix
+	Reporter Reporter
+}
+
+type run struct {
+	Options
+	hosts    []flake.Host
+	conns    map[string]*remote.Host
+	states   map[string]remote.State
+	built    map[string]bool // out path → built
+	closures map[string][]nix.PathInfo
+	errs     map[string]error // per host, before its pipeline
+	mu       sync.Mutex
+}
+
+func (r *run) report(host string, phase Phase, format string, args ...any) {
+	r.Reporter.Event(Event{Time: time.Now(), Host: host, Phase: phase, Msg: fmt.Sprintf(format, args...)})
+}
+
+func (r *run) fail(host string, err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.errs[host] == nil {
+		r.errs[host] = err
+	}
+}
+
+// Session is a selection of hosts evaluated, (optionally) built, and
+// connected to: what deploy, diff and status start from.
+type Session struct {
+	run *run
+}
+
+// Prepare evaluates the selected hosts with one nix eval, then builds all
+// their systems with one nix build (when build is true) while opening one
+// shared ssh connection per host and reading what it runs. Failures of
+// single hosts are kept per host (Session.Err); the error is for the run.
+func Prepare(ctx context.Context, o Options, build bool) (*Session, error) {
+	if o.Parallel <= 0 {
+		o.Parallel = 10
+	}
+	r := &run{Options: o, conns: map[string]*remote.Host{}, states: map[string]remote.State{},
+		built: map[string]bool{}, closures: map[string][]nix.PathInfo{}, errs: map[string]error{}}
+
+	start := time.Now()
+	r.report("", PhaseEval, "evaluating %s", describeSelection(o.Hosts))
+	hosts, err := flake.Evaluate(ctx, o.Nix, o.Flake, o.Hosts)
+	if err != nil {
+		return nil, err
+	}
+	r.hosts = hosts
+	r.report("", PhaseEval, "evaluated %d host(s) in %s", len(hosts), since(start))
+	for _, h := range hosts {
+		r.conns[h.Name] = &remote.Host{Name: h.Name, Conn: &transport.SSH{Target: TargetOf(h, o.User), Options: o.SSH, Run: o.Runner, Name: h.Name}}
+	}
+
+	var wg sync.WaitGroup
+	if build {
+		wg.Add(1)
+		go func() { defer wg.Done(); r.build(ctx) }()
+	}
+	wg.Add(1)
+	go func() { defer wg.Done(); r.connectAll(ctx) }()
+	wg.Wait()
+	return &Session{run: r}, nil
+}
+
+// TargetOf is where a host's ssh connection goes: its deployment settings,
+// the attribute name as the default destination, and user overriding the
+// flake's targetUser when set.
+func TargetOf(h flake.Host, user string) transport.Target {
+	t := transport.Target{Host: h.Name, Port: h.Deployment.TargetPort, User: h.Deployment.TargetUser}
+	if h.Deployment.TargetHost != "" {
+		t.Host = h.Deployment.TargetHost
+	}
+	if user != "" {
+		t.User = user
+	}
+	return t
+}
+
+// Close ends every host's shared connection.
+func (s *Session) Close() { s.run.closeAll() }
+
+// Hosts are the selected hosts, as evaluated.
+func (s *Session) Hosts() []flake.Host { return s.run.hosts }
+
+// Remote is the named host's connection.
+func (s *Session) Remote(name string) *remote.Host { return s.run.conns[name] }
+
+// State is what the named host ran when it was connected to.
+func (s *Session) State(name string) remote.State {
+	s.run.mu.Lock()
+	defer s.run.mu.Unlock()
+	return s.run.states[name]
+}
+
+// Closure is the named host's new system closure, with NAR sizes (empty
+// when the session did not build or the build failed).
+func (s *Session) Closure(name string) []nix.PathInfo {
+	s.run.mu.Lock()
+	defer s.run.mu.Unlock()
+	return s.run.closures[name]
+}
+
+// Err is what went wrong for the named host so far (connecting, building).
+func (s *Session) Err(name string) error {
+	s.run.mu.Lock()
+	defer s.run.mu.Unlock()
+	return s.run.errs[name]
+}
+
+// Report sends an event to the session's reporter.
+func (s *Session) Report(host string, phase Phase, format string, args ...any) {
+	s.run.report(host, phase, format, args...)
+}
+
+func describeSelection(names []string) string {
+	if len(names) == 0 {
+		return "every host of the flake"
+	}
+	return strings.Join(names, ", ")
+}
+
+func since(t time.Time) string { return time.Since(t).Round(time.Millisecond).String() }
+
+func (r *run) closeAll() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, c := range r.conns {
+		wg.Add(1)
+		go func() { defer wg.Done(); c.Conn.Close(ctx) }()
+	}
+	wg.Wait()
+}
+
+// connectAll opens each host's shared connection and reads its state.
+func (r *run) connectAll(ctx context.Context) {
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, r.Parallel)
+	for _, h := range r.hosts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			c := r.conns[h.Name]
+			start := time.Now()
+			r.report(h.Name, PhaseConnect, "connecting to %s", c.Conn.Target)
+			st, err := c.ReadState(ctx)
+			if err != nil {
+				if fe, ok := fault.As(err); ok && fe.Host == "" {
+					fe.Host = h.Name
+				}
+				r.fail(h.Name, err)
+				r.report(h.Name, PhaseConnect, "failed: %v", err)
+				return
+			}
+			r.mu.Lock()
+			r.states[h.Name] = st
+			r.mu.Unlock()
+			r.report(h.Name, PhaseConnect, "connected in %s; %s", since(start), describeState(st))
+		}()
+	}
+	wg.Wait()
+}
+
+func describeState(st remote.State) string {
+	switch {
+	case st.Generation > 0 && st.Current == st.Profile:
+		return fmt.Sprintf("running generation %d", st.Generation)
+	case st.Generation > 0:
+		return fmt.Sprintf("profile at generation %d, running %s", st.Generation, orNone(st.Current))
+	case st.Current != "":
+		return "no system profile yet, running " + st.Current
+	}
+	return "no system deployed yet"
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "nothing"
+	}
+	return s
+}
+
+// build builds every host's toplevel with one nix build and reads the
+// closures with one nix path-info.
+func (r *run) build(ctx context.Context) {
+	start := time.Now()
+	var drvs []string
+	seen := map[string]bool{}
+	for _, h := range r.hosts {
+		if !seen[h.DrvPath] {
+			seen[h.DrvPath] = true
+			drvs = append(drvs, h.DrvPath)
+		}
+	}
+	r.report("", PhaseBuild, "building %d system(s)", len(drvs))
+	_, err := r.Nix.Build(ctx, drvs)
+	if err != nil {
+		r.buildFailed(ctx, err)
+	} else {
+		for _, h := range r.hosts {
+			r.built[h.OutPath] = true
+		}
+	}
+	var outs []string
+	for _, h := range r.hosts {
+		if r.built[h.OutPath] {
+			outs = append(outs, h.OutPath)
+		}
+	}
+	if len(outs) == 0 {
+		return
+	}
+	infos, err := r.Nix.Closure(ctx, outs...)
+	if err != nil {
+		for _, h := range r.hosts {
+			r.fail(h.Name, fmt.Errorf("read closure of %s: %w", h.OutPath, err))
+		}
+		return
+	}
+	byPath := map[string]nix.PathInfo{}
+	for _, i := range infos {
+		byPath[i.Path] = i
+	}
+	for _, h := range r.hosts {
+		if r.built[h.OutPath] {
+			r.closures[h.Name] = closureOf(h.OutPath, byPath)
+		}
+	}
+	r.report("", PhaseBuild, "built in %s", since(start))
+}
+
+// closureOf walks references from root.
+func closureOf(root string, byPath map[string]nix.PathInfo) []nix.PathInfo {
+	var out []nix.PathInfo
+	seen := map[string]bool{root: true}
+	queue := []string{root}
+	for len(queue) > 0 {
+		p := queue[0]
+		queue = queue[1:]
+		info, ok := byPath[p]
+		if !ok {
+			continue
+		}
+		out = append(out, info)
+		for _, ref := range info.References {
+			if !seen[ref] {
+				seen[ref] = true
+				queue = append(queue, ref)
+			}
+		}
+	}
+	return out
+}
+
+// buildFailed works out which hosts' systems were not built and gives
+// each the failing derivation and the last lines of its log.
+func (r *run) buildFailed(ctx context.Context, err error) {
+	var ce *command.Error
+	stderr := err.Error()
+	if errors.As(err, &ce) {
+		stderr = ce.Stderr
+	}
+	var outs []string
+	for _, h := range r.hosts {
+		outs = append(outs, h.OutPath)
+	}
+	invalid := map[string]bool{}
+	res, verr := r.Runner.Run(ctx, command.Cmd{Argv: append([]string{"nix-store", "--check-validity", "--print-invalid"}, outs...)})
+	if verr != nil {
+		for _, o := range outs {
+			invalid[o] = true
+		}
+	} else {
+		for _, l := range strings.Fields(string(res.Stdout)) {
+			invalid[l] = true
+		}
+	}
+	drv, logTail := nix.ParseBuildFailure(stderr)
+	for _, h := range r.hosts {
+		if !invalid[h.OutPath] {
+			r.built[h.OutPath] = true
+			continue
+		}
+		msg := "its system failed to build"
+		hint := fmt.Sprintf("see the whole log with \"nix log %s\"", h.DrvPath)
+		if drv != "" {
+			msg = fmt.Sprintf("its system failed to build: %s failed", drv)
+			hint = fmt.Sprintf("see the whole log with \"nix log %s\"", drv)
+		}
+		if logTail != "" {
+			msg += "; last log lines:\n" + logTail
+		} else if ce != nil {
+			msg += ": " + command.Tail(ce.Stderr, 5)
+		}
+		// A build failure explains more than a connection failure would.
+		r.mu.Lock()
+		r.errs[h.Name] = fault.Wrap(err, h.Name, fault.Build, hint, "%s", msg)
+		r.mu.Unlock()
+		r.report(h.Name, PhaseBuild, "build failed")
+	}
+}
+
+// lineWriter turns a host command's output into Output events, a line each.
+type lineWriter struct {
+	host string
+	r    *run
+	buf  []byte
+	mu   sync.Mutex
+}
+
+func (w *lineWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.buf = append(w.buf, p...)
+	for {
+		i := strings.IndexByte(string(w.buf), '\n')
+		if i < 0 {
+			break
+		}
+		line := string(w.buf[:i])
+		w.buf = w.buf[i+1:]
+		w.r.Reporter.Event(Event{Time: time.Now(), Host: w.host, Phase: PhaseActivate, Msg: line, Output: true})
+	}
+	return len(p), nil
+}
+
+// Bytes formats a byte count for people.
+func Bytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
