@@ -28,6 +28,12 @@ func Deploy(ctx context.Context, o Options) ([]Result, error) {
 		return nil, err
 	}
 	defer s.Close()
+	if o.BeforeDeploy != nil {
+		proceed, err := o.BeforeDeploy(ctx, s)
+		if err != nil || !proceed {
+			return nil, err
+		}
+	}
 	r := s.run
 	results := make([]Result, len(r.hosts))
 	var wg sync.WaitGroup

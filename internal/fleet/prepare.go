@@ -28,6 +28,9 @@ type Options struct {
 	Runner   *command.Runner
 	Nix      *nix.Nix
 	Reporter Reporter
+	// BeforeDeploy, when set, runs after preparation and before any host
+	// is changed (deploy --plan); returning false deploys nothing.
+	BeforeDeploy func(ctx context.Context, s *Session) (bool, error)
 }
 
 type run struct {
