@@ -10,6 +10,7 @@ skiff_deps() {
 	command -v sudo >/dev/null 2>&1 || need+=(sudo)
 	command -v nsenter >/dev/null 2>&1 || need+=(util-linux)
 	command -v git >/dev/null 2>&1 || need+=(git)
+	command -v iptables >/dev/null 2>&1 || need+=(iptables)
 	if [ ${#need[@]} -gt 0 ]; then
 		echo "installing ${need[*]}" >&2
 		export DEBIAN_FRONTEND=noninteractive

@@ -43,6 +43,7 @@ func run(rounds int, size int64) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
+	os.Setenv("SKIFF_HISTORY", filepath.Join(dir, "history.db")) // not the user's history
 	l, err := lab.Start(ctx, lab.Options{Dir: filepath.Join(dir, "lab"), Hosts: []lab.HostSpec{{Name: "floor"}, {Name: "skiff"}}})
 	if err != nil {
 		return err

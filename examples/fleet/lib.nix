@@ -6,7 +6,8 @@
 #   mkSystem { name, generation ? 1, units ? defaultUnits, authorizedKeys ? null,
 #              activationFails ? false, activationDelay ? 0, deployment ? {},
 #              system ? "x86_64-linux", baseSize ? 0,
-#              nixosVersion ? "24.05.20240601.lab", initInterfaceVersion ? "systemd" }
+#              nixosVersion ? "24.05.20240601.lab", initInterfaceVersion ? "systemd",
+#              packages ? {} }
 #
 # returns { config = { system.build.toplevel; deployment; nixpkgs.hostPlatform.system;
 # networking.hostName; }; }, the part of a NixOS configuration that deploy tools read.
@@ -15,6 +16,8 @@
 # etc/lab/units/*, etc/ssh/authorized_keys.d/*), lab-system-path (shared by every host
 # of a platform: sw/bin, and baseSize bytes of filler), linux-lab (kernel and initrd
 # stand-ins) and lab-nixos-tools (switch-to-configuration and activate).
+# packages = { NAME = VERSION; } adds a store path NAME-VERSION per entry to the closure
+# (listed in etc/lab/packages), so that closures differ by real package versions.
 let
   boolStr = b: if b then "1" else "0";
   valueStr = v: if builtins.isBool v then boolStr v else toString v;
@@ -59,6 +62,7 @@ in
     , baseSize ? 0
     , nixosVersion ? "24.05.20240601.lab"
     , initInterfaceVersion ? "systemd"
+    , packages ? { }
     }:
     let
       hostName = checkName "host" name;
@@ -104,6 +108,17 @@ in
               (concat (map (k: k + "\n") authorizedKeys.${user})))
             (builtins.attrNames authorizedKeys);
 
+      packageFiles =
+        if packages == { } then [ ]
+        else [
+          (file "etc/lab/packages" (concat (map
+            (n: "${mk {
+              name = "${checkName "package" n}-${toString packages.${n}}";
+              args = [ "-c" "printf '%s\\n' \"$name\" >\"$out\"" ];
+            }}\n")
+            (builtins.attrNames packages))))
+        ];
+
       etc = mk {
         name = "etc-${hostName}";
         args = [ ./lab/build-files.sh ];
@@ -111,7 +126,7 @@ in
           (file "etc/hostname" "${hostName}\n")
           (file "etc/lab/generation" "${toString generation}\n")
           (file "etc/NIXOS" "")
-        ] ++ unitFiles ++ keyFiles);
+        ] ++ unitFiles ++ keyFiles ++ packageFiles);
         passAsFile = [ "manifest" ];
       };
 

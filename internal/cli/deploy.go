@@ -2,14 +2,13 @@ package cli
 
 import (
 	"context"
-	"os"
+	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/skiffdeploy/skiff/internal/activate"
 	"github.com/skiffdeploy/skiff/internal/flake"
 	"github.com/skiffdeploy/skiff/internal/fleet"
-	"github.com/skiffdeploy/skiff/internal/transport"
-	"github.com/skiffdeploy/skiff/internal/ui"
 )
 
 type deployOptions struct {
@@ -17,17 +16,28 @@ type deployOptions struct {
 	targetUser string
 	parallel   int
 	force      bool
+	on         []string
+	canary     int
+	failFast   bool
+	json       bool
+	askSudo    bool
+	gc         bool
+	gcKeep     int
+	plan       planOptions
 }
 
 func newDeploy(g *globals) *cobra.Command {
 	var o deployOptions
+	var safety activate.Options
 	c := &cobra.Command{
-		Use:   "deploy [HOST...]",
+		Use:   "deploy [HOST|GLOB|@TAG...]",
 		Short: "Build the hosts' systems locally, copy them and activate them",
 		Long: `Deploy builds nixosConfigurations.HOST.config.system.build.toplevel locally,
 copies the store paths each host lacks over SSH and runs
-switch-to-configuration MODE there. Without HOST, every host of the flake is
-deployed.
+switch-to-configuration MODE there. Hosts are chosen by name (web1), glob
+(web*) and tag (@db), as arguments or with --on web1,@db; without any, every
+host of the flake is deployed. Hosts with deployment.critical = true go last,
+after every other host succeeded.
 
 Modes (as nixos-rebuild):
   switch        new generation, boot default, activate now (default)
@@ -37,7 +47,7 @@ Modes (as nixos-rebuild):
 
 ` + exitCodeHelp,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return runDeploy(cmd.Context(), g, o, args)
+			return runDeploy(cmd.Context(), g, o, safety, args)
 		},
 	}
 	f := c.Flags()
@@ -45,13 +55,25 @@ Modes (as nixos-rebuild):
 	f.StringVar(&o.targetUser, "target-user", "", "log in as `USER` on every host (default: deployment.targetUser, else root); a user other than root uses sudo -n")
 	f.IntVarP(&o.parallel, "parallel", "p", 10, "deploy at most `N` hosts at once")
 	f.BoolVar(&o.force, "force", false, "activate even hosts that already run the new system")
+	f.StringSliceVar(&o.on, "on", nil, "select hosts: `NAMES`, globs and @tags, comma separated")
+	f.IntVar(&o.canary, "canary", 0, "deploy `N` hosts first and stop if any of them fails")
+	f.BoolVar(&o.failFast, "fail-fast", false, "once a host fails, deploy no more hosts")
+	f.BoolVar(&o.json, "json", false, "print JSON Lines on stdout: an event per phase change, then a summary")
+	f.BoolVar(&o.askSudo, "ask-sudo-password", false, "ask once for the sudo password of the login user and give it to sudo on each host")
+	f.BoolVar(&o.gc, "gc", false, "when a host lacks room for the copy, delete old generations and collect garbage there first")
+	f.IntVar(&o.gcKeep, "gc-keep", fleet.DefaultGCKeep, "with --gc: keep the newest `N` generations")
+	addPlanFlags(f, &o.plan)
+	addSafetyFlags(f, &safety)
 	return c
 }
 
-func runDeploy(ctx context.Context, g *globals, o deployOptions, hosts []string) error {
+func runDeploy(ctx context.Context, g *globals, o deployOptions, safety activate.Options, hosts []string) error {
 	mode, err := fleet.ParseMode(o.mode)
 	if err != nil {
 		return usageError{err}
+	}
+	if err := checkSafety(safety); err != nil {
+		return err
 	}
 	if o.parallel < 1 {
 		return usageError{errorf("--parallel must be at least 1")}
@@ -59,55 +81,85 @@ func runDeploy(ctx context.Context, g *globals, o deployOptions, hosts []string)
 	if o.targetUser != "" && !flake.ValidName(o.targetUser) {
 		return usageError{errorf("invalid --target-user %q", o.targetUser)}
 	}
-	for _, h := range hosts {
-		if !flake.ValidName(h) {
-			return usageError{errorf("invalid host name %q: host names are flake attribute names (letters, digits, '_', '.', '-')", h)}
+	if o.gcKeep < 1 {
+		return usageError{errorf("--gc-keep must be at least 1")}
+	}
+	if o.canary < 0 {
+		return usageError{errorf("--canary must not be negative")}
+	}
+	hosts = append(hosts, o.on...)
+	rc, err := g.reach(hosts)
+	if err != nil {
+		return err
+	}
+	defer rc.close()
+	ref, sshOpts := rc.ref, rc.ssh
+	var password string
+	if o.askSudo {
+		if password, err = readSudoPassword(g); err != nil {
+			return err
 		}
 	}
-	ref, err := flake.ParseRef(g.flake)
-	if err != nil {
-		return err
-	}
-	dir, err := transport.NewControlDir()
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(dir)
-	sshOpts, err := g.sshOptionsFor(dir)
+	beforeDeploy, err := o.plan.hook(g, o.parallel)
 	if err != nil {
 		return err
 	}
 	run := g.runner()
+	out := g.output(o.json)
+	start := time.Now()
 	results, err := fleet.Deploy(ctx, fleet.Options{
-		Flake:    ref,
-		Hosts:    hosts,
-		Mode:     mode,
-		User:     o.targetUser,
-		SSH:      sshOpts,
-		Parallel: o.parallel,
-		Force:    o.force,
-		Runner:   run,
-		Nix:      g.nix(run),
-		Reporter: &ui.Plain{W: g.stderr},
+		Flake:        ref,
+		Hosts:        hosts,
+		Mode:         mode,
+		User:         o.targetUser,
+		SSH:          sshOpts,
+		Parallel:     o.parallel,
+		Force:        o.force,
+		Canary:       o.canary,
+		FailFast:     o.failFast,
+		GC:           o.gc,
+		GCKeep:       o.gcKeep,
+		SudoPassword: password,
+		Runner:       run,
+		Nix:          g.nix(run),
+		Reporter:     out.reporter,
+		BeforeDeploy: beforeDeploy,
+		Safety:       safety,
 	})
+	out.close()
 	if err != nil {
 		return err
 	}
-	ui.Summary(g.stdout, results)
-	code := ExitOK
+	code := exitCodeOf(results)
+	if ctx.Err() != nil {
+		code = ExitInterrupted
+	}
+	out.summary(results, code)
+	if len(results) > 0 { // a --plan that deployed nothing is not recorded
+		recordRun(g, start, "deploy", ref, string(mode), results, code)
+	}
 	for _, r := range results {
 		if r.Err != nil {
 			printError(g.stderr, r.Err)
-		}
-		switch {
-		case r.Status == fleet.RolledBack:
-			code = ExitRolledBack
-		case r.Status == fleet.Failed && code != ExitRolledBack:
-			code = ExitHostsFailed
 		}
 	}
 	if code != ExitOK {
 		return exitError{code}
 	}
 	return nil
+}
+
+// exitCodeOf maps host results to the exit code: 4 when a host was rolled
+// back, else 3 when a host failed or was skipped, else 0.
+func exitCodeOf(results []fleet.Result) int {
+	code := ExitOK
+	for _, r := range results {
+		switch {
+		case r.Status == fleet.RolledBack:
+			code = ExitRolledBack
+		case (r.Status == fleet.Failed || r.Status == fleet.Skipped) && code != ExitRolledBack:
+			code = ExitHostsFailed
+		}
+	}
+	return code
 }

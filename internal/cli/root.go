@@ -42,6 +42,7 @@ type globals struct {
 	sshConfig      string
 	sshOptions     []string
 	nixOptions     []string
+	history        string // --history: the history database
 }
 
 func (g *globals) runner() *command.Runner {
@@ -103,7 +104,15 @@ builds locally, copies only the store paths a host lacks, and activates.
 	f.StringVarP(&g.sshConfig, "ssh-config", "F", "", "an ssh client configuration `FILE` used instead of ~/.ssh/config (for ssh and nix copy alike)")
 	f.StringArrayVarP(&g.sshOptions, "ssh-option", "o", nil, "an extra ssh option `KEY=VALUE` (repeatable; for ssh and nix copy alike)")
 	f.StringArrayVar(&g.nixOptions, "nix-option", nil, "a nix setting `NAME=VALUE` for local nix commands (repeatable)")
+	f.StringVar(&g.history, "history", "", "the history database `PATH` (default $SKIFF_HISTORY, else $XDG_STATE_HOME/skiff/history.db)")
 	root.AddCommand(newDeploy(g))
+	root.AddCommand(newHistory(g))
+	root.AddCommand(newStatus(g))
+	root.AddCommand(newDoctor(g))
+	root.AddCommand(newGC(g))
+	root.AddCommand(newGenerations(g))
+	root.AddCommand(newDiff(g))
+	root.AddCommand(newRollback(g))
 	return root
 }
 

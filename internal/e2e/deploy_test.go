@@ -268,7 +268,7 @@ func TestSudoWantingAPasswordFailsFast(t *testing.T) {
 	r := skiff(t, "deploy", "pw1", "--target-user", "deploy", "--flake", writeFlake(t, host("pw1", "")))
 	wantCode(t, r, 3)
 	wantContains(t, "error", r.stderr, "skiff: error: pw1: sudo on the host wants a password for deploy",
-		`skiff: hint: allow password-less sudo for deploy`, "NOPASSWD")
+		"skiff: hint: run with --ask-sudo-password", "NOPASSWD")
 	wantContains(t, "summary", r.stdout, "pw1", "failed", "sudo")
 	if got := profileLink(t, "pw1"); got != "" {
 		t.Errorf("profile set to %q", got)
@@ -276,11 +276,11 @@ func TestSudoWantingAPasswordFailsFast(t *testing.T) {
 }
 
 func TestTooLittleDiskIsRefusedBeforeCopying(t *testing.T) {
-	// The shared base alone (64 MiB of filler) does not fit in a 48 MiB store.
-	r := skiff(t, "deploy", "small1", "--flake", writeFlake(t, host("small1", "baseSize = 67108864;")))
+	// The shared base alone (96 MiB of filler) does not fit in a 64 MiB store.
+	r := skiff(t, "deploy", "small1", "--flake", writeFlake(t, host("small1", "baseSize = 100663296;")))
 	wantCode(t, r, 3)
-	wantContains(t, "error", r.stderr, "skiff: error: small1: needs 64.0 MiB in /nix/store", "MiB free", "nothing was copied",
-		"skiff: hint: free space on the host", "nix-collect-garbage")
+	wantContains(t, "error", r.stderr, "skiff: error: small1: needs 96.0 MiB in /nix/store", "MiB free", "nothing was copied",
+		`skiff: hint: run "skiff gc small1 --keep 5"`, "or deploy with --gc")
 	wantContains(t, "summary", r.stdout, "small1", "failed", "disk")
 	if strings.Contains(r.stderr, " copy --to ") || strings.Contains(r.stderr, "copying") {
 		t.Errorf("copied anyway:\n%s", r.stderr)
@@ -290,5 +290,23 @@ func TestTooLittleDiskIsRefusedBeforeCopying(t *testing.T) {
 	}
 	if got := profileLink(t, "small1"); got != "" {
 		t.Errorf("profile set to %q", got)
+	}
+
+	// Two generations of 16 MiB fill the store; a third does not fit
+	// until --gc deletes the oldest one and collects its paths.
+	mib := 1 << 20
+	for i, size := range []int{16 * mib, 16*mib + 1} {
+		r = skiff(t, "deploy", "small1", "--flake", writeFlake(t, host("small1", fmt.Sprintf("generation = %d; baseSize = %d;", i+1, size))))
+		wantCode(t, r, 0)
+	}
+	third := writeFlake(t, host("small1", fmt.Sprintf("generation = 3; baseSize = %d;", 16*mib+2)))
+	r = skiff(t, "deploy", "small1", "--flake", third)
+	wantCode(t, r, 3)
+	wantContains(t, "error", r.stderr, "nothing was copied")
+	r = skiff(t, "deploy", "small1", "--gc", "--gc-keep", "1", "--flake", third)
+	wantCode(t, r, 0)
+	wantContains(t, "progress", r.stderr, "deleting all but the newest 1 generations and collecting garbage", "deleted 1 generation(s), freed")
+	if got := profileLink(t, "small1"); got != "system-3-link" {
+		t.Errorf("profile %q, want system-3-link", got)
 	}
 }

@@ -23,7 +23,7 @@ var hostNames = []string{"web1", "web2", "db1", "modes", "sudo1", "fail1", "unit
 // Hosts with special settings.
 var specialHosts = []lab.HostSpec{
 	{Name: "pw1", SudoPassword: "correct horse"}, // deploy's sudo wants a password
-	{Name: "small1", StoreSize: 48 << 20},        // a small /nix
+	{Name: "small1", StoreSize: 64 << 20},        // a small /nix
 }
 
 func TestMain(m *testing.M) {
@@ -40,6 +40,8 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
+	// Runs are recorded in a history of the tests' own.
+	os.Setenv("SKIFF_HISTORY", filepath.Join(dir, "history.db"))
 	var specs []lab.HostSpec
 	for _, n := range hostNames {
 		specs = append(specs, lab.HostSpec{Name: n})
@@ -173,4 +175,24 @@ func skiffOn(t *testing.T, l *lab.Lab, args ...string) result {
 	r := result{code, stdout.String(), stderr.String()}
 	t.Logf("skiff %s\nexit %d\n--- stdout\n%s--- stderr\n%s", strings.Join(args, " "), code, r.stdout, r.stderr)
 	return r
+}
+
+// skiffWithInput runs the command line with stdin.
+func skiffWithInput(t *testing.T, l *lab.Lab, stdin string, args ...string) result {
+	t.Helper()
+	full := append([]string{"-F", l.SSHConfig(), "--nix-option", "substituters="}, args...)
+	var stdout, stderr bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	code := cli.Main(ctx, full, strings.NewReader(stdin), &stdout, &stderr)
+	r := result{code, stdout.String(), stderr.String()}
+	t.Logf("skiff %s\nexit %d\n--- stdout\n%s--- stderr\n%s", strings.Join(args, " "), code, r.stdout, r.stderr)
+	return r
+}
+
+// profileOf is the system profile link of a host of lab l.
+func profileOf(t *testing.T, l *lab.Lab, host string) string {
+	t.Helper()
+	out, _ := l.Host(host).Exec(context.Background(), "readlink", "/nix/var/nix/profiles/system")
+	return strings.TrimSpace(out)
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -64,6 +65,18 @@ type Settings struct {
 	TargetPort int      `json:"targetPort"`
 	TargetUser string   `json:"targetUser"`
 	Tags       []string `json:"tags"`
+	Critical   bool     `json:"critical"` // deployed last, only after every other host succeeded
+	// HealthChecks run after activation, before the new system is kept.
+	HealthChecks HealthChecks `json:"healthChecks"`
+}
+
+// HealthChecks are a host's checks after activation: commands run on the
+// host (sh -c, privileged) and HTTP(S) URLs fetched from the deployer,
+// each retried until Timeout seconds (0: 10).
+type HealthChecks struct {
+	Commands []string `json:"commands"`
+	URLs     []string `json:"urls"`
+	Timeout  int      `json:"timeout"`
 }
 
 // Host is one evaluated configuration.
@@ -79,6 +92,7 @@ type Host struct {
 // evalResult is what the apply function returns.
 type evalResult struct {
 	Names []string                   `json:"names"`
+	Tags  map[string][]string        `json:"tags"`
 	Hosts map[string]json.RawMessage `json:"hosts"`
 }
 
@@ -89,63 +103,57 @@ type evalHost struct {
 	System     *string         `json:"system"`
 }
 
-// applyExpr selects the named configurations and projects what skiff
-// needs, so the whole fleet is evaluated by one nix eval. names is
-// validated (ValidName) and encoded as JSON, which is also a Nix string.
-func applyExpr(names []string) string {
-	sel := []byte("null")
-	if len(names) > 0 {
-		sel, _ = json.Marshal(names)
+// applyExpr selects configurations and projects what skiff needs, so the
+// whole fleet is evaluated by one nix eval. The selectors are validated
+// (ParseSelectors) and encoded as JSON, which is also a Nix string. Tags
+// are evaluated only when a selector asks for one.
+func applyExpr(sels []Selector) string {
+	js := []byte("null")
+	if len(sels) > 0 {
+		js, _ = json.Marshal(sels)
 	}
-	return "cfgs: let want = builtins.fromJSON ''" + string(sel) + "''; " +
-		"pick = if want == null then builtins.attrNames cfgs else builtins.filter (n: builtins.hasAttr n cfgs) want; " +
+	return "cfgs: let sels = builtins.fromJSON ''" + string(js) + "''; " +
+		"names = builtins.attrNames cfgs; " +
+		"tagsOf = n: ((builtins.getAttr n cfgs).config.deployment or {}).tags or []; " +
+		"matches = n: s: if s.kind == \"name\" then n == s.value else if s.kind == \"glob\" then builtins.match s.regex n != null else builtins.elem s.value (tagsOf n); " +
+		"pick = if sels == null then names else builtins.filter (n: builtins.any (matches n) sels) names; " +
+		"hasTags = sels != null && builtins.any (s: s.kind == \"tag\") sels; " +
 		"one = name: let c = (builtins.getAttr name cfgs).config; p = c.nixpkgs or {}; t = c.system.build.toplevel; in { " +
 		"deployment = c.deployment or {}; drvPath = t.drvPath; out = t.outPath; " +
 		"system = (p.hostPlatform or {}).system or p.system or null; }; " +
-		"in { names = builtins.attrNames cfgs; hosts = builtins.listToAttrs (map (n: { name = n; value = one n; }) pick); }"
+		"in { inherit names; tags = if hasTags then builtins.listToAttrs (map (n: { name = n; value = tagsOf n; }) names) else {}; " +
+		"hosts = builtins.listToAttrs (map (n: { name = n; value = one n; }) pick); }"
 }
 
-// unknownHost lists the hosts a flake has.
-func unknownHost(name string, known []string) error {
-	hint := "the flake defines no nixosConfigurations"
-	if len(known) > 0 {
-		hint = "known hosts: " + strings.Join(known, ", ")
-	}
-	return fault.New("", fault.Usage, hint, "unknown host %q in the flake", name)
-}
-
-// Evaluate evaluates the named hosts of the flake with one nix eval. An
-// empty names list selects every host.
-func Evaluate(ctx context.Context, n *nix.Nix, ref Ref, names []string) ([]Host, error) {
-	for _, name := range names {
-		if !ValidName(name) {
-			return nil, fault.New("", fault.Usage, "host names are flake attribute names: letters, digits, '_', '.' and '-'",
-				"invalid host name %q", name)
-		}
+// Evaluate evaluates the hosts of the flake chosen by selectors (names,
+// globs such as web*, tags such as @db; see ParseSelectors) with one nix
+// eval. No selector selects every host. A selector that matches no host is
+// a usage error.
+func Evaluate(ctx context.Context, n *nix.Nix, ref Ref, selectors []string) ([]Host, error) {
+	sels, err := ParseSelectors(selectors)
+	if err != nil {
+		return nil, err
 	}
 	var res evalResult
-	err := n.EvalJSON(ctx, ref.URL+"#nixosConfigurations", applyExpr(names), &res)
-	if err != nil {
+	if err := n.EvalJSON(ctx, ref.URL+"#nixosConfigurations", applyExpr(sels), &res); err != nil {
 		return nil, evalError(err, ref)
 	}
 	sort.Strings(res.Names)
-	if len(names) == 0 {
-		if len(res.Names) == 0 {
-			return nil, fault.New("", fault.Usage, "define nixosConfigurations.NAME in the flake", "the flake %s defines no hosts", ref.URL)
-		}
-		for _, name := range res.Names {
-			if !ValidName(name) {
-				return nil, fault.New("", fault.Usage, "rename the configuration: letters, digits, '_', '.' and '-'",
-					"the flake defines a host with an invalid name %q", name)
-			}
-		}
-		names = res.Names
+	if len(res.Names) == 0 {
+		return nil, fault.New("", fault.Usage, "define nixosConfigurations.NAME in the flake", "the flake %s defines no hosts", ref.URL)
+	}
+	if err := checkMatched(sels, res); err != nil {
+		return nil, err
 	}
 	var hosts []Host
-	for _, name := range names {
+	for _, name := range res.Names {
 		raw, ok := res.Hosts[name]
 		if !ok {
-			return nil, unknownHost(name, res.Names)
+			continue
+		}
+		if !ValidName(name) {
+			return nil, fault.New("", fault.Usage, "rename the configuration: letters, digits, '_', '.' and '-'",
+				"the flake defines a host with an invalid name %q", name)
 		}
 		var eh evalHost
 		if err := json.Unmarshal(raw, &eh); err != nil {
@@ -158,7 +166,7 @@ func Evaluate(ctx context.Context, n *nix.Nix, ref Ref, names []string) ([]Host,
 		if len(eh.Deployment) > 0 {
 			if err := json.Unmarshal(eh.Deployment, &h.Deployment); err != nil {
 				return nil, fault.Wrap(err, name, fault.Eval,
-					"deployment must be { targetHost = \"...\"; targetPort = 22; targetUser = \"...\"; tags = [ ... ]; }",
+					"deployment must be { targetHost = \"...\"; targetPort = 22; targetUser = \"...\"; tags = [ ... ]; critical = false; }",
 					"bad deployment settings: %v", err)
 			}
 		}
@@ -168,6 +176,50 @@ func Evaluate(ctx context.Context, n *nix.Nix, ref Ref, names []string) ([]Host,
 		hosts = append(hosts, h)
 	}
 	return hosts, nil
+}
+
+// checkMatched refuses selectors that match no host, naming what exists.
+func checkMatched(sels []Selector, res evalResult) error {
+	known := "known hosts: " + strings.Join(res.Names, ", ")
+	for _, s := range sels {
+		switch s.Kind {
+		case "name":
+			if _, ok := res.Hosts[s.Value]; !ok {
+				return fault.New("", fault.Usage, known, "unknown host %q in the flake", s.Value)
+			}
+		case "glob":
+			re := regexp.MustCompile("^(" + s.Regex + ")$")
+			found := false
+			for _, n := range res.Names {
+				found = found || re.MatchString(n)
+			}
+			if !found {
+				return fault.New("", fault.Usage, known, "no host matches %q", s.Value)
+			}
+		case "tag":
+			found := false
+			all := map[string]bool{}
+			for _, tags := range res.Tags {
+				for _, t := range tags {
+					all[t] = true
+					found = found || t == s.Value
+				}
+			}
+			if !found {
+				var list []string
+				for t := range all {
+					list = append(list, "@"+t)
+				}
+				sort.Strings(list)
+				hint := "no host has any tag; set deployment.tags in the flake"
+				if len(list) > 0 {
+					hint = "known tags: " + strings.Join(list, ", ")
+				}
+				return fault.New("", fault.Usage, hint, "no host has tag @%s", s.Value)
+			}
+		}
+	}
+	return nil
 }
 
 var hostRE = regexp.MustCompile(`^[A-Za-z0-9_.:%\[\]-]+$`)
@@ -189,8 +241,33 @@ func (h Host) check() error {
 		return fault.New(h.Name, fault.Usage, "deployment.targetUser must be a user name",
 			"invalid deployment.targetUser %q", d.TargetUser)
 	}
+	if err := h.checkHealth(); err != nil {
+		return err
+	}
 	if h.DrvPath == "" || h.OutPath == "" {
 		return errors.New(h.Name + ": configuration has no system.build.toplevel")
+	}
+	return nil
+}
+
+// checkHealth refuses health checks that cannot run: empty commands, URLs
+// that are not http(s), a timeout out of range.
+func (h Host) checkHealth() error {
+	hc := h.Deployment.HealthChecks
+	hint := "deployment.healthChecks = { commands = [ \"systemctl is-active nginx\" ]; urls = [ \"https://web1.example.com/health\" ]; timeout = 10; }"
+	for _, c := range hc.Commands {
+		if strings.TrimSpace(c) == "" {
+			return fault.New(h.Name, fault.Usage, hint, "empty command in deployment.healthChecks.commands")
+		}
+	}
+	for _, u := range hc.URLs {
+		p, err := url.Parse(u)
+		if err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
+			return fault.New(h.Name, fault.Usage, hint, "invalid URL %q in deployment.healthChecks.urls (want http:// or https://)", u)
+		}
+	}
+	if hc.Timeout < 0 || hc.Timeout > 3600 {
+		return fault.New(h.Name, fault.Usage, hint, "invalid deployment.healthChecks.timeout %d (seconds, 1 to 3600)", hc.Timeout)
 	}
 	return nil
 }

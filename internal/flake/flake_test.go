@@ -1,10 +1,14 @@
 package flake
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/google/go-cmp/cmp"
 
 	"github.com/skiffdeploy/skiff/internal/fault"
 )
@@ -61,5 +65,52 @@ func TestHostCheckRefusesHostileSettings(t *testing.T) {
 	h.Deployment = Settings{TargetHost: "10.0.0.5", TargetPort: 2222, TargetUser: "deploy"}
 	if err := h.check(); err != nil {
 		t.Error(err)
+	}
+}
+
+func TestParseSelectors(t *testing.T) {
+	got, err := ParseSelectors([]string{"web1", "web*,@db", " db? "})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Selector{
+		{Kind: "name", Value: "web1"},
+		{Kind: "glob", Value: "web*", Regex: "web.*"},
+		{Kind: "tag", Value: "db"},
+		{Kind: "glob", Value: "db?", Regex: "db."},
+	}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Error(d)
+	}
+	for _, bad := range []string{"@", "@a b", "web[1]", "*;id", "-x*", "$(id)", "a/b", ""} {
+		if _, err := ParseSelectors([]string{bad}); fault.ClassOf(err) != fault.Usage {
+			t.Errorf("%q accepted (%v)", bad, err)
+		}
+	}
+}
+
+func TestGlobRegexMatchesLikeAGlob(t *testing.T) {
+	re := regexp.MustCompile("^(" + globRegex("web.?-*") + ")$")
+	for s, want := range map[string]bool{"web.1-a": true, "web.x-": true, "web.-": false, "webx1-a": false, "web.12-": false} {
+		if re.MatchString(s) != want {
+			t.Errorf("%q: match %v, want %v", s, !want, want)
+		}
+	}
+}
+
+func TestCheckMatched(t *testing.T) {
+	res := evalResult{Names: []string{"db1", "web1"}, Tags: map[string][]string{"db1": {"db"}, "web1": {"web"}},
+		Hosts: map[string]json.RawMessage{"web1": nil}}
+	sels, _ := ParseSelectors([]string{"web1"})
+	if err := checkMatched(sels, res); err != nil {
+		t.Error(err)
+	}
+	for sel, want := range map[string]string{"nope": `unknown host "nope"`, "x*": `no host matches "x*"`, "@gpu": "no host has tag @gpu"} {
+		sels, _ := ParseSelectors([]string{sel})
+		err := checkMatched(sels, res)
+		fe, ok := fault.As(err)
+		if !ok || fe.Class != fault.Usage || !strings.Contains(fe.Msg, want) || !strings.Contains(fe.Hint, "known") {
+			t.Errorf("%s: %v", sel, err)
+		}
 	}
 }

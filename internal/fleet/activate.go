@@ -4,17 +4,203 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"os/user"
+	"regexp"
+	"strconv"
 	"strings"
+	"sync"
+	"time"
 
+	"github.com/skiffdeploy/skiff/internal/activate"
 	"github.com/skiffdeploy/skiff/internal/fault"
 	"github.com/skiffdeploy/skiff/internal/flake"
 	"github.com/skiffdeploy/skiff/internal/remote"
 )
 
-// activate makes the built system the host's: a new generation for switch
-// and boot, then switch-to-configuration MODE. A failed activation is
-// rolled back.
+// Health is the error class of a failed health check.
+const Health fault.Class = "health"
+
+// activate makes the built system the host's, holding the host's deploy
+// lock. switch with magic rollback (the default) goes through the
+// supervised protocol of package activate: the boot default changes only
+// once the deployer has proved, over a fresh connection, that it can still
+// get in and the host is healthy. boot, test, dry-activate and
+// --magic-rollback=false keep NixOS's meanings (plainActivate).
 func (r *run) activate(ctx context.Context, c *remote.Host, h flake.Host, st remote.State, res *Result) (Status, error) {
+	if r.Mode == DryActivate {
+		return r.plainActivate(ctx, c, h, st, res)
+	}
+	lock, err := r.lock(ctx, c)
+	if err != nil {
+		return Failed, err
+	}
+	defer lock.Release()
+	// Another deploy may have changed the host since it was connected to.
+	if now, err := c.ReadState(ctx); err == nil {
+		st = now
+		res.OldPath, res.OldGen = st.Current, st.Generation
+	}
+	if r.Mode == Switch && r.Safety.MagicRollback {
+		if st.Current != "" {
+			return r.supervised(ctx, c, h.Name, activate.Plan{New: h.OutPath, Old: st.Current}, checksOf(h), st, res)
+		}
+		r.report(h.Name, PhaseActivate, "no running system to return to: plain switch for this first deploy")
+	}
+	return r.plainActivate(ctx, c, h, st, res)
+}
+
+// lock takes the host's deploy lock.
+func (r *run) lock(ctx context.Context, c *remote.Host) (*remote.Lock, error) {
+	l, err := c.Lock(ctx, lockOwner(), r.Safety.BreakLock)
+	if err != nil {
+		return nil, err
+	}
+	switch l.Took {
+	case "stale":
+		r.report(c.Name, PhaseActivate, "took over a stale deploy lock of %s: its deployer is gone and nothing activates", l.Previous)
+	case "broken":
+		r.report(c.Name, PhaseActivate, "broke the deploy lock of %s (--break-lock)", l.Previous)
+	}
+	return l, nil
+}
+
+var ownerRE = regexp.MustCompile(`[^A-Za-z0-9._@-]`)
+
+// lockOwner says who this deploy is, for the host's lock.
+func lockOwner() remote.LockOwner {
+	name := os.Getenv("USER")
+	if u, err := user.Current(); err == nil {
+		name = u.Username
+	}
+	machine, _ := os.Hostname()
+	clean := func(s string) string { return ownerRE.ReplaceAllString(s, "_") }
+	return remote.LockOwner{User: clean(name), Machine: clean(machine), PID: os.Getpid(), Since: time.Now().UTC().Format(time.RFC3339)}
+}
+
+func checksOf(h flake.Host) activate.Checks {
+	hc := h.Deployment.HealthChecks
+	return activate.Checks{Commands: hc.Commands, URLs: hc.URLs, Timeout: time.Duration(hc.Timeout) * time.Second}
+}
+
+// previous names what a rollback returns to.
+func previous(st remote.State) string {
+	if st.Generation > 0 && st.Current == st.Profile {
+		return fmt.Sprintf("generation %d (%s)", st.Generation, st.Current)
+	}
+	return "the previous system " + st.Current
+}
+
+// supervised activates plan.New under the host's supervisor and reports
+// how it ended: Deployed (confirmed, profile and boot default set),
+// RolledBack (plan.Old runs again, boot default untouched) or Failed.
+func (r *run) supervised(ctx context.Context, c *remote.Host, name string, plan activate.Plan, checks activate.Checks, st remote.State, res *Result) (Status, error) {
+	dest := c.Conn.Target.Destination()
+	before, err := c.FailedUnits(ctx)
+	if errors.Is(err, remote.ErrNoSystemd) {
+		r.report(name, PhaseActivate, "no systemctl on the host: failed units are not checked")
+	} else if err != nil {
+		return Failed, err
+	}
+	plan.ID = activate.NewID(time.Now())
+	plan.Window = r.Safety.Confirm() + checks.Budget()
+	r.report(name, PhaseActivate, "switch-to-configuration test under a supervisor (%s); unless confirmed within %s the host returns to %s",
+		plan.StateDir(), plan.Window, previous(st))
+	out, err := activate.Run(ctx, &activate.Remote{Host: c}, plan, r.Safety, checks, before, activate.Hooks{
+		Output: func(l string) {
+			r.Reporter.Event(Event{Time: time.Now(), Host: name, Phase: PhaseActivate, Msg: l, Output: true})
+		},
+		Note: func(f string, a ...any) { r.report(name, PhaseActivate, f, a...) },
+	})
+	res.FailedUnits = out.NewlyFailed
+	if err != nil {
+		if _, ok := fault.As(err); ok {
+			return Failed, err
+		}
+		return Failed, fault.Wrap(err, name, fault.Activation,
+			fmt.Sprintf("see what the host did with \"ssh %s cat %s/state %s/log\"", dest, plan.StateDir(), plan.StateDir()),
+			"supervised activation: %v", err)
+	}
+	for _, u := range out.NewlyFailed {
+		r.report(name, PhaseActivate, "%s failed; its last %d journal lines:", u, activate.JournalLines)
+		for _, l := range strings.Split(out.Journals[u], "\n") {
+			r.Reporter.Event(Event{Time: time.Now(), Host: name, Phase: PhaseActivate, Msg: l, Output: true})
+		}
+	}
+	cause, class, hint := describe(out, r.Mode, c, plan)
+	if out.Committed {
+		res.NewGen = out.Generation
+		r.report(name, PhaseProfile, "confirmed; system profile at generation %d, now the boot default", out.Generation)
+		if out.Kept {
+			return Failed, fault.New(name, class, hint, "%s; the new system was kept (--no-rollback-on-failure)", cause)
+		}
+		return Deployed, nil
+	}
+	res.NewGen = 0
+	if out.Stranded {
+		return Failed, fault.New(name, class, hint, "%s; there is no previous system to return to: the new system stays active, not the boot default", cause)
+	}
+	if out.RollbackCode != 0 && out.RollbackCode != 4 {
+		return Failed, fault.New(name, fault.Activation,
+			fmt.Sprintf("check the host from its console; the boot default is unchanged, so a reboot returns to %s", previous(st)),
+			"%s; re-activating %s exited with %d (%s)", cause, previous(st), out.RollbackCode, remote.ActivationMeaning(out.RollbackCode))
+	}
+	if len(out.NewlyFailed) > 0 {
+		// The previous system did not have them failed: forget their
+		// failure, so that the next deploy sees them fail anew.
+		_, _ = c.RunPriv(ctx, "reset failed units", false, append([]string{"systemctl", "reset-failed", "--"}, out.NewlyFailed...)...)
+	}
+	r.report(name, PhaseRollback, "rolled back to %s: %s", previous(st), cause)
+	return RolledBack, fault.New(name, class, hint, "%s; rolled back to %s, the boot default is unchanged", cause, previous(st))
+}
+
+// describe names why a supervised activation was not kept as it was.
+func describe(out activate.Outcome, mode Mode, c *remote.Host, plan activate.Plan) (string, fault.Class, string) {
+	dest := c.Conn.Target.Destination()
+	switch out.Cause {
+	case activate.CauseActivation:
+		return fmt.Sprintf("switch-to-configuration %s exited with %d (%s)", mode, out.ActivationCode, remote.ActivationMeaning(out.ActivationCode)),
+			fault.Activation, "see the activation output above; fix the configuration and deploy again"
+	case activate.CauseUnits:
+		return "newly failed units " + andList(out.NewlyFailed) + " after activation", fault.Units,
+			"see the journal lines above; fix the units and deploy again, or deploy with --ignore-unit UNIT or --no-rollback-on-failure"
+	case activate.CauseCheck:
+		return strings.Join(out.FailedChecks, "; "), Health,
+			"fix what the check tests, or change deployment.healthChecks; --no-rollback-on-failure keeps the new system anyway"
+	case activate.CauseLostAccess:
+		class := fault.ClassOf(out.AccessErr)
+		if class == "" {
+			class = fault.SSH
+		}
+		msg := out.AccessErr.Error()
+		if fe, ok := fault.As(out.AccessErr); ok {
+			msg = fe.Msg
+		}
+		return "lost SSH access after activation: a new connection failed (" + msg + ")", class,
+			fmt.Sprintf("the new configuration locks %s out (keys, sshd, firewall, sudo): keep your key in users.users.%s.openssh.authorizedKeys.keys and sshd reachable, then deploy again",
+				dest, c.Conn.Target.Login())
+	case activate.CauseUnconfirmed:
+		return "not confirmed within " + plan.Window.String() + ": the deployer vanished or lost SSH access", fault.SSH,
+			fmt.Sprintf("raise --confirm-timeout if the host is slow to reach; check the connection with \"ssh %s\"", dest)
+	case activate.CauseCommit:
+		return out.Reason, fault.Activation,
+			fmt.Sprintf("see %s/log on the host (\"ssh %s cat %s/log\")", plan.StateDir(), dest, plan.StateDir())
+	}
+	return "rolled back by the host: " + out.Reason, fault.Activation,
+		fmt.Sprintf("see %s/log on the host (\"ssh %s cat %s/log\")", plan.StateDir(), dest, plan.StateDir())
+}
+
+func andList(s []string) string {
+	if len(s) < 2 {
+		return strings.Join(s, "")
+	}
+	return strings.Join(s[:len(s)-1], ", ") + " and " + s[len(s)-1]
+}
+
+// plainActivate is NixOS's own behaviour: a new generation for switch and
+// boot, then switch-to-configuration MODE; a failed activation is rolled
+// back.
+func (r *run) plainActivate(ctx context.Context, c *remote.Host, h flake.Host, st remote.State, res *Result) (Status, error) {
 	// Generation, then activation.
 	if r.Mode.MakesGeneration() {
 		gen, err := c.SetProfile(ctx, h.OutPath)
@@ -43,8 +229,8 @@ func (r *run) activate(ctx context.Context, c *remote.Host, h flake.Host, st rem
 			units = "(unnamed)"
 		}
 		return Failed, fault.New(h.Name, fault.Units,
-			fmt.Sprintf("the new system is active; see why with \"ssh %s journalctl -u UNIT -n 50\", fix the configuration and deploy again, or go back with \"ssh %s sudo nixos-rebuild switch --rollback\"",
-				c.Conn.Target.Destination(), c.Conn.Target.Destination()),
+			fmt.Sprintf("the new system is active; see why with \"ssh %s journalctl -u UNIT -n 50\", fix the configuration and deploy again, or go back with \"skiff rollback %s\"",
+				c.Conn.Target.Destination(), h.Name),
 			"switch-to-configuration %s exited with 4: units failed: %s", r.Mode, units)
 	}
 	err = fault.New(h.Name, fault.Activation,
@@ -53,7 +239,7 @@ func (r *run) activate(ctx context.Context, c *remote.Host, h flake.Host, st rem
 	return r.rollback(ctx, c, h, st, res, err)
 }
 
-// rollback returns a host whose activation failed to what it ran and
+// rollback returns a host whose plain activation failed to what it ran and
 // booted before: the profile is restored (the failed generation deleted)
 // and the previous system activated again.
 func (r *run) rollback(ctx context.Context, c *remote.Host, h flake.Host, st remote.State, res *Result, cause error) (Status, error) {
@@ -93,4 +279,126 @@ func (r *run) rollback(ctx context.Context, c *remote.Host, h flake.Host, st rem
 		fe.Msg += "; rolled back to " + back
 	}
 	return RolledBack, cause
+}
+
+// Rollback switches each selected host to the generation before the one
+// its profile points at, or to generation to when to > 0, with the same
+// lock, supervisor, fresh-connection confirmation and health checks as a
+// deploy. Nothing is built; the flake gives the hosts' addresses and
+// checks.
+func Rollback(ctx context.Context, o Options, to int) ([]Result, error) {
+	o.Mode = Switch
+	s, err := Prepare(ctx, o, false)
+	if err != nil {
+		return nil, err
+	}
+	defer s.Close()
+	r := s.run
+	results := make([]Result, len(r.hosts))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, r.Parallel)
+	for i, h := range r.hosts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			results[i] = r.rollbackHost(context.WithoutCancel(ctx), h, to)
+		}()
+	}
+	wg.Wait()
+	return results, nil
+}
+
+func (r *run) rollbackHost(ctx context.Context, h flake.Host, to int) Result {
+	start := time.Now()
+	res := Result{Host: h.Name, Mode: Switch}
+	finish := func(status Status, err error) Result {
+		res.Status, res.Err, res.Duration = status, err, time.Since(start)
+		if err != nil {
+			msg := err.Error()
+			if fe, ok := fault.As(err); ok {
+				msg = fe.Msg
+			}
+			r.report(h.Name, PhaseDone, "%s: %s", status, msg)
+		} else {
+			r.report(h.Name, PhaseDone, "%s in %s", status, since(start))
+		}
+		return res
+	}
+	r.mu.Lock()
+	err := r.errs[h.Name]
+	r.mu.Unlock()
+	if err != nil {
+		return finish(Failed, err)
+	}
+	c := r.conns[h.Name]
+	lock, err := r.lock(ctx, c)
+	if err != nil {
+		return finish(Failed, err)
+	}
+	defer lock.Release()
+	st, err := c.ReadState(ctx)
+	if err != nil {
+		return finish(Failed, err)
+	}
+	res.OldPath, res.OldGen = st.Current, st.Generation
+	gens, err := c.ProfileGens(ctx)
+	if err != nil {
+		return finish(Failed, err)
+	}
+	var target remote.ProfileGen
+	for _, g := range gens {
+		if (to > 0 && g.Number == to) || (to == 0 && g.Number < st.Generation) {
+			target = g
+		}
+	}
+	if target.Number == 0 {
+		var have []string
+		for _, g := range gens {
+			have = append(have, strconv.Itoa(g.Number))
+		}
+		list := "none"
+		if len(have) > 0 {
+			list = strings.Join(have, ", ")
+		}
+		what := "no generation before generation " + strconv.Itoa(st.Generation)
+		if to > 0 {
+			what = "no generation " + strconv.Itoa(to)
+		}
+		return finish(Failed, fault.New(h.Name, fault.Usage,
+			fmt.Sprintf("the host's system generations: %s; pick one with --to N", list),
+			"nothing to roll back to: the system profile has %s", what))
+	}
+	res.NewPath = target.Path
+	if target.Number == st.Generation && target.Path == st.Current {
+		res.NewGen = st.Generation
+		return finish(UpToDate, nil)
+	}
+	from := fmt.Sprintf("generation %d (%s)", st.Generation, st.Current)
+	if st.Current != st.Profile {
+		from = fmt.Sprintf("%s (profile at generation %d)", st.Current, st.Generation)
+	}
+	r.report(h.Name, PhaseActivate, "switching from %s to generation %d (%s)", from, target.Number, target.Path)
+	if !r.Safety.MagicRollback || st.Current == "" {
+		if _, err := c.RunPriv(ctx, "switch the system profile", false, "nix-env", "-p", remote.Profile, "--switch-generation", strconv.Itoa(target.Number)); err != nil {
+			return finish(Failed, err)
+		}
+		act, err := c.Switch(ctx, target.Path, "switch", &lineWriter{host: h.Name, r: r})
+		if err != nil {
+			return finish(Failed, err)
+		}
+		if act.ExitCode != 0 {
+			return finish(Failed, fault.New(h.Name, fault.Activation, "see the activation output above",
+				"switch-to-configuration switch of generation %d exited with %d (%s)", target.Number, act.ExitCode, remote.ActivationMeaning(act.ExitCode)))
+		}
+		res.NewGen = target.Number
+		r.report(h.Name, PhaseActivate, "switched from %s to generation %d (%s)", from, target.Number, target.Path)
+		return finish(Deployed, nil)
+	}
+	status, err := r.supervised(ctx, c, h.Name, activate.Plan{New: target.Path, Old: st.Current, Generation: target.Number}, checksOf(h), st, &res)
+	if status == Deployed {
+		r.report(h.Name, PhaseActivate, "switched from %s to generation %d (%s)", from, target.Number, target.Path)
+	}
+	return finish(status, err)
 }

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/skiffdeploy/skiff/internal/command"
@@ -35,37 +36,142 @@ func Deploy(ctx context.Context, o Options) ([]Result, error) {
 		}
 	}
 	r := s.run
+	byName := map[string]*Result{}
 	results := make([]Result, len(r.hosts))
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, r.Parallel)
 	for i, h := range r.hosts {
+		results[i] = Result{Host: h.Name, Mode: r.Mode, NewPath: h.OutPath, Status: Skipped}
+		byName[h.Name] = &results[i]
+	}
+	failed := false
+	for _, w := range Waves(r.hosts, r.Canary) {
+		if failed {
+			for _, h := range w.Hosts {
+				byName[h.Name].Note = w.SkipNote
+			}
+			continue
+		}
+		if len(r.hosts) > 1 && w.Name != "" {
+			r.report("", PhaseWave, "%s: %s", w.Name, hostNames(w.Hosts))
+		}
+		for _, res := range r.deployWave(ctx, w.Hosts) {
+			*byName[res.Host] = res
+			if res.Status == Failed || res.Status == RolledBack {
+				failed = true
+			}
+		}
+	}
+	return results, nil
+}
+
+// Wave is a group of hosts deployed together; the next wave starts only
+// when every host of this one succeeded.
+type Wave struct {
+	Name     string
+	Hosts    []flake.Host
+	SkipNote string // why its hosts are skipped when an earlier wave failed
+}
+
+// Waves orders a deploy so that a bad change hits a non-critical host
+// first: canary hosts (the first n non-critical ones), then the other
+// non-critical hosts, then the critical ones.
+func Waves(hosts []flake.Host, canary int) []Wave {
+	var normal, critical []flake.Host
+	for _, h := range hosts {
+		if h.Deployment.Critical {
+			critical = append(critical, h)
+		} else {
+			normal = append(normal, h)
+		}
+	}
+	var waves []Wave
+	if canary > 0 && canary < len(normal) {
+		waves = append(waves, Wave{Name: "canary", Hosts: normal[:canary]})
+		normal = normal[canary:]
+	}
+	if len(normal) > 0 {
+		name := ""
+		if len(waves) > 0 || len(critical) > 0 {
+			name = "hosts"
+		}
+		waves = append(waves, Wave{Name: name, Hosts: normal, SkipNote: "not deployed: the canary failed"})
+	}
+	if len(critical) > 0 {
+		waves = append(waves, Wave{Name: "critical", Hosts: critical, SkipNote: "not deployed: critical hosts go only after every other host succeeded"})
+	}
+	return waves
+}
+
+func hostNames(hosts []flake.Host) string {
+	names := make([]string, len(hosts))
+	for i, h := range hosts {
+		names[i] = h.Name
+	}
+	return strings.Join(names, ", ")
+}
+
+// deployWave deploys hosts in parallel, at most Parallel at once. With
+// FailFast, hosts not yet started when one fails are skipped.
+func (r *run) deployWave(ctx context.Context, hosts []flake.Host) []Result {
+	results := make([]Result, len(hosts))
+	queue := make(chan int)
+	var stopped atomic.Bool
+	var wg sync.WaitGroup
+	for range min(r.Parallel, len(hosts)) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			sem <- struct{}{}
-			defer func() { <-sem }()
-			results[i] = r.deployHost(ctx, h)
+			for i := range queue {
+				h := hosts[i]
+				if stopped.Load() {
+					results[i] = Result{Host: h.Name, Mode: r.Mode, NewPath: h.OutPath, Status: Skipped, Note: "not deployed: --fail-fast after another host failed"}
+					continue
+				}
+				results[i] = r.deployHost(ctx, h)
+				if r.FailFast && (results[i].Status == Failed || results[i].Status == RolledBack) {
+					stopped.Store(true)
+				}
+			}
 		}()
 	}
+	for i := range hosts { // in order: with -p 1 hosts go one after the other
+		queue <- i
+	}
+	close(queue)
 	wg.Wait()
-	return results, nil
+	return results
 }
 
 func (r *run) deployHost(ctx context.Context, h flake.Host) Result {
 	start := time.Now()
-	res := Result{Host: h.Name, Mode: r.Mode, NewPath: h.OutPath}
+	res := Result{Host: h.Name, Mode: r.Mode, NewPath: h.OutPath, Phases: map[Phase]time.Duration{}}
+	r.mu.Lock()
+	if d, ok := r.connectTime[h.Name]; ok {
+		res.Phases[PhaseConnect] = d
+	}
+	r.mu.Unlock()
+	phase, phaseStart := Phase(""), start
+	enter := func(p Phase) {
+		now := time.Now()
+		if phase != "" {
+			res.Phases[phase] += now.Sub(phaseStart)
+		}
+		phase, phaseStart = p, now
+	}
 	finish := func(status Status, err error) Result {
+		enter("")
 		res.Status, res.Err, res.Duration = status, err, time.Since(start)
-		switch status {
-		case Failed, RolledBack:
-			msg := err.Error()
+		msg := fmt.Sprintf("%s in %s", status, since(start))
+		switch {
+		case err != nil:
+			msg = err.Error()
 			if fe, ok := fault.As(err); ok {
 				msg = fe.Msg
 			}
-			r.report(h.Name, PhaseDone, "%s: %s", status, msg)
-		default:
-			r.report(h.Name, PhaseDone, "%s in %s", status, since(start))
+			msg = fmt.Sprintf("%s: %s", status, msg)
+		case res.Note != "":
+			msg = fmt.Sprintf("%s: %s", status, res.Note)
 		}
+		r.Reporter.Event(Event{Time: time.Now(), Host: h.Name, Phase: PhaseDone, Msg: msg, Status: status})
 		return res
 	}
 	r.mu.Lock()
@@ -90,31 +196,51 @@ func (r *run) deployHost(ctx context.Context, h flake.Host) Result {
 	}
 
 	// Copy what the host lacks.
+	enter(PhaseCopy)
 	var paths []string
 	var sizes = map[string]int64{}
 	for _, p := range closure {
 		paths = append(paths, p.Path)
 		sizes[p.Path] = p.NarSize
 	}
-	store, err := c.QueryStore(ctx, paths)
-	if err != nil {
+	var store remote.Store
+	query := func() error {
+		var err error
+		if store, err = c.QueryStore(ctx, paths); err != nil {
+			return err
+		}
+		res.CopiedBytes, res.CopiedPaths = 0, len(store.Missing)
+		for _, p := range store.Missing {
+			res.CopiedBytes += sizes[p]
+		}
+		return nil
+	}
+	tooFull := func() bool {
+		return store.Free >= 0 && res.CopiedBytes > 0 && res.CopiedBytes+DiskMargin > store.Free
+	}
+	if err := query(); err != nil {
 		return finish(Failed, err)
 	}
-	for _, p := range store.Missing {
-		res.CopiedBytes += sizes[p]
+	if tooFull() && r.GC {
+		if err := r.collect(ctx, c, store.Free, res.CopiedBytes); err != nil {
+			return finish(Failed, err)
+		}
+		// The collection may also have removed unrooted paths of the
+		// new closure: ask again.
+		if err := query(); err != nil {
+			return finish(Failed, err)
+		}
 	}
-	res.CopiedPaths = len(store.Missing)
-	if store.Free >= 0 && res.CopiedBytes > 0 && res.CopiedBytes+DiskMargin > store.Free {
+	if tooFull() {
 		return finish(Failed, fault.New(h.Name, fault.Disk,
-			fmt.Sprintf("free space on the host: delete old generations and collect garbage (\"ssh %s sudo nix-env -p %s --delete-generations +5 && ssh %s sudo nix-collect-garbage\")",
-				c.Conn.Target.Destination(), remote.Profile, c.Conn.Target.Destination()),
+			fmt.Sprintf("run \"skiff gc %s --keep %d\" to delete old generations and collect garbage, or deploy with --gc", h.Name, r.gcKeep()),
 			"needs %s in /nix/store, %s free (keeping %s spare); nothing was copied",
 			Bytes(res.CopiedBytes), Bytes(store.Free), Bytes(DiskMargin)))
 	}
 	if len(store.Missing) > 0 {
 		r.report(h.Name, PhaseCopy, "copying %d path(s), %s", len(store.Missing), Bytes(res.CopiedBytes))
 		cs := time.Now()
-		if err := r.copy(ctx, c, h.OutPath); err != nil {
+		if err := r.copy(ctx, c, h.OutPath, sizes, res.CopiedBytes); err != nil {
 			return finish(Failed, err)
 		}
 		r.report(h.Name, PhaseCopy, "copied in %s", since(cs))
@@ -122,7 +248,14 @@ func (r *run) deployHost(ctx context.Context, h flake.Host) Result {
 		r.report(h.Name, PhaseCopy, "nothing to copy")
 	}
 
-	status, err := r.activate(ctx, c, h, st, &res)
+	if ctx.Err() != nil {
+		res.Note = "interrupted before activation; the host was not changed"
+		return finish(Skipped, nil)
+	}
+	// An activation that has started finishes even when the run is
+	// interrupted: stopping it half-way would leave the host half-done.
+	enter(PhaseActivate)
+	status, err := r.activate(context.WithoutCancel(ctx), c, h, st, &res)
 	return finish(status, err)
 }
 
@@ -141,9 +274,10 @@ func upToDate(m Mode, st remote.State, out string) bool {
 
 // copy sends the closure of path with nix copy over the host's shared
 // connection.
-func (r *run) copy(ctx context.Context, c *remote.Host, path string) error {
-	argv := r.Nix.CopyArgs(c.Conn.StoreURL(c.Sudo()), path)
-	_, err := r.Runner.Run(ctx, command.Cmd{Argv: argv, Env: []string{"NIX_SSHOPTS=" + c.Conn.SSHOpts()}})
+func (r *run) copy(ctx context.Context, c *remote.Host, path string, sizes map[string]int64, total int64) error {
+	progress := &copyProgress{r: r, host: c.Name, sizes: sizes, total: total}
+	argv := r.Nix.CopyArgs(c.Conn.StoreURL(c.CopyWithSudo()), path)
+	_, err := r.Runner.Run(ctx, command.Cmd{Argv: argv, Env: []string{"NIX_SSHOPTS=" + c.Conn.SSHOpts()}, Stream: progress})
 	if err == nil {
 		return nil
 	}
@@ -164,4 +298,71 @@ func (r *run) copy(ctx context.Context, c *remote.Host, path string) error {
 			"copy to %s failed: %s", c.Conn.Target, command.Tail(ce.Stderr, 3))
 	}
 	return fmt.Errorf("%s: copy: %w", c.Name, err)
+}
+
+// copyProgress reads nix copy's "copying path '...'" lines and reports the
+// bytes sent so far.
+type copyProgress struct {
+	r       *run
+	host    string
+	sizes   map[string]int64
+	total   int64
+	done    int64
+	current int64 // size of the path being copied
+	buf     []byte
+	mu      sync.Mutex
+}
+
+func (p *copyProgress) Write(b []byte) (int, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.buf = append(p.buf, b...)
+	for {
+		i := strings.IndexByte(string(p.buf), '\n')
+		if i < 0 {
+			return len(b), nil
+		}
+		line := string(p.buf[:i])
+		p.buf = p.buf[i+1:]
+		if !strings.HasPrefix(line, "copying path '") {
+			continue
+		}
+		rest := strings.TrimPrefix(line, "copying path '")
+		if j := strings.IndexByte(rest, '\''); j > 0 {
+			// nix names a path when it starts copying it: the one
+			// before it is done.
+			p.done += p.current
+			p.current = p.sizes[rest[:j]]
+			p.r.Reporter.Event(Event{Time: time.Now(), Host: p.host, Phase: PhaseCopy, Progress: true, Done: p.done, Total: p.total,
+				Msg: fmt.Sprintf("%s of %s", Bytes(p.done), Bytes(p.total))})
+		}
+	}
+}
+
+// DefaultGCKeep is how many system generations --gc keeps.
+const DefaultGCKeep = 5
+
+func (r *run) gcKeep() int {
+	if r.GCKeep > 0 {
+		return r.GCKeep
+	}
+	return DefaultGCKeep
+}
+
+// collect makes room on a host whose store is too full for the copy:
+// old generations go (never the newest GCKeep, the boot default, the
+// running or the booted system), then garbage is collected.
+func (r *run) collect(ctx context.Context, c *remote.Host, free, need int64) error {
+	r.report(c.Name, PhaseCopy, "needs %s, %s free: deleting all but the newest %d generations and collecting garbage",
+		Bytes(need), Bytes(free), r.gcKeep())
+	deleted, _, err := c.PruneGenerations(ctx, remote.GCPolicy{Keep: r.gcKeep()}, time.Now())
+	if err != nil {
+		return err
+	}
+	freed, err := c.CollectGarbage(ctx)
+	if err != nil {
+		return err
+	}
+	r.report(c.Name, PhaseCopy, "deleted %d generation(s), freed %s in %d path(s)", len(deleted), Bytes(freed.Bytes), freed.Paths)
+	return nil
 }

@@ -11,6 +11,7 @@ type Phase string
 
 // The phases, in order.
 const (
+	PhaseWave     Phase = "wave"
 	PhaseEval     Phase = "eval"
 	PhaseBuild    Phase = "build"
 	PhaseConnect  Phase = "connect"
@@ -30,6 +31,12 @@ type Event struct {
 	Msg   string
 	// Output is true for a line a host's command printed.
 	Output bool
+	// Progress is true for progress within a phase (bytes copied so far);
+	// renderers that print phase changes only skip it.
+	Progress    bool
+	Done, Total int64
+	// Status is a host's outcome, on its PhaseDone event.
+	Status Status
 }
 
 // Reporter receives events; it must be safe for concurrent use.
@@ -62,6 +69,8 @@ type Result struct {
 	CopiedBytes int64
 	FailedUnits []string
 	Duration    time.Duration
+	Phases      map[Phase]time.Duration // time spent in each phase of this host
+	Note        string                  // why a host was skipped
 	Err         error
 }
 

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/skiffdeploy/skiff/internal/activate"
 	"github.com/skiffdeploy/skiff/internal/command"
 	"github.com/skiffdeploy/skiff/internal/fault"
 	"github.com/skiffdeploy/skiff/internal/flake"
@@ -25,23 +26,32 @@ type Options struct {
 	SSH      transport.Options
 	Parallel int  // hosts deployed at once; 0 means 10
 	Force    bool // activate even when the host already runs the new system
-	Runner   *command.Runner
-	Nix      *nix.Nix
-	Reporter Reporter
+	Canary   int  // deploy this many hosts first and stop if any fails
+	FailFast bool // skip hosts not yet started once one fails
+	GC       bool // when a host's store is too full, delete old generations and collect garbage first
+	GCKeep   int  // generations --gc keeps; 0 means DefaultGCKeep
+	// SudoPassword, when set, is given to sudo -S on standard input on
+	// every host whose login is not root (never in argv or environment).
+	SudoPassword string
+	Runner       *command.Runner
+	Nix          *nix.Nix
+	Reporter     Reporter
 	// BeforeDeploy, when set, runs after preparation and before any host
 	// is changed (deploy --plan); returning false deploys nothing.
 	BeforeDeploy func(ctx context.Context, s *Session) (bool, error)
+	Safety       activate.Options // lock, magic rollback, health (issue 4)
 }
 
 type run struct {
 	Options
-	hosts    []flake.Host
-	conns    map[string]*remote.Host
-	states   map[string]remote.State
-	built    map[string]bool // out path → built
-	closures map[string][]nix.PathInfo
-	errs     map[string]error // per host, before its pipeline
-	mu       sync.Mutex
+	hosts       []flake.Host
+	conns       map[string]*remote.Host
+	states      map[string]remote.State
+	built       map[string]bool // out path → built
+	closures    map[string][]nix.PathInfo
+	errs        map[string]error // per host, before its pipeline
+	connectTime map[string]time.Duration
+	mu          sync.Mutex
 }
 
 func (r *run) report(host string, phase Phase, format string, args ...any) {
@@ -71,7 +81,8 @@ func Prepare(ctx context.Context, o Options, build bool) (*Session, error) {
 		o.Parallel = 10
 	}
 	r := &run{Options: o, conns: map[string]*remote.Host{}, states: map[string]remote.State{},
-		built: map[string]bool{}, closures: map[string][]nix.PathInfo{}, errs: map[string]error{}}
+		built: map[string]bool{}, closures: map[string][]nix.PathInfo{}, errs: map[string]error{},
+		connectTime: map[string]time.Duration{}}
 
 	start := time.Now()
 	r.report("", PhaseEval, "evaluating %s", describeSelection(o.Hosts))
@@ -82,7 +93,8 @@ func Prepare(ctx context.Context, o Options, build bool) (*Session, error) {
 	r.hosts = hosts
 	r.report("", PhaseEval, "evaluated %d host(s) in %s", len(hosts), since(start))
 	for _, h := range hosts {
-		r.conns[h.Name] = &remote.Host{Name: h.Name, Conn: &transport.SSH{Target: TargetOf(h, o.User), Options: o.SSH, Run: o.Runner, Name: h.Name}}
+		r.conns[h.Name] = &remote.Host{Name: h.Name, Password: o.SudoPassword,
+			Conn: &transport.SSH{Target: TargetOf(h, o.User), Options: o.SSH, Run: o.Runner, Name: h.Name}}
 	}
 
 	var wg sync.WaitGroup
@@ -190,6 +202,7 @@ func (r *run) connectAll(ctx context.Context) {
 			}
 			r.mu.Lock()
 			r.states[h.Name] = st
+			r.connectTime[h.Name] = time.Since(start)
 			r.mu.Unlock()
 			r.report(h.Name, PhaseConnect, "connected in %s; %s", since(start), describeState(st))
 		}()

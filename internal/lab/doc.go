@@ -28,6 +28,10 @@
 //     the host's, such as nix-daemon's), unmounts the size-limited stores, and is
 //     idempotent. DIR/lab.json records pids, addresses and mounts so that Down (the
 //     skiff-lab down command) can do the same from another process.
+//   - Faults for diagnosis tests: HostSpec.NoSudo (deploy has no sudo rights),
+//     Host.ChangeHostKey (a new host key; known_hosts keeps the old one) and
+//     Host.DropSSH (iptables drops packets to the host's port 22 until undone;
+//     DropAvailable says whether iptables works here).
 //   - Available reports whether this machine can run a lab (root, unshare, nsenter,
 //     sshd, nix); tests skip with its reason, or fail when CI=true.
 //

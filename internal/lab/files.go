@@ -256,19 +256,21 @@ func (h *Host) writeAccounts() error {
 }
 
 func (h *Host) sudoers() string {
-	rule := DeployUser + " ALL=(ALL:ALL) NOPASSWD: ALL"
-	if h.Spec.SudoPassword != "" {
-		rule = DeployUser + " ALL=(ALL:ALL) ALL"
-	}
-	return strings.Join([]string{
+	lines := []string{
 		"# sudoers of skiff lab host " + h.Name + " (rewritten at every start)",
 		"Defaults env_reset",
 		"Defaults lecture=never",
 		`Defaults secure_path="` + HostPath + `"`,
 		"root ALL=(ALL:ALL) ALL",
-		rule,
-		"",
-	}, "\n")
+	}
+	switch {
+	case h.Spec.NoSudo:
+	case h.Spec.SudoPassword != "":
+		lines = append(lines, DeployUser+" ALL=(ALL:ALL) ALL")
+	default:
+		lines = append(lines, DeployUser+" ALL=(ALL:ALL) NOPASSWD: ALL")
+	}
+	return strings.Join(append(lines, ""), "\n")
 }
 
 // writeNixConf writes the host's /etc/nix: the machine's files, with nix.conf ending in

@@ -21,6 +21,8 @@ type HostSpec struct {
 	StoreSize int64
 	// SudoPassword, when set, is the deploy user's password, and sudo asks for it.
 	SudoPassword string
+	// NoSudo, when set, gives the deploy user no sudo rights at all (no sudoers rule).
+	NoSudo bool
 	// ExtraNixConf is appended to the host's nix.conf (e.g. "extra-platforms = aarch64-linux"
 	// or "trusted-users = root deploy").
 	ExtraNixConf string

@@ -23,21 +23,48 @@ const Profile = "/nix/var/nix/profiles/system"
 type Host struct {
 	Name string
 	Conn *transport.SSH
+	// Password, when set, is given to sudo -S on standard input ahead of
+	// the command's own input: never in argv, environment or logs.
+	Password string
 }
 
 // Sudo reports whether privileged steps need sudo (the login is not root).
 func (h *Host) Sudo() bool { return h.Conn.Target.Login() != "root" }
 
 func (h *Host) priv(argv ...string) []string {
-	if h.Sudo() {
-		return append([]string{"sudo", "-n", "--"}, argv...)
+	switch {
+	case !h.Sudo():
+		return argv
+	case h.Password != "":
+		// -S reads the password from standard input (one line); -p ''
+		// keeps sudo's prompt out of the output.
+		return append([]string{"sudo", "-S", "-p", "", "--"}, argv...)
 	}
-	return argv
+	return append([]string{"sudo", "-n", "--"}, argv...)
+}
+
+// CopyWithSudo reports whether nix copy should write through sudo on the
+// host (a login that is not root, with password-less sudo). With a sudo
+// password the login user must be a trusted Nix user instead, since nix
+// copy's own protocol holds sudo's standard input.
+func (h *Host) CopyWithSudo() bool { return h.Sudo() && h.Password == "" }
+
+// exec runs e on the host, feeding the sudo password first when the
+// command goes through sudo -S.
+func (h *Host) exec(ctx context.Context, e transport.Exec) (command.Result, error) {
+	if h.Password != "" && len(e.Argv) > 1 && e.Argv[0] == "sudo" && e.Argv[1] == "-S" {
+		in := e.Stdin
+		if in == nil {
+			in = strings.NewReader("")
+		}
+		e.Stdin = io.MultiReader(strings.NewReader(h.Password+"\n"), in)
+	}
+	return h.Conn.Command(ctx, e)
 }
 
 // run runs argv on the host and classifies what failed.
 func (h *Host) run(ctx context.Context, what string, e transport.Exec) (command.Result, error) {
-	res, err := h.Conn.Command(ctx, e)
+	res, err := h.exec(ctx, e)
 	if err == nil {
 		return res, nil
 	}
@@ -72,10 +99,14 @@ func (h *Host) sudoFault(ce *command.Error) *fault.Error {
 	u := h.Conn.Target.Login()
 	text := ce.Stderr
 	switch {
+	case strings.Contains(text, "incorrect password"), strings.Contains(text, "Sorry, try again"):
+		return &fault.Error{Host: h.Name, Class: fault.Sudo, Err: ce,
+			Msg:  fmt.Sprintf("sudo on the host refused the password given for %s", u),
+			Hint: "run again and type the sudo password of " + u + " on that host"}
 	case strings.Contains(text, "a password is required"), strings.Contains(text, "a terminal is required"):
 		return &fault.Error{Host: h.Name, Class: fault.Sudo, Err: ce,
 			Msg:  fmt.Sprintf("sudo on the host wants a password for %s; skiff runs sudo non-interactively", u),
-			Hint: fmt.Sprintf("allow password-less sudo for %s (security.sudo.wheelNeedsPassword = false, or \"%s ALL=(ALL) NOPASSWD: ALL\" in sudoers), or deploy as root", u, u)}
+			Hint: fmt.Sprintf("run with --ask-sudo-password, allow password-less sudo for %s (security.sudo.wheelNeedsPassword = false, or \"%s ALL=(ALL) NOPASSWD: ALL\" in sudoers), or deploy as root", u, u)}
 	case strings.Contains(text, "not in the sudoers file"), strings.Contains(text, "is not allowed to"), strings.Contains(text, "may not run sudo"):
 		return &fault.Error{Host: h.Name, Class: fault.Sudo, Err: ce,
 			Msg:  fmt.Sprintf("%s may not use sudo on the host", u),
@@ -235,7 +266,7 @@ type Activation struct {
 // caller decides from Activation.ExitCode.
 func (h *Host) Switch(ctx context.Context, toplevel, action string, out io.Writer) (Activation, error) {
 	argv := h.priv(path.Join(toplevel, "bin", "switch-to-configuration"), action)
-	res, err := h.Conn.Command(ctx, transport.Exec{Argv: argv, Stream: out})
+	res, err := h.exec(ctx, transport.Exec{Argv: argv, Stream: out})
 	act := Activation{Output: string(res.Stdout) + string(res.Stderr)}
 	act.FailedUnits = ParseFailedUnits(act.Output)
 	if err == nil {

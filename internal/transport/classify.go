@@ -2,6 +2,7 @@ package transport
 
 import (
 	"fmt"
+	"regexp"
 	"strings"
 
 	"github.com/skiffdeploy/skiff/internal/command"
@@ -10,54 +11,158 @@ import (
 
 // Classify names the layer at which ssh failed to reach target, from the
 // client's own messages (exit status 255), and says what to do about it.
+// stderr may include ssh -v debug lines: they add the fingerprint the host
+// presented and the keys that were offered. skiff doctor and every other
+// command share this one classification.
 func Classify(name string, t Target, stderr string) *fault.Error {
-	dest := t.Destination()
-	sshv := "ssh -v " + dest
-	if t.Port != 0 {
-		sshv = fmt.Sprintf("ssh -v -p %d %s", t.Port, dest)
+	var plain []string
+	for _, l := range strings.Split(stderr, "\n") {
+		if !strings.HasPrefix(l, "debug") {
+			plain = append(plain, l)
+		}
 	}
+	text := strings.Join(plain, "\n")
 	has := func(subs ...string) bool {
 		for _, s := range subs {
-			if strings.Contains(stderr, s) {
+			if strings.Contains(text, s) {
 				return true
 			}
 		}
 		return false
 	}
-	last := command.Tail(stderr, 1)
+	last := command.Tail(text, 1)
 	switch {
 	case has("Could not resolve hostname", "Name or service not known", "Temporary failure in name resolution", "nodename nor servname"):
+		return Fault(name, t, fault.DNS, last)
+	case has("REMOTE HOST IDENTIFICATION HAS CHANGED", "Host key for", "host key has changed"):
+		return hostKeyChanged(name, t, stderr)
+	case has("Host key verification failed", "host key is known", "No matching host key"):
+		return hostKeyUnknown(name, t, stderr)
+	case has("Permission denied"):
+		e := Fault(name, t, fault.Auth, last)
+		if offered, verbose := OfferedKeys(stderr); verbose {
+			if len(offered) == 0 {
+				e.Msg = fmt.Sprintf("authentication as %s refused: no key was offered (no agent key, no IdentityFile found)", t.Login())
+			} else {
+				e.Msg = fmt.Sprintf("authentication as %s refused: key not authorized (offered: %s)", t.Login(), strings.Join(offered, ", "))
+			}
+		}
+		return e
+	case has("Connection refused"):
+		return Fault(name, t, fault.Refused, last)
+	case has("No route to host", "Network is unreachable"):
+		return Fault(name, t, fault.Unreach, last)
+	case has("timed out", "Connection timed out", "Operation timed out", "Timeout, server"):
+		return Fault(name, t, fault.Timeout, last)
+	}
+	return Fault(name, t, fault.SSH, last)
+}
+
+// Fault is the error for a host that cannot be reached at layer class
+// (DNS, Refused, Unreach, Timeout, Auth, SSH), with its hint; detail is
+// the underlying message. skiff doctor builds its network findings with
+// it too, so that every command names a layer the same way.
+func Fault(name string, t Target, class fault.Class, detail string) *fault.Error {
+	dest := t.Destination()
+	sshv := "ssh -v " + dest
+	if t.Port != 0 {
+		sshv = fmt.Sprintf("ssh -v -p %d %s", t.Port, dest)
+	}
+	switch class {
+	case fault.DNS:
 		return fault.New(name, fault.DNS,
 			fmt.Sprintf("check the name with \"ssh -G %s | grep -i '^hostname'\"; set deployment.targetHost in the flake or a HostName in your ssh config", t.Host),
-			"cannot resolve %s (DNS): %s", t.Host, last)
-	case has("REMOTE HOST IDENTIFICATION HAS CHANGED", "Host key for", "host key has changed"):
-		return fault.New(name, fault.HostKey,
-			fmt.Sprintf("if the host was reinstalled, verify its new key out of band, then run \"ssh-keygen -R %s\" and connect once with \"ssh %s\"", t.Host, dest),
-			"the host key of %s has CHANGED; refusing to connect", t.Host)
-	case has("Host key verification failed", "host key is known", "No matching host key"):
-		return fault.New(name, fault.HostKey,
-			fmt.Sprintf("verify the host's fingerprint, then add it with \"ssh-keyscan %s >> ~/.ssh/known_hosts\" or connect once with \"ssh %s\"", t.Host, dest),
-			"the host key of %s is not known (known_hosts); refusing to connect", t.Host)
-	case has("Permission denied"):
+			"cannot resolve %s (DNS): %s", t.Host, detail)
+	case fault.Auth:
 		return fault.New(name, fault.Auth,
 			fmt.Sprintf("authorize your key for %s on the host (users.users.%s.openssh.authorizedKeys.keys), or see which keys are offered with \"%s\"", t.Login(), t.Login(), sshv),
-			"authentication as %s refused: key not authorized (%s)", t.Login(), last)
-	case has("Connection refused"):
+			"authentication as %s refused: key not authorized (%s)", t.Login(), detail)
+	case fault.Refused:
 		return fault.New(name, fault.Refused,
 			fmt.Sprintf("sshd is not running on %s or listens on another port (set deployment.targetPort); check from the host's console with \"systemctl status sshd\"", t.Host),
 			"connection to %s refused: nothing listens on the ssh port", t.String())
-	case has("No route to host", "Network is unreachable"):
+	case fault.Unreach:
 		return fault.New(name, fault.Unreach,
 			fmt.Sprintf("check the network path to %s (VPN, routes); \"%s\" shows where it stops", t.Host, sshv),
-			"no route to %s: %s", t.Host, last)
-	case has("timed out", "Connection timed out", "Operation timed out", "Timeout, server"):
+			"no route to %s: %s", t.Host, detail)
+	case fault.Timeout:
 		return fault.New(name, fault.Timeout,
 			fmt.Sprintf("the host is down or a firewall drops packets to its ssh port; check it is up, then \"%s\"", sshv),
-			"connection to %s timed out: %s", t.String(), last)
+			"connection to %s timed out: %s", t.String(), detail)
 	}
 	return fault.New(name, fault.SSH,
 		fmt.Sprintf("run \"%s\" to see where the connection fails", sshv),
-		"ssh to %s failed: %s", t.String(), last)
+		"ssh to %s failed: %s", t.String(), detail)
+}
+
+var (
+	// "The fingerprint for the ED25519 key sent by the remote host is\nSHA256:...."
+	sentKeyRE = regexp.MustCompile(`fingerprint for the (\S+) key sent by the remote host is\s*\r?\n?\s*(SHA256:[A-Za-z0-9+/=]+)`)
+	// "debug1: Server host key: ssh-ed25519 SHA256:..."
+	serverKeyRE = regexp.MustCompile(`Server host key: (\S+) (SHA256:[A-Za-z0-9+/=]+)`)
+	// "Offending ED25519 key in /path/known_hosts:3"
+	offendingRE = regexp.MustCompile(`Offending (\S+) key in (\S+):(\d+)`)
+	// `ssh-keygen -f "/path/known_hosts" -R "127.0.0.2"`
+	removeRE = regexp.MustCompile(`ssh-keygen -f "([^"]+)" -R "([^"]+)"`)
+	// "debug1: Offering public key: /path ED25519 SHA256:... explicit"
+	offerRE = regexp.MustCompile(`Offering public key: (.*?)\s*(\S+) (SHA256:[A-Za-z0-9+/=]+)`)
+)
+
+// PresentedKey is the type and fingerprint of the host key the server
+// presented, when ssh printed it (always with -v; on a changed key without).
+func PresentedKey(stderr string) (typ, fingerprint string) {
+	if m := sentKeyRE.FindStringSubmatch(stderr); m != nil {
+		return m[1], strings.TrimSuffix(m[2], ".")
+	}
+	if m := serverKeyRE.FindStringSubmatch(stderr); m != nil {
+		return m[1], m[2]
+	}
+	return "", ""
+}
+
+// OfferedKeys lists the public keys ssh -v offered ("ED25519 SHA256:...
+// (/path)"); verbose is false when stderr has no debug output to tell.
+func OfferedKeys(stderr string) (keys []string, verbose bool) {
+	verbose = strings.Contains(stderr, "debug1:")
+	for _, m := range offerRE.FindAllStringSubmatch(stderr, -1) {
+		k := m[2] + " " + m[3]
+		if m[1] != "" {
+			k += " (" + m[1] + ")"
+		}
+		keys = append(keys, k)
+	}
+	return keys, verbose
+}
+
+func hostKeyChanged(name string, t Target, stderr string) *fault.Error {
+	msg := fmt.Sprintf("the host key of %s has CHANGED", t.Host)
+	if typ, fp := PresentedKey(stderr); fp != "" {
+		msg += fmt.Sprintf(": it presents %s %s", typ, fp)
+	}
+	if m := offendingRE.FindStringSubmatch(stderr); m != nil {
+		msg += fmt.Sprintf(", known_hosts has another %s key (%s line %s)", m[1], m[2], m[3])
+	}
+	fix := fmt.Sprintf("ssh-keygen -R %s", t.Host)
+	if m := removeRE.FindStringSubmatch(stderr); m != nil {
+		fix = fmt.Sprintf("ssh-keygen -f %s -R %s", command.Quote(m[1]), command.Quote(m[2]))
+	}
+	return fault.New(name, fault.HostKey,
+		fmt.Sprintf("if the host was reinstalled, compare the fingerprint with \"ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub\" on its console, then run \"%s\" and connect once with \"ssh %s\"; otherwise treat it as an attack", fix, t.Destination()),
+		"%s; refusing to connect", msg)
+}
+
+func hostKeyUnknown(name string, t Target, stderr string) *fault.Error {
+	msg := fmt.Sprintf("the host key of %s is not known (known_hosts)", t.Host)
+	if typ, fp := PresentedKey(stderr); fp != "" {
+		msg += fmt.Sprintf("; it presents %s %s", typ, fp)
+	}
+	scan := "ssh-keyscan " + t.Host
+	if t.Port != 0 {
+		scan = fmt.Sprintf("ssh-keyscan -p %d %s", t.Port, t.Host)
+	}
+	return fault.New(name, fault.HostKey,
+		fmt.Sprintf("compare the fingerprint with \"ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub\" on the host's console, then add it with \"%s >> ~/.ssh/known_hosts\" or connect once with \"ssh %s\"", scan, t.Destination()),
+		"%s; refusing to connect", msg)
 }
 
 func (s *SSH) classify(ce *command.Error) error {

@@ -148,10 +148,13 @@ type Exec struct {
 // Command runs argv on the host. Each element of argv is quoted once for
 // the remote shell; nothing else is.
 func (s *SSH) Command(ctx context.Context, e Exec) (command.Result, error) {
-	args := append([]string{"ssh"}, s.baseArgs()...)
+	args := []string{"ssh"}
 	if e.Fresh {
+		// ssh keeps the first value of an option: this one must come
+		// before the shared ControlPath (and the user's options).
 		args = append(args, "-o", "ControlPath=none")
 	}
+	args = append(args, s.baseArgs()...)
 	remote := command.Join(e.Argv)
 	args = append(args, s.Target.Destination(), "--", remote)
 	res, err := s.Run.Run(ctx, command.Cmd{Argv: args, Stdin: e.Stdin, Stream: e.Stream})

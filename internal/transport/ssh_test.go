@@ -68,3 +68,50 @@ func TestStoreURL(t *testing.T) {
 		t.Errorf("StoreURL = %q, want %q", got, want)
 	}
 }
+
+func TestClassifyHostKeyChangedGivesTheFix(t *testing.T) {
+	stderr := `@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@
+@    WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!     @
+@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@
+The fingerprint for the ED25519 key sent by the remote host is
+SHA256:vL0FqAP3HxMw1ccMhPV6KtRh9pUShpSijQhmMKdxRUI.
+Offending ED25519 key in /tmp/lab/known_hosts:1
+  remove with:
+  ssh-keygen -f "/tmp/lab/known_hosts" -R "127.0.185.2"
+Host key for 127.0.185.2 has changed and you have requested strict checking.
+Host key verification failed.
+`
+	got := Classify("web1", Target{Host: "web1"}, stderr)
+	if got.Class != fault.HostKey {
+		t.Fatalf("class %s", got.Class)
+	}
+	for _, want := range []string{"CHANGED", "ED25519 SHA256:vL0FqAP3HxMw1ccMhPV6KtRh9pUShpSijQhmMKdxRUI", "/tmp/lab/known_hosts line 1"} {
+		if !strings.Contains(got.Msg, want) {
+			t.Errorf("message %q lacks %q", got.Msg, want)
+		}
+	}
+	if !strings.Contains(got.Hint, `ssh-keygen -f /tmp/lab/known_hosts -R 127.0.185.2`) {
+		t.Errorf("hint %q lacks the exact fix", got.Hint)
+	}
+}
+
+func TestClassifyVerboseOutput(t *testing.T) {
+	unknown := "debug1: Server host key: ssh-ed25519 SHA256:abc+/1\r\nNo ED25519 host key is known for 127.0.0.2 and you have requested strict checking.\r\nHost key verification failed.\r\n"
+	got := Classify("web1", Target{Host: "web1", Port: 2222}, unknown)
+	if got.Class != fault.HostKey || !strings.Contains(got.Msg, "ssh-ed25519 SHA256:abc+/1") || !strings.Contains(got.Hint, "ssh-keyscan -p 2222 web1") {
+		t.Errorf("unknown key: %+v", got)
+	}
+	auth := "debug1: Authentications that can continue: publickey\r\ndebug1: Offering public key: /root/.ssh/id_ed25519 ED25519 SHA256:k1 explicit\r\ndebug1: Offering public key: agent-key RSA SHA256:k2 agent\r\nroot@web1: Permission denied (publickey).\r\n"
+	got = Classify("web1", Target{Host: "web1"}, auth)
+	if got.Class != fault.Auth || !strings.Contains(got.Msg, "ED25519 SHA256:k1 (/root/.ssh/id_ed25519), RSA SHA256:k2 (agent-key)") {
+		t.Errorf("auth: %+v", got)
+	}
+	none := "debug1: Authentications that can continue: publickey\r\nroot@web1: Permission denied (publickey).\r\n"
+	if got := Classify("web1", Target{Host: "web1"}, none); !strings.Contains(got.Msg, "no key was offered") {
+		t.Errorf("no key: %+v", got)
+	}
+	// Debug lines alone never decide the class.
+	if got := Classify("web1", Target{Host: "web1"}, "debug1: Host key for x\r\nssh: connect to host 10.1.1.1 port 22: Connection refused\r\n"); got.Class != fault.Refused {
+		t.Errorf("debug line misread: %s", got.Class)
+	}
+}

@@ -19,6 +19,9 @@ type Plain struct {
 
 // Event implements fleet.Reporter.
 func (p *Plain) Event(e fleet.Event) {
+	if e.Progress {
+		return
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	ts := e.Time.Format("15:04:05")
@@ -37,10 +40,21 @@ func Summary(w io.Writer, results []fleet.Result) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "HOST\tRESULT\tGENERATION\tCOPIED\tDURATION\tERROR")
 	for _, r := range results {
+		errcol := string(r.Class())
+		if r.Status == fleet.Skipped {
+			errcol = r.Note
+		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.Host, r.Status, generations(r), copied(r),
-			r.Duration.Round(10*time.Millisecond), r.Class())
+			duration(r), errcol)
 	}
 	tw.Flush()
+}
+
+func duration(r fleet.Result) string {
+	if r.Status == fleet.Skipped {
+		return "-"
+	}
+	return r.Duration.Round(10 * time.Millisecond).String()
 }
 
 func generations(r fleet.Result) string {

@@ -1,0 +1,31 @@
+// Package activate switches a host to a new system without ever locking
+// the deployer out ("magic rollback").
+//
+// Protocol (one activation, driven by Run):
+//  1. The caller holds the host's deploy lock (remote.Host.Lock) and has
+//     recorded the running system and the failed units.
+//  2. A supervisor (the fixed POSIX sh script Supervisor) is started on the
+//     host, detached from the SSH session: a transient systemd-run unit
+//     where /run/systemd/system exists, otherwise setsid with no
+//     controlling terminal, stdin from /dev/null and output to
+//     /run/skiff/act-ID/log. It runs NEW/bin/switch-to-configuration test
+//     (no generation, boot default untouched) and records the exit code.
+//  3. The deployer checks health (newly failed units, the host's command
+//     and URL checks) and then proves it can still get in: it writes the
+//     decision "commit" over a FRESH ssh connection (ControlPath=none), so
+//     a lockout cannot hide behind the multiplexed connection.
+//  4. On "commit" the supervisor sets the system profile (new generation)
+//     and runs NEW/bin/switch-to-configuration boot. On "rollback REASON",
+//     or when no decision arrives within the window, it runs
+//     OLD/bin/switch-to-configuration test, leaves the profile and the boot
+//     default alone, and records why in /run/skiff/act-ID/state.
+//
+// Guarantees: the decision is taken exactly once (mkdir of
+// act-ID/decided), by the deployer or by the supervisor's timeout. The
+// boot default never points at an unconfirmed system. The supervisor
+// survives the deployer being killed, the SSH session dying and sshd
+// restarting; it does not survive a reboot, which boots the boot default,
+// i.e. the previous system. The timing logic (waits, retries, deadlines)
+// takes its time from package time only, so it is tested with
+// testing/synctest.
+package activate

@@ -1,0 +1,423 @@
+package activate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Target is the host side of the protocol; Remote implements it over SSH.
+type Target interface {
+	// Systemd reports whether the host runs systemd (decides how the
+	// supervisor is detached).
+	Systemd(ctx context.Context) (bool, error)
+	// Launch starts the supervisor with argv.
+	Launch(ctx context.Context, argv []string) error
+	// Status reads the supervisor's state and its output from offset.
+	Status(ctx context.Context, p Plan, offset int) (State, error)
+	// Decide records the decision; fresh uses a new SSH connection. It
+	// returns ErrTooLate when a decision was taken already.
+	Decide(ctx context.Context, p Plan, decision string, fresh bool) error
+	// FailedUnits lists the units that are failed now.
+	FailedUnits(ctx context.Context) ([]string, error)
+	// Journal returns the last n journal lines of unit.
+	Journal(ctx context.Context, unit string, n int) (string, error)
+	// Check runs a health-check command on the host.
+	Check(ctx context.Context, command string) error
+	// Fetch gets url from the deployer; a non-2xx/3xx answer is an error.
+	Fetch(ctx context.Context, url string) error
+}
+
+// ErrTooLate is returned by Decide when the supervisor (or an earlier
+// call) has already decided.
+var ErrTooLate = errors.New("the supervisor has already decided")
+
+// Checks are a host's health checks from the flake.
+type Checks struct {
+	Commands []string
+	URLs     []string
+	Timeout  time.Duration // per check; 0 means DefaultCheckTimeout
+}
+
+// DefaultCheckTimeout bounds each health check's retries.
+const DefaultCheckTimeout = 10 * time.Second
+
+func (c Checks) timeout() time.Duration {
+	if c.Timeout <= 0 {
+		return DefaultCheckTimeout
+	}
+	return c.Timeout
+}
+
+// Budget is how long the checks may take at most.
+func (c Checks) Budget() time.Duration {
+	if len(c.Commands)+len(c.URLs) == 0 {
+		return 0
+	}
+	return c.timeout()
+}
+
+// Timing of the deployer's side.
+const (
+	PollInterval   = 250 * time.Millisecond // supervisor status polls
+	RetryInterval  = 500 * time.Millisecond // fresh-connection confirm attempts
+	CheckInterval  = time.Second            // health-check attempts
+	StartTimeout   = 30 * time.Second       // the supervisor must report within this
+	JournalLines   = 50
+	maxPollFailure = 3 // consecutive poll failures tolerated after the window ended
+)
+
+// Cause says why a rollback happened.
+type Cause string
+
+// The causes.
+const (
+	CauseNone        Cause = ""
+	CauseActivation  Cause = "activation"  // switch-to-configuration test failed
+	CauseUnits       Cause = "units"       // newly failed units
+	CauseCheck       Cause = "check"       // a health check failed
+	CauseLostAccess  Cause = "lost-access" // a fresh SSH connection failed after activation
+	CauseUnconfirmed Cause = "unconfirmed" // the supervisor's window ran out
+	CauseCommit      Cause = "commit"      // setting the profile or boot default failed
+	CauseUnknown     Cause = "unknown"     // the supervisor decided for a reason we did not send
+)
+
+// Outcome is how a supervised activation ended.
+type Outcome struct {
+	Committed      bool
+	Generation     int    // committed: the profile's generation
+	RolledBack     bool   // the previous system runs again
+	Stranded       bool   // a rollback was needed but there was no previous system
+	Cause          Cause  // why it was rolled back (or what failed, when kept)
+	Reason         string // the reason the supervisor recorded
+	ActivationCode int    // exit code of switch-to-configuration test
+	RollbackCode   int    // exit code of re-activating the previous system
+	NewlyFailed    []string
+	Journals       map[string]string // unit → last journal lines
+	FailedChecks   []string
+	AccessErr      error // the last fresh-connection failure
+	// Kept is true when units or checks failed but NoRollbackOnFailure
+	// kept the new system.
+	Kept bool
+}
+
+// Hooks receive what happens.
+type Hooks struct {
+	Output func(line string)                // the supervisor's output, line by line
+	Note   func(format string, args ...any) // progress
+}
+
+// Run drives one supervised activation of plan on t: launch, wait for
+// the test activation, health, confirmation over a fresh connection, and
+// the supervisor's final state. before are the units failed before.
+func Run(ctx context.Context, t Target, plan Plan, o Options, checks Checks, before []string, hk Hooks) (Outcome, error) {
+	if hk.Output == nil {
+		hk.Output = func(string) {}
+	}
+	if hk.Note == nil {
+		hk.Note = func(string, ...any) {}
+	}
+	var out Outcome
+	systemd, err := t.Systemd(ctx)
+	if err != nil {
+		return out, err
+	}
+	argv, err := LaunchArgv(plan, systemd)
+	if err != nil {
+		return out, err
+	}
+	if err := t.Launch(ctx, argv); err != nil {
+		return out, err
+	}
+	w := &watcher{t: t, plan: plan, out: hk.Output}
+	st, err := w.until(ctx, func(s State) bool { return s.Phase == "activated" || s.Final() }, time.Now().Add(StartTimeout), true)
+	if err != nil {
+		return out, err
+	}
+	// The supervisor's window started no earlier than now.
+	seen := time.Now()
+	out.ActivationCode = st.Code
+	deadline := seen.Add(plan.Window - margin(plan.Window))
+
+	decision := "commit"
+	switch {
+	case st.Final():
+	case st.Code != 0 && st.Code != 4:
+		out.Cause = CauseActivation
+		decision = fmt.Sprintf("rollback switch-to-configuration test exited with %d", st.Code)
+	default:
+		cause, reason := health(ctx, t, o, checks, before, &out)
+		if cause != CauseNone {
+			out.Cause = cause
+			if o.NoRollbackOnFailure {
+				out.Kept = true
+				hk.Note("%s; keeping the new system (--no-rollback-on-failure)", reason)
+			} else {
+				decision = "rollback " + reason
+			}
+		}
+	}
+	if !st.Final() {
+		if decision == "commit" {
+			hk.Note("confirming over a new ssh connection")
+			err := retryUntil(ctx, deadline, RetryInterval, func(ctx context.Context) error {
+				return t.Decide(ctx, plan, "commit", true)
+			})
+			switch {
+			case err == nil, errors.Is(err, ErrTooLate):
+			case ctx.Err() != nil:
+				return out, ctx.Err()
+			default:
+				out.AccessErr = err
+				out.Cause = CauseLostAccess
+				reason := "lost SSH access after activation: " + err.Error()
+				hk.Note("%s; asking the host to roll back", reason)
+				// The shared connection may still work; if not, the
+				// supervisor times out by itself.
+				_ = t.Decide(ctx, plan, "rollback "+oneLine(reason), false)
+			}
+		} else {
+			hk.Note("asking the host to roll back: %s", strings.TrimPrefix(decision, "rollback "))
+			if err := t.Decide(ctx, plan, oneLine(decision), false); err != nil && !errors.Is(err, ErrTooLate) {
+				hk.Note("could not reach the host (%v); it rolls back by itself when the window ends", err)
+			}
+		}
+		// The supervisor ends at the latest one rollback after its window.
+		st, err = w.until(ctx, State.Final, seen.Add(plan.Window+time.Second), false)
+		if err != nil {
+			return out, err
+		}
+	}
+	return finish(out, st), nil
+}
+
+// finish reads the supervisor's final state into out.
+func finish(out Outcome, st State) Outcome {
+	out.Reason = st.Reason
+	switch st.Phase {
+	case "committed":
+		out.Committed = true
+		out.Generation = st.Generation()
+		if !out.Kept {
+			out.Cause = CauseNone
+		}
+	case "rolled-back":
+		out.RolledBack = true
+		out.RollbackCode = st.Code
+	case "stranded":
+		out.Stranded = true
+	}
+	if !out.Committed && !out.Kept {
+		switch {
+		case strings.HasPrefix(st.Reason, "not confirmed within"):
+			if out.Cause != CauseLostAccess {
+				out.Cause = CauseUnconfirmed
+			}
+		case strings.Contains(st.Reason, "system profile failed"), strings.Contains(st.Reason, "boot default failed"):
+			out.Cause = CauseCommit
+		case out.Cause == CauseNone:
+			out.Cause = CauseUnknown
+		}
+	}
+	return out
+}
+
+// margin keeps the deployer's deadline before the supervisor's.
+func margin(window time.Duration) time.Duration {
+	if m := window / 4; m < time.Second {
+		return m
+	}
+	return time.Second
+}
+
+// health compares failed units and runs the checks. It returns the cause
+// and a reason naming what failed.
+func health(ctx context.Context, t Target, o Options, c Checks, before []string, out *Outcome) (Cause, string) {
+	after, err := t.FailedUnits(ctx)
+	if err == nil {
+		out.NewlyFailed = NewlyFailed(before, after, o.IgnoreUnits)
+	}
+	if len(out.NewlyFailed) > 0 {
+		out.Journals = map[string]string{}
+		for _, u := range out.NewlyFailed {
+			j, err := t.Journal(ctx, u, JournalLines)
+			if err != nil {
+				j = fmt.Sprintf("(journal unavailable: %v)", err)
+			}
+			out.Journals[u] = j
+		}
+		return CauseUnits, "newly failed units " + andList(out.NewlyFailed)
+	}
+	out.FailedChecks = runChecks(ctx, t, c)
+	if len(out.FailedChecks) > 0 {
+		return CauseCheck, strings.Join(out.FailedChecks, "; ")
+	}
+	return CauseNone, ""
+}
+
+// runChecks runs every check at once, each retried until its timeout, and
+// returns a description of each that never passed.
+func runChecks(ctx context.Context, t Target, c Checks) []string {
+	type check struct {
+		name string
+		run  func(context.Context) error
+	}
+	var all []check
+	for _, cmd := range c.Commands {
+		all = append(all, check{"check " + quoteName(cmd), func(ctx context.Context) error { return t.Check(ctx, cmd) }})
+	}
+	for _, u := range c.URLs {
+		all = append(all, check{"check " + u, func(ctx context.Context) error { return t.Fetch(ctx, u) }})
+	}
+	fails := make([]string, len(all))
+	var wg sync.WaitGroup
+	deadline := time.Now().Add(c.timeout())
+	for i, ch := range all {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := retryUntil(ctx, deadline, CheckInterval, ch.run); err != nil {
+				fails[i] = fmt.Sprintf("%s failed: %v", ch.name, err)
+			}
+		}()
+	}
+	wg.Wait()
+	var out []string
+	for _, f := range fails {
+		if f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+func quoteName(s string) string { return "\"" + s + "\"" }
+
+// retryUntil calls fn until it succeeds, returns ErrTooLate, or deadline
+// passes (at least once); it returns fn's last error. Each attempt is
+// bounded by the deadline.
+func retryUntil(ctx context.Context, deadline time.Time, every time.Duration, fn func(context.Context) error) error {
+	var last error
+	for {
+		actx, cancel := context.WithDeadline(ctx, deadline)
+		err := fn(actx)
+		cut := actx.Err() != nil
+		cancel()
+		if err == nil || errors.Is(err, ErrTooLate) {
+			return err
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		// An attempt cut short by the deadline says less than the
+		// failure before it.
+		if !cut || last == nil {
+			last = err
+		}
+		next := time.Now().Add(every)
+		if !next.Before(deadline) {
+			return last
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(every):
+		}
+	}
+}
+
+// watcher polls the supervisor, passing its output on line by line.
+type watcher struct {
+	t      Target
+	plan   Plan
+	out    func(string)
+	offset int
+	buf    []byte
+	last   State
+}
+
+// until polls until done(state) holds. Before deadline, poll failures are
+// retried; after it, a few consecutive failures end the wait. starting
+// means the supervisor may not have written its state yet.
+func (w *watcher) until(ctx context.Context, done func(State) bool, deadline time.Time, starting bool) (State, error) {
+	failures := 0
+	for {
+		st, err := w.t.Status(ctx, w.plan, w.offset+1)
+		if err == nil {
+			failures = 0
+			w.emit(st.Output)
+			w.last = st
+			if done(st) {
+				w.flush()
+				return st, nil
+			}
+			if !st.Running && st.Phase != "" {
+				w.flush()
+				return st, fmt.Errorf("the activation supervisor on the host stopped in state %q; see %s/log", st.Phase, w.plan.StateDir())
+			}
+			if starting && st.Phase == "" && time.Now().After(deadline) {
+				return st, fmt.Errorf("the activation supervisor did not start within %s; see %s/launch.log", StartTimeout, w.plan.StateDir())
+			}
+		} else {
+			if ctx.Err() != nil {
+				return w.last, ctx.Err()
+			}
+			failures++
+			if time.Now().After(deadline) && failures >= maxPollFailure {
+				return w.last, fmt.Errorf("lost contact with the host while it activates (%w); it rolls back by itself unless confirmed", err)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return w.last, ctx.Err()
+		case <-time.After(PollInterval):
+		}
+	}
+}
+
+func (w *watcher) emit(b []byte) {
+	w.offset += len(b)
+	w.buf = append(w.buf, b...)
+	for {
+		i := slices.Index(w.buf, '\n')
+		if i < 0 {
+			return
+		}
+		w.out(string(w.buf[:i]))
+		w.buf = w.buf[i+1:]
+	}
+}
+
+func (w *watcher) flush() {
+	if len(w.buf) > 0 {
+		w.out(string(w.buf))
+		w.buf = nil
+	}
+}
+
+// NewlyFailed are the units failed after but not before, minus ignored.
+func NewlyFailed(before, after, ignore []string) []string {
+	var out []string
+	for _, u := range after {
+		if !slices.Contains(before, u) && !slices.Contains(ignore, u) && !slices.Contains(out, u) {
+			out = append(out, u)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// andList joins "a", "a and b", "a, b and c".
+func andList(s []string) string {
+	switch len(s) {
+	case 0:
+		return ""
+	case 1:
+		return s[0]
+	}
+	return strings.Join(s[:len(s)-1], ", ") + " and " + s[len(s)-1]
+}

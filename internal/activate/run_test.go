@@ -1,0 +1,322 @@
+package activate
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+)
+
+// fakeHost plays the supervisor in memory, on synctest's clock.
+type fakeHost struct {
+	activation time.Duration // how long switch-to-configuration test takes
+	code       int           // its exit code
+	before     []string      // failed units (FailedUnits answers after on later calls)
+	after      []string
+	freshErr   error             // every fresh Decide fails with it
+	lostAt     time.Duration     // > 0: every call fails from this long after launch
+	check      func(n int) error // n-th call of Check
+	mu         sync.Mutex
+	start      time.Time
+	plan       Plan
+	st         State
+	decided    string
+	decideCh   chan string
+	freshTries int
+	checks     int
+	decidedAt  time.Duration
+	decidedBy  string
+}
+
+var errSSH = errors.New("ssh: Permission denied (publickey)")
+
+func (f *fakeHost) lost() bool {
+	return f.lostAt > 0 && time.Since(f.start) >= f.lostAt
+}
+
+func (f *fakeHost) Systemd(context.Context) (bool, error) { return false, nil }
+
+func (f *fakeHost) Launch(_ context.Context, argv []string) error {
+	f.mu.Lock()
+	f.start = time.Now()
+	f.decideCh = make(chan string, 1)
+	f.st = State{Phase: "activating", Running: true}
+	f.mu.Unlock()
+	go f.supervise()
+	return nil
+}
+
+func (f *fakeHost) set(s State) {
+	f.mu.Lock()
+	f.st = s
+	f.mu.Unlock()
+}
+
+func (f *fakeHost) supervise() {
+	time.Sleep(f.activation)
+	f.set(State{Phase: "activated", Code: f.code, Running: true})
+	var d string
+	select {
+	case d = <-f.decideCh:
+	case <-time.After(f.plan.Window + time.Second):
+		f.mu.Lock()
+		if f.decided == "" {
+			f.decided, f.decidedBy, f.decidedAt = "rollback not confirmed within", "supervisor", time.Since(f.start)
+		}
+		d = f.decided
+		f.mu.Unlock()
+	}
+	if d == "commit" {
+		f.set(State{Phase: "committed", Link: "system-8-link"})
+		return
+	}
+	time.Sleep(100 * time.Millisecond) // re-activating the previous system
+	f.set(State{Phase: "rolled-back", Reason: strings.TrimPrefix(d, "rollback ")})
+}
+
+func (f *fakeHost) Status(ctx context.Context, p Plan, offset int) (State, error) {
+	if f.lost() {
+		return State{}, errSSH
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.st, nil
+}
+
+func (f *fakeHost) Decide(ctx context.Context, p Plan, decision string, fresh bool) error {
+	if fresh {
+		f.mu.Lock()
+		f.freshTries++
+		f.mu.Unlock()
+		if f.freshErr != nil {
+			return f.freshErr
+		}
+	}
+	if f.lost() {
+		return errSSH
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.decided != "" {
+		return ErrTooLate
+	}
+	f.decided, f.decidedBy, f.decidedAt = decision, "deployer", time.Since(f.start)
+	f.decideCh <- decision
+	return nil
+}
+
+func (f *fakeHost) FailedUnits(context.Context) ([]string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.st.Phase == "activating" || f.start.IsZero() {
+		return f.before, nil
+	}
+	return f.after, nil
+}
+
+func (f *fakeHost) Journal(_ context.Context, unit string, n int) (string, error) {
+	return unit + ": Failed with result 'exit-code'.", nil
+}
+
+func (f *fakeHost) Check(ctx context.Context, cmd string) error {
+	f.mu.Lock()
+	f.checks++
+	n := f.checks
+	f.mu.Unlock()
+	return f.check(n)
+}
+
+func (f *fakeHost) Fetch(ctx context.Context, url string) error { return f.Check(ctx, url) }
+
+func run(t *testing.T, f *fakeHost, o Options, c Checks) (Outcome, error) {
+	t.Helper()
+	f.plan = Plan{ID: "t", New: "/nix/store/new", Old: "/nix/store/old", Window: o.Confirm() + c.Budget()}
+	return Run(t.Context(), f, f.plan, o, c, f.before, Hooks{})
+}
+
+func TestConfirmedActivationIsCommitted(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := &fakeHost{activation: 5 * time.Second}
+		out, err := run(t, f, Options{ConfirmTimeout: 3 * time.Second}, Checks{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !out.Committed || out.Generation != 8 || out.Cause != CauseNone {
+			t.Errorf("outcome %+v, want committed generation 8", out)
+		}
+		if f.freshTries != 1 || f.decidedBy != "deployer" {
+			t.Errorf("fresh tries %d, decided by %s", f.freshTries, f.decidedBy)
+		}
+		// A slow activation does not eat the confirm window.
+		if f.decidedAt > 5*time.Second+PollInterval {
+			t.Errorf("confirmed %s after launch", f.decidedAt)
+		}
+	})
+}
+
+func TestLockoutRollsBackBeforeTheWindowEnds(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := &fakeHost{activation: time.Second, freshErr: errSSH}
+		out, err := run(t, f, Options{ConfirmTimeout: 4 * time.Second}, Checks{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !out.RolledBack || out.Cause != CauseLostAccess || !errors.Is(out.AccessErr, errSSH) {
+			t.Fatalf("outcome %+v, want rolled back for lost access", out)
+		}
+		if f.decidedBy != "deployer" || !strings.Contains(f.decided, "lost SSH access") {
+			t.Errorf("decided by %s: %q", f.decidedBy, f.decided)
+		}
+		// Retried every RetryInterval until 1s (the margin) before the
+		// supervisor's window, then asked for the rollback.
+		if f.decidedAt > time.Second+4*time.Second {
+			t.Errorf("rollback asked %s after launch, after the window", f.decidedAt)
+		}
+		if want := int((3*time.Second)/RetryInterval) - 1; f.freshTries < want {
+			t.Errorf("%d fresh attempts, want at least %d", f.freshTries, want)
+		}
+	})
+}
+
+func TestHostTimesOutWhenTheDeployerLosesEverything(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := &fakeHost{activation: time.Second, freshErr: errSSH, lostAt: time.Second + PollInterval}
+		start := time.Now()
+		_, err := run(t, f, Options{ConfirmTimeout: 3 * time.Second}, Checks{})
+		if err == nil || !strings.Contains(err.Error(), "lost contact") || !strings.Contains(err.Error(), "rolls back by itself") {
+			t.Fatalf("err %v", err)
+		}
+		// The deployer gives up only after the host's window has passed.
+		if time.Since(start) < time.Second+3*time.Second {
+			t.Errorf("gave up after %s, before the host's window ended", time.Since(start))
+		}
+		synctest.Wait()
+		time.Sleep(10 * time.Second)
+		if f.decidedBy != "supervisor" || f.st.Phase != "rolled-back" {
+			t.Errorf("host: decided by %q, state %+v; want the supervisor to roll back by itself", f.decidedBy, f.st)
+		}
+	})
+}
+
+func TestNewlyFailedUnitsRollBack(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := &fakeHost{code: 4, before: []string{"old.service"}, after: []string{"old.service", "web.service", "noise.service"}}
+		out, err := run(t, f, Options{ConfirmTimeout: 3 * time.Second, IgnoreUnits: []string{"noise.service"}}, Checks{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !out.RolledBack || out.Cause != CauseUnits || len(out.NewlyFailed) != 1 || out.NewlyFailed[0] != "web.service" {
+			t.Fatalf("outcome %+v", out)
+		}
+		if !strings.Contains(out.Journals["web.service"], "Failed with result") || f.freshTries != 0 {
+			t.Errorf("journals %v, fresh tries %d", out.Journals, f.freshTries)
+		}
+		if !strings.Contains(f.decided, "newly failed units web.service") {
+			t.Errorf("decision %q", f.decided)
+		}
+	})
+}
+
+func TestAlreadyFailedUnitsDoNotRollBack(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := &fakeHost{code: 4, before: []string{"web.service"}, after: []string{"web.service"}}
+		out, err := run(t, f, Options{ConfirmTimeout: 3 * time.Second}, Checks{})
+		if err != nil || !out.Committed {
+			t.Fatalf("outcome %+v, %v; want committed", out, err)
+		}
+	})
+}
+
+func TestNoRollbackOnFailureKeeps(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := &fakeHost{code: 4, after: []string{"web.service"}}
+		out, err := run(t, f, Options{ConfirmTimeout: 3 * time.Second, NoRollbackOnFailure: true}, Checks{})
+		if err != nil || !out.Committed || !out.Kept || out.Cause != CauseUnits {
+			t.Fatalf("outcome %+v, %v; want committed and kept", out, err)
+		}
+	})
+}
+
+func TestFailedActivationRollsBackAtOnce(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := &fakeHost{code: 2}
+		out, err := run(t, f, Options{ConfirmTimeout: 30 * time.Second}, Checks{})
+		if err != nil || !out.RolledBack || out.Cause != CauseActivation || out.ActivationCode != 2 {
+			t.Fatalf("outcome %+v, %v", out, err)
+		}
+		if f.decidedAt > time.Second {
+			t.Errorf("rollback asked after %s", f.decidedAt)
+		}
+	})
+}
+
+func TestChecksAreRetriedUntilTheirTimeout(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		// Passes on the third try: committed.
+		f := &fakeHost{check: func(n int) error {
+			if n < 3 {
+				return errors.New("connection refused")
+			}
+			return nil
+		}}
+		out, err := run(t, f, Options{ConfirmTimeout: 3 * time.Second}, Checks{Commands: []string{"curl -f localhost"}, Timeout: 5 * time.Second})
+		if err != nil || !out.Committed {
+			t.Fatalf("outcome %+v, %v", out, err)
+		}
+
+		// Never passes: rolled back once its timeout is spent.
+		f = &fakeHost{check: func(int) error { return errors.New("HTTP 503 Service Unavailable") }}
+		start := time.Now()
+		out, err = run(t, f, Options{ConfirmTimeout: 3 * time.Second}, Checks{URLs: []string{"https://web1/health"}, Timeout: 5 * time.Second})
+		if err != nil || !out.RolledBack || out.Cause != CauseCheck {
+			t.Fatalf("outcome %+v, %v", out, err)
+		}
+		if !strings.Contains(out.FailedChecks[0], "check https://web1/health failed: HTTP 503") {
+			t.Errorf("failed checks %q", out.FailedChecks)
+		}
+		if f.checks != 5 || f.decidedAt < 4*time.Second || time.Since(start) > 7*time.Second {
+			t.Errorf("%d attempts, rollback asked after %s", f.checks, f.decidedAt)
+		}
+	})
+}
+
+func TestRetryUntilStopsAtTheDeadline(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		start := time.Now()
+		n := 0
+		err := retryUntil(t.Context(), start.Add(2*time.Second), 500*time.Millisecond, func(context.Context) error {
+			n++
+			return errSSH
+		})
+		if !errors.Is(err, errSSH) || n != 4 || time.Since(start) >= 2*time.Second {
+			t.Errorf("err %v after %d tries and %s", err, n, time.Since(start))
+		}
+		n = 0
+		err = retryUntil(t.Context(), start.Add(time.Hour), time.Second, func(context.Context) error {
+			n++
+			return ErrTooLate
+		})
+		if !errors.Is(err, ErrTooLate) || n != 1 {
+			t.Errorf("too late: err %v after %d tries", err, n)
+		}
+	})
+}
+
+func TestRetryUntilKeepsTheTellingError(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		start := time.Now()
+		err := retryUntil(t.Context(), start.Add(1200*time.Millisecond), 500*time.Millisecond, func(ctx context.Context) error {
+			if time.Since(start) >= time.Second {
+				<-ctx.Done() // a slow attempt cut by the deadline
+				return ctx.Err()
+			}
+			return errSSH
+		})
+		if !errors.Is(err, errSSH) {
+			t.Errorf("err %v, want the authentication failure", err)
+		}
+	})
+}

@@ -1,0 +1,271 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/skiffdeploy/skiff/internal/fleet"
+	"github.com/skiffdeploy/skiff/internal/remote"
+	"github.com/skiffdeploy/skiff/internal/transport"
+)
+
+type gcOptions struct {
+	targetUser string
+	parallel   int
+	keep       int
+	olderThan  string
+	dryRun     bool
+	json       bool
+}
+
+func newGC(g *globals) *cobra.Command {
+	var o gcOptions
+	c := &cobra.Command{
+		Use:   "gc [HOST...] --keep N",
+		Short: "Delete old system generations and collect garbage on hosts",
+		Long: `Gc deletes the old generations of each host's system profile, keeping the
+newest N (--keep), the boot default and any generation holding the running or
+booted system, then runs nix-store --gc and reports the bytes freed. With
+--older-than, only generations older than that go. --dry-run lists what
+would be deleted and changes nothing.
+
+Durations: Go durations (36h, 90m) or days and weeks (30d, 2w).
+
+` + exitCodeHelp,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if !cmd.Flags().Changed("keep") {
+				return usageError{errorf("--keep N is required: the number of newest generations to keep")}
+			}
+			return runGC(cmd.Context(), g, o, args)
+		},
+	}
+	f := c.Flags()
+	f.StringVar(&o.targetUser, "target-user", "", "log in as `USER` on every host (default: deployment.targetUser, else root); a user other than root uses sudo -n")
+	f.IntVarP(&o.parallel, "parallel", "p", 10, "work on at most `N` hosts at once")
+	f.IntVar(&o.keep, "keep", 0, "keep the newest `N` generations (besides the running, booted and boot default ones)")
+	f.StringVar(&o.olderThan, "older-than", "", "delete only generations older than `DURATION` (e.g. 30d)")
+	f.BoolVar(&o.dryRun, "dry-run", false, "list what would be deleted; change nothing")
+	f.BoolVar(&o.json, "json", false, "print the result as JSON")
+	return c
+}
+
+// parseAge reads a duration, accepting days (d) and weeks (w) too.
+func parseAge(s string) (time.Duration, error) {
+	for suffix, unit := range map[string]time.Duration{"d": 24 * time.Hour, "w": 7 * 24 * time.Hour} {
+		if n, ok := strings.CutSuffix(s, suffix); ok {
+			v, err := strconv.ParseFloat(n, 64)
+			if err != nil || v < 0 {
+				return 0, fmt.Errorf("invalid duration %q", s)
+			}
+			return time.Duration(v * float64(unit)), nil
+		}
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 {
+		return 0, fmt.Errorf("invalid duration %q: use 30d, 2w or 36h", s)
+	}
+	return d, nil
+}
+
+// gcResult is one host's outcome (the JSON form is stable).
+type gcResult struct {
+	Host       string              `json:"host"`
+	DryRun     bool                `json:"dryRun"`
+	Deleted    []remote.Generation `json:"deleted"`
+	Kept       []remote.Generation `json:"kept"`
+	FreedBytes int64               `json:"freedBytes"`
+	FreedPaths int                 `json:"freedPaths"`
+	FreeBytes  int64               `json:"freeBytes"` // free on the store's filesystem afterwards; -1 unknown
+	Error      string              `json:"error,omitempty"`
+	err        error
+}
+
+// hostConns evaluates the selection and makes one shared-connection
+// remote.Host per host; close ends the connections.
+func hostConns(ctx context.Context, g *globals, user string, selectors []string) (hosts []*remote.Host, closeAll func(), err error) {
+	dir, err := transport.NewControlDir()
+	if err != nil {
+		return nil, nil, err
+	}
+	sshOpts, err := g.sshOptionsFor(dir)
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, nil, err
+	}
+	run := g.runner()
+	evaluated, targets, err := hostTargets(ctx, g, run, user, selectors)
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, nil, err
+	}
+	for i, h := range evaluated {
+		hosts = append(hosts, &remote.Host{Name: h.Name, Conn: &transport.SSH{Target: targets[i], Options: sshOpts, Run: run, Name: h.Name}})
+	}
+	closeAll = func() {
+		cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		for _, h := range hosts {
+			h.Conn.Close(cctx)
+		}
+		os.RemoveAll(dir)
+	}
+	return hosts, closeAll, nil
+}
+
+// eachHost runs fn for every host, at most parallel at once.
+func eachHost(hosts []*remote.Host, parallel int, fn func(i int, h *remote.Host)) {
+	sem := make(chan struct{}, parallel)
+	var wg sync.WaitGroup
+	for i, h := range hosts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			fn(i, h)
+		}()
+	}
+	wg.Wait()
+}
+
+func runGC(ctx context.Context, g *globals, o gcOptions, selectors []string) error {
+	if o.keep < 0 {
+		return usageError{errorf("--keep must be 0 or more")}
+	}
+	if o.parallel < 1 {
+		return usageError{errorf("--parallel must be at least 1")}
+	}
+	policy := remote.GCPolicy{Keep: o.keep}
+	if o.olderThan != "" {
+		d, err := parseAge(o.olderThan)
+		if err != nil {
+			return usageError{err}
+		}
+		policy.OlderThan = d
+	}
+	hosts, closeAll, err := hostConns(ctx, g, o.targetUser, selectors)
+	if err != nil {
+		return err
+	}
+	defer closeAll()
+	now := time.Now()
+	results := make([]gcResult, len(hosts))
+	eachHost(hosts, o.parallel, func(i int, h *remote.Host) {
+		r := gcResult{Host: h.Name, DryRun: o.dryRun, FreeBytes: -1}
+		defer func() { results[i] = r }()
+		if o.dryRun {
+			list, err := h.ListGenerations(ctx)
+			if err != nil {
+				r.err = err
+				return
+			}
+			r.Deleted = policy.Doomed(list, now)
+			gone := map[int]bool{}
+			for _, x := range r.Deleted {
+				gone[x.Number] = true
+			}
+			for _, x := range list.List {
+				if !gone[x.Number] {
+					r.Kept = append(r.Kept, x)
+				}
+			}
+			return
+		}
+		r.Deleted, r.Kept, r.err = h.PruneGenerations(ctx, policy, now)
+		if r.err != nil {
+			return
+		}
+		fmt.Fprintf(g.stderr, "%s: gc: deleted %d generation(s), collecting garbage\n", h.Name, len(r.Deleted))
+		freed, err := h.CollectGarbage(ctx)
+		if err != nil {
+			r.err = err
+			return
+		}
+		r.FreedBytes, r.FreedPaths, r.FreeBytes = freed.Bytes, freed.Paths, freed.Free
+	})
+	failed := false
+	for i := range results {
+		if results[i].err != nil {
+			failed = true
+			results[i].Error = results[i].err.Error()
+		}
+		if results[i].Deleted == nil {
+			results[i].Deleted = []remote.Generation{}
+		}
+		if results[i].Kept == nil {
+			results[i].Kept = []remote.Generation{}
+		}
+	}
+	if o.json {
+		enc := json.NewEncoder(g.stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(struct {
+			Hosts []gcResult `json:"hosts"`
+		}{results}); err != nil {
+			return err
+		}
+	} else {
+		printGC(g.stdout, results, o.dryRun)
+	}
+	for _, r := range results {
+		if r.err != nil {
+			printError(g.stderr, r.err)
+		}
+	}
+	if failed {
+		return exitError{ExitHostsFailed}
+	}
+	return nil
+}
+
+func genNumbers(l []remote.Generation) string {
+	if len(l) == 0 {
+		return "-"
+	}
+	var s []string
+	for _, x := range l {
+		s = append(s, strconv.Itoa(x.Number))
+	}
+	return strings.Join(s, ",")
+}
+
+func printGC(w io.Writer, results []gcResult, dryRun bool) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	if dryRun {
+		fmt.Fprintln(tw, "HOST\tWOULD DELETE\tKEEPS\tERROR")
+		for _, r := range results {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", r.Host, genNumbers(r.Deleted), genNumbers(r.Kept), emptyDash(r.Error))
+		}
+		tw.Flush()
+		return
+	}
+	fmt.Fprintln(tw, "HOST\tDELETED\tKEPT\tFREED\tFREE NOW\tERROR")
+	for _, r := range results {
+		freed, free := "-", "-"
+		if r.err == nil {
+			freed = fmt.Sprintf("%s (%d paths)", fleet.Bytes(r.FreedBytes), r.FreedPaths)
+			if r.FreeBytes >= 0 {
+				free = fleet.Bytes(r.FreeBytes)
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.Host, genNumbers(r.Deleted), genNumbers(r.Kept), freed, free, emptyDash(r.Error))
+	}
+	tw.Flush()
+}
+
+func emptyDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return flatLine(s)
+}

@@ -1,0 +1,40 @@
+package cli
+
+import (
+	"os"
+
+	"golang.org/x/term"
+
+	"github.com/skiffdeploy/skiff/internal/fleet"
+	"github.com/skiffdeploy/skiff/internal/ui"
+)
+
+// output is how a fleet command shows progress and results: a live view
+// on a terminal, plain timestamped lines otherwise (or when CI is set),
+// JSON Lines on stdout with --json.
+type output struct {
+	reporter fleet.Reporter
+	close    func()
+	summary  func(results []fleet.Result, code int)
+}
+
+func (g *globals) output(jsonOut bool) output {
+	if jsonOut {
+		j := &ui.JSON{W: g.stdout}
+		return output{reporter: j, close: func() {}, summary: j.Summary}
+	}
+	table := func(results []fleet.Result, _ int) { ui.Summary(g.stdout, results) }
+	if f, ok := g.stderr.(*os.File); ok && term.IsTerminal(int(f.Fd())) && os.Getenv("CI") == "" {
+		rows := func() int {
+			_, h, err := term.GetSize(int(f.Fd()))
+			if err != nil {
+				return 0
+			}
+			return h
+		}
+		color := os.Getenv("NO_COLOR") == "" && os.Getenv("TERM") != "dumb"
+		l := ui.NewLive(f, rows, color)
+		return output{reporter: l, close: l.Close, summary: table}
+	}
+	return output{reporter: &ui.Plain{W: g.stderr}, close: func() {}, summary: table}
+}

@@ -1,0 +1,128 @@
+package diff
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/skiffdeploy/skiff/internal/fault"
+	"github.com/skiffdeploy/skiff/internal/flake"
+	"github.com/skiffdeploy/skiff/internal/fleet"
+	"github.com/skiffdeploy/skiff/internal/remote"
+)
+
+// PhasePlan is the phase of the events Plan reports.
+const PhasePlan fleet.Phase = "plan"
+
+// Plan works out, for every host of a prepared (built and connected)
+// session, at most parallel hosts at once, what deploying would change.
+// It copies the paths a host lacks so that dry-activate can run, and
+// changes nothing else: no profile, no generation, no activation.
+func Plan(ctx context.Context, s *fleet.Session, parallel int) []HostPlan {
+	if parallel <= 0 {
+		parallel = 10
+	}
+	hosts := s.Hosts()
+	plans := make([]HostPlan, len(hosts))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, parallel)
+	for i, h := range hosts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			plans[i] = planHost(ctx, s, h)
+		}()
+	}
+	wg.Wait()
+	return plans
+}
+
+func planHost(ctx context.Context, s *fleet.Session, h flake.Host) HostPlan {
+	p := HostPlan{Host: h.Name, NewSystem: h.OutPath}
+	fail := func(err error) HostPlan {
+		p.Status, p.Err = Failed, err
+		msg := err.Error()
+		if fe, ok := fault.As(err); ok {
+			msg = fe.Msg
+		}
+		s.Report(h.Name, PhasePlan, "failed: %s", msg)
+		return p
+	}
+	if err := s.Err(h.Name); err != nil {
+		p.Status, p.Err = Failed, err
+		return p // Prepare reported it already
+	}
+	st := s.State(h.Name)
+	p.OldSystem = st.Current
+	if st.Current == h.OutPath {
+		p.Status = UpToDate
+		s.Report(h.Name, PhasePlan, "up to date: runs %s", h.OutPath)
+		return p
+	}
+	p.Status = Changes
+	c := s.Remote(h.Name)
+
+	var newClosure []Path
+	var paths []string
+	sizes := map[string]int64{}
+	for _, i := range s.Closure(h.Name) {
+		newClosure = append(newClosure, Path{Path: i.Path, Size: i.NarSize})
+		paths = append(paths, i.Path)
+		sizes[i.Path] = i.NarSize
+	}
+	running, store, err := c.Compare(ctx, st.Current, paths)
+	if err != nil {
+		return fail(err)
+	}
+	var oldClosure []Path
+	for _, sp := range running {
+		oldClosure = append(oldClosure, Path{Path: sp.Path, Size: sp.Size})
+	}
+	p.Closure = Compare(st.Current, oldClosure, h.OutPath, newClosure)
+
+	if _, err := os.Stat(filepath.Join(h.OutPath, "bin", "switch-to-configuration")); err != nil {
+		return fail(fault.New(h.Name, fault.Build,
+			"nixosConfigurations.NAME.config.system.build.toplevel must be a NixOS system",
+			"%s has no bin/switch-to-configuration; cannot tell what activating it would do", h.OutPath))
+	}
+	for _, m := range store.Missing {
+		p.CopiedBytes += sizes[m]
+	}
+	if store.Free >= 0 && p.CopiedBytes > 0 && p.CopiedBytes+fleet.DiskMargin > store.Free {
+		return fail(fault.New(h.Name, fault.Disk,
+			fmt.Sprintf("free space on the host: delete old generations and collect garbage (\"ssh %s sudo nix-env -p %s --delete-generations +5 && ssh %s sudo nix-collect-garbage\")",
+				c.Conn.Target.Destination(), remote.Profile, c.Conn.Target.Destination()),
+			"needs %s in /nix/store to check activation, %s free (keeping %s spare); nothing was copied",
+			fleet.Bytes(p.CopiedBytes), fleet.Bytes(store.Free), fleet.Bytes(fleet.DiskMargin)))
+	}
+	if len(store.Missing) > 0 {
+		s.Report(h.Name, PhasePlan, "copying %d missing path(s), %s, to run dry-activate", len(store.Missing), fleet.Bytes(p.CopiedBytes))
+		start := time.Now()
+		if err := s.Copy(ctx, h.Name, h.OutPath, sizes, p.CopiedBytes); err != nil {
+			p.CopiedBytes = 0
+			return fail(err)
+		}
+		p.CopiedPaths = len(store.Missing)
+		s.Report(h.Name, PhasePlan, "copied in %s", time.Since(start).Round(time.Millisecond))
+	}
+
+	act, err := c.DryActivate(ctx, h.OutPath)
+	if err != nil {
+		return fail(err)
+	}
+	if act.ExitCode != 0 {
+		return fail(fault.New(h.Name, fault.Activation,
+			fmt.Sprintf("run it by hand to see its output: \"ssh %s %s/bin/switch-to-configuration dry-activate\"", c.Conn.Target.Destination(), h.OutPath),
+			"switch-to-configuration dry-activate exited with %d (%s)", act.ExitCode, remote.ActivationMeaning(act.ExitCode)))
+	}
+	p.Units = ParseDryActivate(act.Output)
+	p.Activation = true
+	line, _ := Describe(p)
+	s.Report(h.Name, PhasePlan, "%s", line)
+	return p
+}

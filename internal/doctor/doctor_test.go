@@ -1,0 +1,137 @@
+package doctor
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/skiffdeploy/skiff/internal/fault"
+	"github.com/skiffdeploy/skiff/internal/transport"
+)
+
+func testSession() *session {
+	return newSession(Options{}, &localBuild{}, Target{Name: "web1", Target: transport.Target{Host: "web1"}})
+}
+
+func statuses(r Report) map[string]Status {
+	m := map[string]Status{}
+	for _, f := range r.Findings {
+		m[f.Check] = f.Status
+	}
+	return m
+}
+
+func TestFailureSkipsDependents(t *testing.T) {
+	pass := func(context.Context, *session) Finding { return ok("fine") }
+	list := []check{
+		{name: "a", run: pass},
+		{name: "b", needs: []string{"a"}, run: func(context.Context, *session) Finding {
+			return failed(fault.New("web1", fault.Refused, "start sshd", "refused"))
+		}},
+		{name: "c", needs: []string{"b"}, run: pass},
+		{name: "d", needs: []string{"c"}, run: pass}, // skipped through c
+		{name: "e", needs: []string{"a"}, run: pass},
+		{name: "f", local: true, run: pass},
+	}
+	r := runHost(t.Context(), Options{Timeout: time.Minute}, list, testSession())
+	want := map[string]Status{"a": OK, "b": Fail, "c": Skip, "d": Skip, "e": OK, "f": OK}
+	if d := cmp.Diff(want, statuses(r)); d != "" {
+		t.Error(d)
+	}
+	if r.Status != Fail || r.Findings[1].Class != fault.Refused || r.Findings[1].Hint != "start sshd" || r.Findings[3].Detail != "b failed" {
+		t.Errorf("report %+v", r)
+	}
+}
+
+func TestHostTimeLimit(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		list := []check{
+			{name: "hang", run: func(ctx context.Context, _ *session) Finding {
+				<-ctx.Done()
+				return Finding{Status: Fail, Detail: "interrupted"}
+			}},
+			{name: "next", run: func(context.Context, *session) Finding { return ok("fine") }},
+			{name: "local", local: true, run: func(context.Context, *session) Finding { return ok("fine") }},
+		}
+		start := time.Now()
+		r := runHost(t.Context(), Options{Timeout: 5 * time.Second}, list, testSession())
+		if took := time.Since(start); took != 5*time.Second {
+			t.Errorf("took %s, want the 5s limit", took)
+		}
+		want := map[string]Status{"hang": Fail, "next": Skip, "local": OK}
+		if d := cmp.Diff(want, statuses(r)); d != "" {
+			t.Error(d)
+		}
+		if f := r.Findings[0]; f.Class != fault.Timeout || !strings.Contains(f.Detail, "time limit (5s)") {
+			t.Errorf("hung check: %+v", f)
+		}
+	})
+}
+
+func TestConnectTimeout(t *testing.T) {
+	for budget, want := range map[time.Duration]time.Duration{
+		time.Second: time.Second, 6 * time.Second: 2 * time.Second, 30 * time.Second: 10 * time.Second, time.Hour: 10 * time.Second,
+	} {
+		if got := connectTimeout(budget); got != want {
+			t.Errorf("connectTimeout(%s) = %s, want %s", budget, got, want)
+		}
+	}
+}
+
+func TestParseSSHG(t *testing.T) {
+	out := "user deploy\nhostname 10.0.0.5\nport 2222\nproxyjump bastion\nproxycommand none\nuserknownhostsfile ~/.ssh/known_hosts ~/.ssh/known_hosts2\n"
+	got := parseSSHG(out)
+	want := effective{hostname: "10.0.0.5", user: "deploy", port: 2222, proxyJump: "bastion", knownHosts: "~/.ssh/known_hosts"}
+	if got != want {
+		t.Errorf("got %+v, want %+v", got, want)
+	}
+	if got := parseSSHG("hostname a\nproxyjump none\n"); got.proxyJump != "" || got.port != 22 {
+		t.Errorf("defaults: %+v", got)
+	}
+}
+
+func TestBuildConfig(t *testing.T) {
+	data := []byte(`{"system":{"value":"x86_64-linux"},"extra-platforms":{"value":["i686-linux"]},
+		"builders":{"value":"@/etc/nix/machines; ssh://mac x86_64-darwin,aarch64-darwin - 4"}}`)
+	read := func(path string) (string, error) {
+		if path == "/etc/nix/machines" {
+			return "# builders\nssh://arm aarch64-linux /key 8 1 big-parallel\n", nil
+		}
+		return "", errors.New("no such file")
+	}
+	c, err := ParseBuildConfig(data, read)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for system, want := range map[string]string{
+		"x86_64-linux":   "x86_64-linux natively",
+		"i686-linux":     "i686-linux through extra-platforms (binfmt emulation or a compatible CPU)",
+		"aarch64-linux":  "aarch64-linux on builder ssh://arm",
+		"aarch64-darwin": "aarch64-darwin on builder ssh://mac",
+		"riscv64-linux":  "",
+	} {
+		yes, how := c.CanBuild(system)
+		if yes != (want != "") || how != want {
+			t.Errorf("CanBuild(%s) = %v %q, want %q", system, yes, how, want)
+		}
+	}
+	if _, err := ParseBuildConfig([]byte("nope"), read); err == nil {
+		t.Error("bad JSON accepted")
+	}
+}
+
+func TestNixSystem(t *testing.T) {
+	for in, want := range map[[2]string]string{
+		{"x86_64", "Linux"}: "x86_64-linux", {"aarch64", "Linux"}: "aarch64-linux",
+		{"arm64", "Darwin"}: "aarch64-darwin", {"armv7l", "Linux"}: "armv7l-linux",
+	} {
+		if got := nixSystem(in[0], in[1]); got != want {
+			t.Errorf("nixSystem(%v) = %s, want %s", in, got, want)
+		}
+	}
+}

@@ -1,0 +1,123 @@
+package e2e
+
+import (
+	"bufio"
+	"errors"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+
+	"github.com/skiffdeploy/skiff/internal/lab"
+)
+
+var (
+	binOnce sync.Once
+	binPath string
+	binErr  error
+)
+
+// skiffBinary builds cmd/skiff once for tests that need a real process to
+// signal.
+func skiffBinary(t *testing.T) string {
+	t.Helper()
+	binOnce.Do(func() {
+		dir, err := filepath.Abs("../../bin-test")
+		if err != nil {
+			binErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "skiff")
+		if out, err := exec.Command("go", "build", "-o", binPath, "../../cmd/skiff").CombinedOutput(); err != nil {
+			binErr = errors.New(string(out))
+		}
+	})
+	if binErr != nil {
+		t.Fatalf("build skiff: %v", binErr)
+	}
+	return binPath
+}
+
+// interruptAt runs skiff as a process, sends SIGINT when a line of its
+// standard error contains marker, and returns its exit code and output.
+func interruptAt(t *testing.T, l *lab.Lab, marker string, args ...string) (int, string) {
+	t.Helper()
+	cmd := exec.Command(skiffBinary(t), append([]string{"-F", l.SSHConfig(), "--nix-option", "substituters="}, args...)...)
+	cmd.Env = append(cmd.Environ(), "SKIFF_HISTORY="+filepath.Join(t.TempDir(), "history.db"))
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	sc := bufio.NewScanner(stderr)
+	sent := false
+	for sc.Scan() {
+		out.WriteString(sc.Text() + "\n")
+		if !sent && strings.Contains(sc.Text(), marker) {
+			cmd.Process.Signal(syscall.SIGINT)
+			sent = true
+		}
+	}
+	err = cmd.Wait()
+	code := 0
+	var exit *exec.ExitError
+	if errors.As(err, &exit) {
+		code = exit.ExitCode()
+	}
+	t.Logf("exit %d\n%s", code, out.String())
+	if !sent {
+		t.Fatalf("never saw %q", marker)
+	}
+	return code, out.String()
+}
+
+func TestInterruptLetsAStartedActivationFinish(t *testing.T) {
+	l := newLab(t, lab.HostSpec{Name: "int1"})
+	r := skiffOn(t, l, "deploy", "int1", "--flake", writeFlake(t, host("int1", "generation = 1;")))
+	wantCode(t, r, 0)
+	code, out := interruptAt(t, l, "int1: activate:", "deploy", "int1", "--flake",
+		writeFlake(t, host("int1", "generation = 2; activationDelay = 2;")))
+	if code != 130 {
+		t.Errorf("exit %d, want 130", code)
+	}
+	wantContains(t, "output", out, "int1: done: deployed")
+	if got := profileOf(t, l, "int1"); got != "system-2-link" {
+		t.Errorf("profile %q: the started activation did not finish", got)
+	}
+}
+
+func TestInterruptDuringCopyLeavesTheHostAlone(t *testing.T) {
+	l := newLab(t, lab.HostSpec{Name: "int2"})
+	r := skiffOn(t, l, "deploy", "int2", "--flake", writeFlake(t, host("int2", "generation = 1;")))
+	wantCode(t, r, 0)
+	before := currentOf(t, l, "int2")
+	// 256 MiB to copy: the interrupt lands while nix copy runs.
+	code, out := interruptAt(t, l, "int2: copy: copying", "deploy", "int2", "--flake",
+		writeFlake(t, host("int2", "generation = 2; baseSize = 268435456;")))
+	if code != 130 {
+		t.Errorf("exit %d, want 130", code)
+	}
+	if strings.Contains(out, "int2: activate:") {
+		t.Error("activation started after the interrupt")
+	}
+	if got := currentOf(t, l, "int2"); got != before {
+		t.Errorf("running %q, want the untouched %q", got, before)
+	}
+	if got := profileOf(t, l, "int2"); got != "system-1-link" {
+		t.Errorf("profile %q, want system-1-link", got)
+	}
+	if out, _ := exec.Command("pgrep", "-f", "copy --to ssh://root@int2").Output(); len(out) > 0 {
+		t.Errorf("nix copy still running after skiff exited: pids %s", out)
+	}
+}
+
+func currentOf(t *testing.T, l *lab.Lab, host string) string {
+	t.Helper()
+	out, _ := l.Host(host).Exec(t.Context(), "readlink", "/run/current-system")
+	return strings.TrimSpace(out)
+}

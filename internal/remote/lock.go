@@ -1,0 +1,217 @@
+package remote
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/skiffdeploy/skiff/internal/fault"
+	"github.com/skiffdeploy/skiff/internal/transport"
+)
+
+// LockDir is the host's deploy lock.
+const LockDir = "/run/skiff/lock"
+
+// LockOwner says who holds a host's deploy lock.
+type LockOwner struct {
+	User    string
+	Machine string
+	PID     int
+	Since   string // RFC 3339
+}
+
+func (o LockOwner) String() string {
+	s := fmt.Sprintf("%s@%s (pid %s", orDash(o.User), orDash(o.Machine), orDash(strconv.Itoa(o.PID)))
+	if o.Since != "" {
+		s += ", since " + o.Since
+	}
+	return s + ")"
+}
+
+func orDash(s string) string {
+	if s == "" || s == "0" {
+		return "?"
+	}
+	return s
+}
+
+// lockScript takes the lock and keeps it while its standard input stays
+// open: its shell is the "keeper" whose pid the owner file records. A
+// lock whose keeper is gone and whose activation supervisors have all
+// ended is stale and taken over; $5 = 1 breaks a live one. Reading
+// "release" removes the lock; end of input (the deployer vanished) leaves
+// it, to be found stale.
+const lockScript = `set -u
+user=$1 machine=$2 pid=$3 since=$4 brk=$5
+d=/run/skiff l=/run/skiff/lock
+umask 077
+mkdir -p "$d" || exit 1
+owner() { tr '\n' ' ' <"$l/owner" 2>/dev/null; }
+live() {
+	k=$(sed -n 's/^keeper=//p' "$l/owner" 2>/dev/null)
+	if [ -n "$k" ] && kill -0 "$k" 2>/dev/null; then return 0; fi
+	for f in "$d"/act-*/pid; do
+		[ -f "$f" ] && kill -0 "$(cat "$f")" 2>/dev/null && return 0
+	done
+	return 1
+}
+t=$d/.lock.$$
+rm -rf "$t" && mkdir "$t" &&
+	printf 'user=%s\nmachine=%s\npid=%s\nsince=%s\nkeeper=%s\n' "$user" "$machine" "$pid" "$since" "$$" >"$t/owner" || exit 1
+if ! mv -T "$t" "$l" 2>/dev/null; then
+	if live && [ "$brk" != 1 ]; then
+		echo "skiff-lock: held $(owner)"
+		rm -rf "$t"
+		exit 3
+	fi
+	if live; then how=broken; else how=stale; fi
+	echo "skiff-lock: $how $(owner)"
+	rm -rf "$l"
+	if ! mv -T "$t" "$l" 2>/dev/null; then
+		echo "skiff-lock: held $(owner)"
+		rm -rf "$t"
+		exit 3
+	fi
+fi
+echo "skiff-lock: locked"
+read -r cmd || cmd=
+if [ "$cmd" = release ] && grep -qx "keeper=$$" "$l/owner" 2>/dev/null; then rm -rf "$l"; fi`
+
+// Lock is a held deploy lock.
+type Lock struct {
+	h    *Host
+	in   *io.PipeWriter
+	done chan error
+	once sync.Once
+	// Took is how the lock was taken: "" (it was free), "stale" or
+	// "broken", with the previous owner in Previous.
+	Took     string
+	Previous LockOwner
+}
+
+// Locked is the error class of a host whose deploy lock another deploy
+// holds.
+const Locked fault.Class = "locked"
+
+// Lock takes the host's deploy lock for owner, refusing (class Locked,
+// naming the holder) when a live deploy holds it, unless breakLock. The lock lasts until Release or until the deployer's
+// session ends; a lock left by a vanished deployer is taken over once no
+// activation supervisor runs on the host.
+func (h *Host) Lock(ctx context.Context, owner LockOwner, breakLock bool) (*Lock, error) {
+	pr, pw := io.Pipe()
+	brk := "0"
+	if breakLock {
+		brk = "1"
+	}
+	lines := make(chan string, 8)
+	w := &lockLines{ch: lines}
+	l := &Lock{h: h, in: pw, done: make(chan error, 1)}
+	argv := h.priv("sh", "-c", lockScript, "skiff-lock", owner.User, owner.Machine, strconv.Itoa(owner.PID), owner.Since, brk)
+	// The keeper outlives ctx's cancellation until Release, so that an
+	// interrupted deploy still releases the lock.
+	kctx := context.WithoutCancel(ctx)
+	go func() {
+		_, err := h.exec(kctx, transport.Exec{Argv: argv, Stdin: pr, Stream: w})
+		l.done <- err
+		close(l.done)
+	}()
+	for {
+		select {
+		case line := <-lines:
+			verb, rest, _ := strings.Cut(line, " ")
+			switch verb {
+			case "locked":
+				return l, nil
+			case "stale", "broken":
+				l.Took, l.Previous = verb, parseOwner(rest)
+			case "held":
+				_ = pw.Close()
+				<-l.done
+				holder := parseOwner(rest)
+				return nil, fault.New(h.Name, Locked,
+					fmt.Sprintf("wait for that deploy to finish; if it is gone and its lock is wrong, run again with --break-lock (the lock is %s on the host)", LockDir),
+					"another deploy holds the host's deploy lock: %s", holder)
+			}
+		case err := <-l.done:
+			_ = pw.Close()
+			if err == nil {
+				err = errors.New("the lock script ended without an answer")
+			}
+			if _, ok := fault.As(err); ok {
+				return nil, err
+			}
+			return nil, fmt.Errorf("%s: take the deploy lock %s: %w", h.Name, LockDir, err)
+		case <-ctx.Done():
+			_ = pw.Close()
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// Release gives the lock back and waits (bounded) for the keeper to end.
+func (l *Lock) Release() {
+	l.once.Do(func() {
+		go func() {
+			_, _ = io.WriteString(l.in, "release\n")
+			_ = l.in.Close()
+		}()
+		select {
+		case <-l.done:
+		case <-time.After(10 * time.Second):
+		}
+	})
+}
+
+func parseOwner(s string) LockOwner {
+	var o LockOwner
+	for _, f := range strings.Fields(s) {
+		k, v, _ := strings.Cut(f, "=")
+		switch k {
+		case "user":
+			o.User = v
+		case "machine":
+			o.Machine = v
+		case "pid":
+			o.PID, _ = strconv.Atoi(v)
+		case "since":
+			o.Since = v
+		}
+	}
+	return o
+}
+
+// lockLines passes the lock script's "skiff-lock: " lines on.
+type lockLines struct {
+	mu  sync.Mutex
+	buf []byte
+	ch  chan string
+}
+
+func (w *lockLines) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.buf = append(w.buf, p...)
+	sc := bufio.NewScanner(strings.NewReader(string(w.buf)))
+	consumed := 0
+	for sc.Scan() {
+		line := sc.Text()
+		if consumed+len(line) >= len(w.buf) { // no newline yet
+			break
+		}
+		consumed += len(line) + 1
+		if rest, ok := strings.CutPrefix(line, "skiff-lock: "); ok {
+			select {
+			case w.ch <- rest:
+			default:
+			}
+		}
+	}
+	w.buf = w.buf[consumed:]
+	return len(p), nil
+}

@@ -1,0 +1,117 @@
+package ui
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/skiffdeploy/skiff/internal/fault"
+	"github.com/skiffdeploy/skiff/internal/fleet"
+)
+
+var t0 = time.Date(2026, 11, 27, 7, 45, 1, 0, time.UTC)
+
+func TestPlainLines(t *testing.T) {
+	var b bytes.Buffer
+	p := &Plain{W: &b}
+	p.Event(fleet.Event{Time: t0, Phase: fleet.PhaseEval, Msg: "evaluating web1"})
+	p.Event(fleet.Event{Time: t0, Host: "web1", Phase: fleet.PhaseCopy, Msg: "copying 2 path(s), 1.0 KiB"})
+	p.Event(fleet.Event{Time: t0, Host: "web1", Phase: fleet.PhaseCopy, Progress: true, Msg: "512 B of 1.0 KiB"})
+	p.Event(fleet.Event{Time: t0, Host: "web1", Phase: fleet.PhaseActivate, Output: true, Msg: "activating the configuration..."})
+	want := "07:45:01 skiff: eval: evaluating web1\n07:45:01 web1: copy: copying 2 path(s), 1.0 KiB\n07:45:01 web1| activating the configuration...\n"
+	if d := cmp.Diff(want, b.String()); d != "" {
+		t.Error(d)
+	}
+}
+
+func TestSummaryTable(t *testing.T) {
+	var b bytes.Buffer
+	Summary(&b, []fleet.Result{
+		{Host: "web1", Status: fleet.Deployed, OldGen: 3, NewGen: 4, CopiedPaths: 2, CopiedBytes: 2048, Duration: 1200 * time.Millisecond},
+		{Host: "web2", Status: fleet.Failed, OldGen: 3, Duration: 300 * time.Millisecond, Err: fault.New("web2", fault.Refused, "h", "m")},
+		{Host: "db1", Status: fleet.Skipped, Note: "not deployed: the canary failed"},
+		{Host: "db2", Status: fleet.Deployed, Mode: fleet.Test, OldGen: 7, Duration: time.Second},
+	})
+	want := `HOST  RESULT    GENERATION           COPIED           DURATION  ERROR
+web1  deployed  3 -> 4               2 paths, 2.0KiB  1.2s      
+web2  failed    3                    -                300ms     refused
+db1   skipped   -                    -                -         not deployed: the canary failed
+db2   deployed  7 (test: none made)  -                1s        
+`
+	if d := cmp.Diff(want, b.String()); d != "" {
+		t.Errorf("(-want +got)\n%s", d)
+	}
+}
+
+func TestJSONStream(t *testing.T) {
+	var b bytes.Buffer
+	j := &JSON{W: &b}
+	j.Event(fleet.Event{Time: t0, Host: "web1", Phase: fleet.PhaseCopy, Msg: "copying"})
+	j.Event(fleet.Event{Time: t0, Host: "web1", Phase: fleet.PhaseCopy, Progress: true})
+	j.Summary([]fleet.Result{{Host: "web1", Status: fleet.Failed, Duration: 1500 * time.Millisecond,
+		Phases: map[fleet.Phase]time.Duration{fleet.PhaseCopy: time.Second},
+		Err:    fault.Wrap(errors.New("x"), "web1", fault.Disk, "free space", "needs 1 GiB")}}, 3)
+	lines := strings.Split(strings.TrimSpace(b.String()), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("%d lines, want an event and a summary:\n%s", len(lines), b.String())
+	}
+	var e EventJSON
+	json.Unmarshal([]byte(lines[0]), &e)
+	if d := cmp.Diff(EventJSON{Type: "phase", Time: "2026-11-27T07:45:01Z", Host: "web1", Phase: "copy", Message: "copying"}, e); d != "" {
+		t.Error(d)
+	}
+	var s SummaryJSON
+	json.Unmarshal([]byte(lines[1]), &s)
+	h := s.Hosts[0]
+	if s.Type != "summary" || s.ExitCode != 3 || h.Result != "failed" || h.ErrorClass != "disk" || h.Hint != "free space" ||
+		h.DurationMS != 1500 || h.PhasesMS["copy"] != 1000 || !strings.Contains(h.Error, "needs 1 GiB") {
+		t.Errorf("summary %+v", s)
+	}
+}
+
+func TestLiveFrameCollapsesFinishedHosts(t *testing.T) {
+	l := &Live{rows: func() int { return 6 }, start: t0, hosts: map[string]*liveHost{}}
+	for _, n := range []string{"a1", "a2", "a3", "a4", "a5", "a6"} {
+		l.Event(fleet.Event{Time: t0, Host: n, Phase: fleet.PhaseConnect, Msg: "connecting"})
+	}
+	for _, n := range []string{"a1", "a2", "a3"} {
+		l.Event(fleet.Event{Time: t0.Add(time.Second), Host: n, Phase: fleet.PhaseDone, Status: fleet.Deployed, Msg: "deployed in 1s"})
+	}
+	l.Event(fleet.Event{Time: t0.Add(time.Second), Host: "a4", Phase: fleet.PhaseDone, Status: fleet.Failed, Msg: "failed: no route"})
+	l.Event(fleet.Event{Time: t0, Host: "a5", Phase: fleet.PhaseCopy, Msg: "copying"})
+	l.Event(fleet.Event{Time: t0, Host: "a5", Phase: fleet.PhaseCopy, Progress: true, Done: 1 << 20, Total: 4 << 20})
+	l.Event(fleet.Event{Time: t0, Phase: fleet.PhaseBuild, Msg: "built in 1s"})
+	got := l.frame(t0.Add(2 * time.Second))
+	want := []string{
+		"skiff 2s  build: built in 1s",
+		"  a4    failed          1s  no route",
+		"  a5    copy            2s  1.0 MiB of 4.0 MiB",
+		"  a6    connect         2s  connecting",
+		"  ... 3 deployed",
+	}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Errorf("(-want +got)\n%s", d)
+	}
+}
+
+func TestLiveFrameCountsFinishedHostsWhenRunningOnesFillTheScreen(t *testing.T) {
+	l := &Live{rows: func() int { return 4 }, start: t0, hosts: map[string]*liveHost{}}
+	for _, n := range []string{"a1", "a2", "a3", "a4", "a5"} {
+		l.Event(fleet.Event{Time: t0, Host: n, Phase: fleet.PhaseCopy, Msg: "copying"})
+	}
+	l.Event(fleet.Event{Time: t0, Host: "a6", Phase: fleet.PhaseDone, Status: fleet.Failed, Msg: "failed: x"})
+	got := l.frame(t0)
+	want := []string{
+		"skiff 0s  ",
+		"  a1    copy            0s  copying",
+		"  ... 1 failed, 4 more running",
+	}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Errorf("(-want +got)\n%s", d)
+	}
+}
