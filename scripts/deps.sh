@@ -4,7 +4,9 @@
 export PATH="/usr/local/go/bin:$PATH"
 skiff_deps() {
 	local need=()
-	command -v nix >/dev/null 2>&1 || need+=(nix-bin)
+	# nix-setup-systemd (recommended by nix-bin) makes the nixbld build
+	# users and /etc/nix/nix.conf; install it too.
+	command -v nix >/dev/null 2>&1 || need+=(nix-bin nix-setup-systemd)
 	[ -x /usr/sbin/sshd ] || need+=(openssh-server)
 	command -v ssh >/dev/null 2>&1 || need+=(openssh-client)
 	command -v sudo >/dev/null 2>&1 || need+=(sudo)
@@ -14,8 +16,19 @@ skiff_deps() {
 	if [ ${#need[@]} -gt 0 ]; then
 		echo "installing ${need[*]}" >&2
 		export DEBIAN_FRONTEND=noninteractive
+		# Installing openssh-server must not start the machine's own sshd:
+		# it would hold port 22 of every address, where lab hosts listen.
+		local policy=""
+		if [ ! -e /usr/sbin/policy-rc.d ]; then
+			printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+			chmod 755 /usr/sbin/policy-rc.d
+			policy=/usr/sbin/policy-rc.d
+		fi
 		apt-get update -q >&2
-		apt-get install -y -q --no-install-recommends "${need[@]}" >&2
+		local rc=0
+		apt-get install -y -q "${need[@]}" >&2 || rc=$?
+		[ -n "$policy" ] && rm -f "$policy"
+		[ "$rc" -eq 0 ] || return "$rc"
 	fi
 	if ! command -v go >/dev/null 2>&1; then
 		echo "go is not installed: install Go 1.26 (https://go.dev/dl) at /usr/local/go" >&2

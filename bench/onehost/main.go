@@ -44,13 +44,13 @@ func run(rounds int, size int64) error {
 	}
 	defer os.RemoveAll(dir)
 	os.Setenv("SKIFF_HISTORY", filepath.Join(dir, "history.db")) // not the user's history
-	l, err := lab.Start(ctx, lab.Options{Dir: filepath.Join(dir, "lab"), Hosts: []lab.HostSpec{{Name: "floor"}, {Name: "skiff"}}})
+	l, err := lab.Start(ctx, lab.Options{Dir: filepath.Join(dir, "lab"), Hosts: []lab.HostSpec{{Name: "floor"}, {Name: "plain"}, {Name: "skiff"}}})
 	if err != nil {
 		return err
 	}
 	defer l.Stop()
 
-	var floorTimes, skiffTimes []time.Duration
+	var floorTimes, plainTimes, skiffTimes []time.Duration
 	for i := 1; i <= rounds; i++ {
 		// Build generation i once, untimed, so both sides copy and
 		// activate the same fresh closure.
@@ -62,8 +62,10 @@ func run(rounds int, size int64) error {
 		if err != nil {
 			return err
 		}
-		if _, err := build(ctx, flake, "skiff"); err != nil {
-			return err
+		for _, h := range []string{"plain", "skiff"} {
+			if _, err := build(ctx, flake, h); err != nil {
+				return err
+			}
 		}
 
 		start := time.Now()
@@ -72,21 +74,32 @@ func run(rounds int, size int64) error {
 		}
 		floorTimes = append(floorTimes, time.Since(start))
 
-		start = time.Now()
-		var stdout, stderr bytes.Buffer
-		code := cli.Main(ctx, []string{"-F", l.SSHConfig(), "--nix-option", "substituters=", "deploy", "skiff", "--flake", flake}, strings.NewReader(""), &stdout, &stderr)
-		skiffTimes = append(skiffTimes, time.Since(start))
-		if code != 0 {
-			return fmt.Errorf("skiff deploy exited %d:\n%s", code, stderr.String())
+		for _, side := range []struct {
+			host  string
+			args  []string
+			times *[]time.Duration
+		}{
+			{"plain", []string{"--magic-rollback=false"}, &plainTimes},
+			{"skiff", nil, &skiffTimes},
+		} {
+			start = time.Now()
+			var stdout, stderr bytes.Buffer
+			args := append([]string{"-F", l.SSHConfig(), "--nix-option", "substituters=", "deploy", side.host, "--flake", flake}, side.args...)
+			code := cli.Main(ctx, args, strings.NewReader(""), &stdout, &stderr)
+			*side.times = append(*side.times, time.Since(start))
+			if code != 0 {
+				return fmt.Errorf("skiff deploy exited %d:\n%s", code, stderr.String())
+			}
 		}
 	}
-	f, s := median(floorTimes), median(skiffTimes)
-	fmt.Printf("one-host deploy, %d rounds, closure with %d MiB base (median)\n", rounds, size>>20)
-	fmt.Printf("  floor (nix-copy-closure + ssh nix-env --set + ssh switch-to-configuration): %v\n", f.Round(time.Millisecond))
-	fmt.Printf("  skiff deploy (eval + build + connect + copy + profile + activate):          %v\n", s.Round(time.Millisecond))
-	fmt.Printf("  ratio skiff/floor: %.2f (target <= 1.3)\n", float64(s)/float64(f))
-	fmt.Printf("  ssh logins per deploy: floor %.1f, skiff %.1f (target 1)\n",
-		float64(l.Host("floor").Logins("root"))/float64(rounds), float64(l.Host("skiff").Logins("root"))/float64(rounds))
+	f, p, s := median(floorTimes), median(plainTimes), median(skiffTimes)
+	perDeploy := func(host string) float64 { return float64(l.Host(host).Logins("root")) / float64(rounds) }
+	fmt.Printf("one-host deploy, %d rounds, closure with a %d MiB shared base (median)\n", rounds, size>>20)
+	fmt.Printf("  floor: nix-copy-closure + ssh nix-env --set + ssh switch-to-configuration  %8v  logins %.1f\n", f.Round(time.Millisecond), perDeploy("floor"))
+	fmt.Printf("  skiff deploy --magic-rollback=false (plain switch)                        %8v  logins %.1f  ratio %.2f (target <= 1.3)\n",
+		p.Round(time.Millisecond), perDeploy("plain"), float64(p)/float64(f))
+	fmt.Printf("  skiff deploy (default: supervised, confirmed over a fresh connection)     %8v  logins %.1f  ratio %.2f\n",
+		s.Round(time.Millisecond), perDeploy("skiff"), float64(s)/float64(f))
 	return nil
 }
 
@@ -110,12 +123,13 @@ func writeFlake(dir string, gen int, size int64) error {
 	flake := fmt.Sprintf(`{
   outputs = { self }: let lib = import ./lib.nix; in {
     nixosConfigurations = {
-      floor = lib.mkSystem { name = "floor"; generation = %d; baseSize = %d; };
-      skiff = lib.mkSystem { name = "skiff"; generation = %d; baseSize = %d; };
+      floor = lib.mkSystem { name = "floor"; generation = %[1]d; baseSize = %[2]d; };
+      plain = lib.mkSystem { name = "plain"; generation = %[1]d; baseSize = %[2]d; };
+      skiff = lib.mkSystem { name = "skiff"; generation = %[1]d; baseSize = %[2]d; };
     };
   };
 }
-`, gen, size, gen, size)
+`, gen, size)
 	return os.WriteFile(filepath.Join(dir, "flake.nix"), []byte(flake), 0o644)
 }
 

@@ -63,7 +63,7 @@ func (c Checks) Budget() time.Duration {
 
 // Timing of the deployer's side.
 const (
-	PollInterval   = 250 * time.Millisecond // supervisor status polls
+	PollInterval   = 50 * time.Millisecond  // supervisor status polls
 	RetryInterval  = 500 * time.Millisecond // fresh-connection confirm attempts
 	CheckInterval  = time.Second            // health-check attempts
 	StartTimeout   = 30 * time.Second       // the supervisor must report within this

@@ -99,7 +99,7 @@ exec </dev/null >>"$dir/log" 2>&1
 echo $$ >"$dir/pid"
 st() { printf '%s\n' "$*" >"$dir/state.tmp" && mv -f "$dir/state.tmp" "$dir/state"; }
 decide() { printf '%s\n' "$1" >"$dir/decision.tmp" && mv -f "$dir/decision.tmp" "$dir/decision"; }
-nap() { sleep 0.2 2>/dev/null || sleep 1; }
+nap() { sleep 0.05 2>/dev/null || sleep 1; }
 st activating
 "$new/bin/switch-to-configuration" test
 rc=$?

@@ -209,6 +209,21 @@ func (h *Host) prepare() error {
 
 // writeAccounts writes the host's passwd, group, shadow and sudoers, and creates the
 // deploy user's home.
+// plainRootShell gives root /bin/sh in a host's passwd: this machine's
+// /root/.bashrc (shared by every host, since /root is not per host) does
+// slow work that would otherwise run before every remote command, which a
+// NixOS host does not do.
+func plainRootShell(passwd string) string {
+	lines := strings.Split(passwd, "\n")
+	for i, l := range lines {
+		if f := strings.Split(l, ":"); len(f) == 7 && f[0] == "root" {
+			f[6] = "/bin/sh"
+			lines[i] = strings.Join(f, ":")
+		}
+	}
+	return strings.Join(lines, "\n")
+}
+
 func (h *Host) writeAccounts() error {
 	passwd, err := os.ReadFile("/etc/passwd")
 	if err != nil {
@@ -242,7 +257,7 @@ func (h *Host) writeAccounts() error {
 		data string
 		perm os.FileMode
 	}{
-		{"passwd", withoutEntry(passwd, DeployUser) + fmt.Sprintf("%s:x:%d:%d:skiff lab deploy user:/home/%s:/bin/sh\n", DeployUser, uid, gid, DeployUser), 0o644},
+		{"passwd", plainRootShell(withoutEntry(passwd, DeployUser)) + fmt.Sprintf("%s:x:%d:%d:skiff lab deploy user:/home/%s:/bin/sh\n", DeployUser, uid, gid, DeployUser), 0o644},
 		{"group", withoutEntry(group, DeployUser) + fmt.Sprintf("%s:x:%d:\n", DeployUser, gid), 0o644},
 		{"shadow", unlockRoot(withoutEntry(shadow, DeployUser)) + DeployUser + ":" + pwField + ":19000:0:99999:7:::\n", 0o640},
 		{"sudoers", h.sudoers(), 0o440},
