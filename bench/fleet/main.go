@@ -50,6 +50,7 @@ func run(n int) error {
 	for _, s := range specs {
 		names = append(names, s.Name)
 	}
+	var busy float64 // share of the machine's CPUs busy during the last run
 	skiff := func(gen int, args ...string) (time.Duration, string, error) {
 		flake := filepath.Join(dir, fmt.Sprintf("flake%d", gen))
 		if _, err := os.Stat(flake); err != nil {
@@ -58,7 +59,14 @@ func run(n int) error {
 			}
 		}
 		var stdout, stderr bytes.Buffer
+		b0, t0 := cpuTicks()
 		start := time.Now()
+		defer func() {
+			b1, t1 := cpuTicks()
+			if t1 > t0 {
+				busy = float64(b1-b0) / float64(t1-t0)
+			}
+		}()
 		code := cli.Main(ctx, append([]string{"-x", "-F", l.SSHConfig(), "--nix-option", "substituters=", "--flake", flake, "deploy"}, args...),
 			strings.NewReader(""), &stdout, &stderr)
 		d := time.Since(start)
@@ -81,19 +89,23 @@ func run(n int) error {
 	}
 	// Generation 2, one host after the other.
 	var seq time.Duration
+	var seqBusy float64
 	for _, h := range names {
 		d, _, err := skiff(2, h)
 		if err != nil {
 			return err
 		}
 		seq += d
+		seqBusy += busy * float64(d)
 	}
+	seqBusy /= float64(seq)
 	// Generation 3, the whole fleet in one run.
 	before := logins()
 	par, trace, err := skiff(3)
 	if err != nil {
 		return err
 	}
+	parBusy := busy
 	perHost := float64(logins()-before) / float64(n)
 	evals := strings.Count(trace, " eval --json ")
 	// No-op redeploy.
@@ -104,8 +116,8 @@ func run(n int) error {
 	copies := strings.Count(trace2, " copy --to ")
 
 	fmt.Printf("%d-host deploy (changed paths only, -p 10)\n", n)
-	fmt.Printf("  %d sequential one-host deploys: %v\n", n, seq.Round(time.Millisecond))
-	fmt.Printf("  one fleet deploy:              %v\n", par.Round(time.Millisecond))
+	fmt.Printf("  %d sequential one-host deploys: %v (machine CPU busy %.0f%%)\n", n, seq.Round(time.Millisecond), 100*seqBusy)
+	fmt.Printf("  one fleet deploy:              %v (machine CPU busy %.0f%%)\n", par.Round(time.Millisecond), 100*parBusy)
 	fmt.Printf("  speed-up: %.1fx (target >= 8x)\n", float64(seq)/float64(par))
 	fmt.Printf("  no-op redeploy of %d hosts: %v, nix copy runs: %d\n", n, noop.Round(time.Millisecond), copies)
 	fmt.Printf("  ssh logins per host: %.1f\n", perHost)
@@ -130,4 +142,24 @@ func writeFlake(dir string, names []string, gen int) error {
 	}
 	flake := "{\n  outputs = { self }: let lib = import ./lib.nix; in {\n    nixosConfigurations = {\n" + b.String() + "    };\n  };\n}\n"
 	return os.WriteFile(filepath.Join(dir, "flake.nix"), []byte(flake), 0o644)
+}
+
+// cpuTicks reads the machine's busy and total CPU time from /proc/stat:
+// the deployer and every lab host share this machine's CPUs.
+func cpuTicks() (busy, total uint64) {
+	data, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, 0
+	}
+	line, _, _ := strings.Cut(string(data), "\n")
+	f := strings.Fields(line)
+	for i, v := range f[1:] {
+		var n uint64
+		fmt.Sscan(v, &n)
+		total += n
+		if i != 3 && i != 4 { // idle, iowait
+			busy += n
+		}
+	}
+	return busy, total
 }

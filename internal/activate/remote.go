@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/skiffdeploy/skiff/internal/command"
 	"github.com/skiffdeploy/skiff/internal/remote"
@@ -18,7 +19,12 @@ type Remote struct {
 	Host *remote.Host
 	// HTTP fetches URL checks; nil means http.DefaultClient.
 	HTTP *http.Client
+
+	lastState string // the state line Status saw last, to wait for a change
 }
+
+// StatusWait is how long one status read may wait on the host for news.
+const StatusWait = 2 * time.Second
 
 var _ Target = (*Remote)(nil)
 
@@ -39,9 +45,13 @@ func (r *Remote) Launch(ctx context.Context, argv []string) error {
 
 // Status implements Target.
 func (r *Remote) Status(ctx context.Context, p Plan, offset int) (State, error) {
-	res, err := r.Host.RunPriv(ctx, "read the activation state", false, "sh", "-c", statusScript, "sh", p.StateDir(), strconv.Itoa(offset))
+	res, err := r.Host.RunPriv(ctx, "read the activation state", false, "sh", "-c", statusScript, "sh",
+		p.StateDir(), strconv.Itoa(offset), r.lastState, strconv.Itoa(int(StatusWait/(100*time.Millisecond))))
 	if err != nil {
 		return State{}, err
+	}
+	if line, _, _ := strings.Cut(string(res.Stdout), "\n"); line != "" {
+		r.lastState = line
 	}
 	return ParseState(res.Stdout), nil
 }
