@@ -1,0 +1,58 @@
+package arch
+
+import (
+	"encoding/json"
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+const mod = "github.com/skiffdeploy/skiff/"
+
+// forbidden lists, per package, imports it must not have (directly or not).
+var forbidden = map[string][]string{
+	"internal/activate":  {"internal/cli", "internal/ui", "internal/fleet", "github.com/spf13/cobra"},
+	"internal/command":   {"internal/"},
+	"internal/diff":      {"internal/cli", "internal/ui", "github.com/spf13/cobra"},
+	"internal/doctor":    {"internal/cli", "internal/ui", "internal/fleet", "github.com/spf13/cobra"},
+	"internal/fault":     {"internal/"},
+	"internal/flake":     {"internal/cli", "internal/ui", "internal/fleet", "internal/remote", "internal/transport", "github.com/spf13/cobra"},
+	"internal/fleet":     {"internal/cli", "internal/ui", "github.com/spf13/cobra"},
+	"internal/history":   {"internal/cli", "internal/ui", "internal/fleet", "github.com/spf13/cobra"},
+	"internal/nix":       {"internal/cli", "internal/ui", "internal/fleet", "internal/remote", "internal/transport", "github.com/spf13/cobra"},
+	"internal/remote":    {"internal/cli", "internal/ui", "internal/fleet", "internal/activate", "github.com/spf13/cobra"},
+	"internal/transport": {"internal/cli", "internal/ui", "internal/fleet", "internal/remote", "github.com/spf13/cobra"},
+	"internal/ui":        {"internal/cli", "github.com/spf13/cobra"},
+	"cmd/skiff":          {"internal/lab"}, // the test fleet never ships in skiff
+}
+
+func TestDependenciesPointOneWay(t *testing.T) {
+	for pkg, bad := range forbidden {
+		out, err := exec.Command("go", "list", "-deps", "-json=ImportPath", "../../"+pkg).Output()
+		if err != nil {
+			t.Fatalf("go list %s: %v", pkg, err)
+		}
+		dec := json.NewDecoder(strings.NewReader(string(out)))
+		for dec.More() {
+			var p struct{ ImportPath string }
+			if err := dec.Decode(&p); err != nil {
+				t.Fatal(err)
+			}
+			ours := strings.HasPrefix(p.ImportPath, mod)
+			dep := strings.TrimPrefix(p.ImportPath, mod)
+			if dep == pkg {
+				continue
+			}
+			for _, b := range bad {
+				// "internal/..." names skiff's packages, not the
+				// standard library's.
+				if strings.HasPrefix(b, "internal/") && !ours {
+					continue
+				}
+				if strings.HasPrefix(dep, b) {
+					t.Errorf("%s depends on %s", pkg, p.ImportPath)
+				}
+			}
+		}
+	}
+}
