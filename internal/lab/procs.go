@@ -80,8 +80,13 @@ func alive(pid int, ns string) bool {
 // SIGKILL after grace, until none is left or the deadline passes.
 func killStoreProcs(storeDir, ns string, grace time.Duration) error {
 	var store *fileID
-	if id, err := statID(storeDir); err == nil {
+	if id, err := statID(storeDir); err == nil && hostStore(storeDir, id) {
 		store = &id
+	}
+	if ns != "" {
+		if own, err := mountNS(os.Getpid()); err != nil || own == ns {
+			ns = "" // never this process's own namespace: that is the machine's
+		}
 	}
 	start := time.Now()
 	deadline := start.Add(grace + 10*time.Second)
@@ -102,6 +107,22 @@ func killStoreProcs(storeDir, ns string, grace time.Duration) error {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// hostStore reports whether dir (with file id id) can be a lab host's
+// store: an absolute path that is not the machine's own /nix (or /), so
+// that a lost or empty lab directory can never make a stop sweep end every
+// process of the machine.
+func hostStore(dir string, id fileID) bool {
+	if !filepath.IsAbs(dir) || filepath.Clean(dir) == "/nix" {
+		return false
+	}
+	for _, p := range []string{"/nix", "/"} {
+		if other, err := statID(p); err == nil && other == id {
+			return false
+		}
+	}
+	return true
 }
 
 // isMountPoint reports whether path is a mount point in this process's namespace.
