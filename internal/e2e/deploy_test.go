@@ -310,3 +310,24 @@ func TestTooLittleDiskIsRefusedBeforeCopying(t *testing.T) {
 		t.Errorf("profile %q, want system-3-link", got)
 	}
 }
+
+func TestOneBrokenBuildDoesNotStopTheOthers(t *testing.T) {
+	broken := `      broken = { config = { deployment.targetHost = "db1"; system.build.toplevel = derivation {
+        name = "nixos-system-broken"; system = "x86_64-linux"; builder = "/bin/sh";
+        args = [ "-c" "echo 'oh no' >&2; exit 1" ]; }; }; };
+`
+	flake := writeFlake(t, broken+host("db1", "generation = 1;"))
+	r := skiff(t, "deploy", "--flake", flake)
+	wantCode(t, r, 3)
+	wantContains(t, "summary", r.stdout, "broken  failed", "build", "db1     deployed")
+	wantContains(t, "error", r.stderr, "skiff: error: broken: its system failed to build")
+
+	// --force activates a host that already runs the new system.
+	r = skiff(t, "deploy", "db1", "--flake", flake)
+	wantCode(t, r, 0)
+	wantContains(t, "summary", r.stdout, "up to date")
+	r = skiff(t, "deploy", "db1", "--force", "--flake", flake)
+	wantCode(t, r, 0)
+	wantContains(t, "summary", r.stdout, "db1   deployed")
+	wantContains(t, "progress", r.stderr, "db1: activate:")
+}
