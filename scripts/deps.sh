@@ -13,6 +13,11 @@ skiff_deps() {
 	command -v nsenter >/dev/null 2>&1 || need+=(util-linux)
 	command -v git >/dev/null 2>&1 || need+=(git)
 	command -v iptables >/dev/null 2>&1 || need+=(iptables)
+	# The binary cache fan-out test serves a cache with nginx (not started as a service).
+	[ -x /usr/sbin/nginx ] || need+=(nginx-light)
+	# The systemd test hosts (internal/lab/nspawn).
+	[ -x /usr/bin/systemd-nspawn ] || need+=(systemd-container)
+	[ -x /usr/sbin/debootstrap ] || need+=(debootstrap)
 	if [ ${#need[@]} -gt 0 ]; then
 		echo "installing ${need[*]}" >&2
 		export DEBIAN_FRONTEND=noninteractive

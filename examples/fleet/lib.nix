@@ -146,4 +146,184 @@ in
         networking.hostName = hostName;
       };
     };
+
+  # A nix-darwin-shaped system: darwinConfigurations.NAME = lib.mkDarwinSystem { ... }.
+  #
+  #   mkDarwinSystem { name, generation ? 1, authorizedKeys ? null, activationFails ? false,
+  #                    deployment ? {}, system ? "x86_64-darwin", buildSystem ? "x86_64-linux" }
+  #
+  # system is the platform the host runs (nixpkgs.hostPlatform.system); buildSystem is the
+  # derivations' system, the platform that builds them. A real nix-darwin toplevel is a
+  # darwin derivation built on a Mac (or a darwin builder); the lab builds with /bin/sh on
+  # Linux, so by default its derivations say x86_64-linux while the host says x86_64-darwin.
+  # buildSystem = "x86_64-darwin" gives the real thing, which this machine cannot build.
+  mkDarwinSystem =
+    { name
+    , generation ? 1
+    , authorizedKeys ? null
+    , activationFails ? false
+    , deployment ? { }
+    , system ? "x86_64-darwin"
+    , buildSystem ? "x86_64-linux"
+    }:
+    let
+      hostName = checkName "host" name;
+
+      mk = attrs: derivation ({
+        system = buildSystem;
+        builder = "/bin/sh";
+        preferLocalBuild = true;
+        allowSubstitutes = false;
+      } // attrs);
+
+      tools = mk {
+        name = "lab-nixos-tools";
+        args = [ ./lab/build-tools.sh ];
+        switchScript = ./lab/switch-to-configuration.sh;
+        activateScript = ./lab/activate.sh;
+      };
+
+      keyFiles =
+        if authorizedKeys == null then [ ]
+        else
+          map
+            (user: file "etc/ssh/authorized_keys.d/${checkName "user" user}"
+              (concat (map (k: k + "\n") authorizedKeys.${user})))
+            (builtins.attrNames authorizedKeys);
+
+      etc = mk {
+        name = "darwin-etc-${hostName}";
+        args = [ ./lab/build-files.sh ];
+        manifest = concat ([
+          (file "etc/hostname" "${hostName}\n")
+          (file "etc/lab/generation" "${toString generation}\n")
+        ] ++ keyFiles);
+        passAsFile = [ "manifest" ];
+      };
+
+      toplevel = mk {
+        name = "darwin-system-${hostName}-lab";
+        args = [ ./lab/build-darwin.sh ];
+        inherit etc tools;
+        hostSystem = system;
+        darwinLabel = "lab.${toString generation}";
+        activationFails = boolStr activationFails;
+      };
+    in
+    {
+      config = {
+        system.build.toplevel = toplevel;
+        inherit deployment;
+        nixpkgs.hostPlatform.system = system;
+        networking.hostName = hostName;
+      };
+      system = toplevel;
+    };
+
+  # A system for skiff's systemd test hosts (internal/lab/nspawn: Debian containers
+  # running systemd 252), whose switch-to-configuration changes the host's real systemd.
+  #
+  #   mkSystemdSystem { name, generation ? 1, units ? {}, sshdConfig ? "",
+  #                     activationFails ? false, activationDelay ? 0, deployment ? {},
+  #                     baseSize ? 0, system ? "x86_64-linux",
+  #                     nixosVersion ? "24.05.20240601.lab" }
+  #
+  # units = { "NAME.service" = { description; execStart; type ? "exec"; ... }; }: each
+  # becomes a unit file linked into /run/systemd/system and started; every other
+  # attribute is written into the file as a comment, so changing it (say version =
+  # generation) restarts the unit. execStart = "/bin/false" with type = "oneshot" is a
+  # unit that really fails. sshdConfig is installed as
+  # /etc/ssh/sshd_config.d/50-skiff-system.conf; when it changes, ssh.service restarts
+  # (a broken one makes sshd fail to start: a real lockout).
+  mkSystemdSystem =
+    { name
+    , generation ? 1
+    , units ? { }
+    , sshdConfig ? ""
+    , activationFails ? false
+    , activationDelay ? 0
+    , deployment ? { }
+    , baseSize ? 0
+    , system ? "x86_64-linux"
+    , nixosVersion ? "24.05.20240601.lab"
+    }:
+    let
+      hostName = checkName "host" name;
+
+      mk = attrs: derivation ({
+        inherit system;
+        builder = "/bin/sh";
+        preferLocalBuild = true;
+        allowSubstitutes = false;
+      } // attrs);
+
+      tools = mk {
+        name = "lab-systemd-tools";
+        args = [ ./lab/build-tools.sh ];
+        switchScript = ./lab/systemd-switch-to-configuration.sh;
+        activateScript = ./lab/systemd-activate.sh;
+      };
+
+      base = mk {
+        name = "lab-system-path";
+        args = [ ./lab/build-base.sh ];
+        baseSize = toString baseSize;
+        inherit nixosVersion;
+      };
+
+      kernel = mk {
+        name = "linux-lab-6.6.32";
+        args = [ ./lab/build-kernel.sh ];
+      };
+
+      renderSystemdUnit = u:
+        let
+          full = { type = "exec"; } // u;
+          extra = builtins.removeAttrs full [ "description" "execStart" "type" ];
+        in
+        concat ([
+          "[Unit]\n"
+          "Description=${full.description}\n"
+        ] ++ map (k: "# ${k}=${valueStr extra.${k}}\n") (builtins.attrNames extra) ++ [
+          "\n[Service]\n"
+          "Type=${full.type}\n"
+          "ExecStart=${full.execStart}\n"
+        ]);
+
+      unitFiles = map
+        (u: file "etc/systemd-units/${checkName "unit" u}" (renderSystemdUnit units.${u}))
+        (builtins.attrNames units);
+
+      sshdFiles =
+        if sshdConfig == "" then [ ]
+        else [ (file "etc/ssh/sshd_config.d/50-skiff-system.conf" sshdConfig) ];
+
+      etc = mk {
+        name = "etc-${hostName}";
+        args = [ ./lab/build-files.sh ];
+        manifest = concat ([
+          (file "etc/hostname" "${hostName}\n")
+          (file "etc/lab/generation" "${toString generation}\n")
+          (file "etc/NIXOS" "")
+        ] ++ unitFiles ++ sshdFiles);
+        passAsFile = [ "manifest" ];
+      };
+
+      toplevel = mk {
+        name = "nixos-system-${hostName}-${nixosVersion}";
+        args = [ ./lab/build-toplevel.sh ];
+        inherit etc base kernel tools nixosVersion;
+        initInterfaceVersion = "systemd";
+        activationFails = boolStr activationFails;
+        activationDelay = toString activationDelay;
+      };
+    in
+    {
+      config = {
+        system.build.toplevel = toplevel;
+        inherit deployment;
+        nixpkgs.hostPlatform.system = system;
+        networking.hostName = hostName;
+      };
+    };
 }

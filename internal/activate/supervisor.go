@@ -81,7 +81,8 @@ func (p Plan) validate() error {
 	if !idRE.MatchString(p.ID) {
 		return fmt.Errorf("invalid activation id %q", p.ID)
 	}
-	if !strings.HasPrefix(p.New, "/nix/store/") || (p.Old != "" && !strings.HasPrefix(p.Old, "/")) {
+	if !strings.HasPrefix(p.New, "/nix/store/") || (p.Old != "" && !strings.HasPrefix(p.Old, "/")) ||
+		strings.ContainsAny(p.New+p.Old, "$%\n") {
 		return fmt.Errorf("invalid systems %q, %q", p.New, p.Old)
 	}
 	return nil
@@ -160,6 +161,17 @@ umask 077
 mkdir -p /run/skiff && mkdir "$dir" || exit 1
 if ! "$@" </dev/null >"$dir/launch.log" 2>&1; then cat "$dir/launch.log" >&2; exit 1; fi`
 
+// launchFileScript is launchScript for a transient systemd unit: it also
+// writes the supervisor script ($2) to DIR/supervisor, which the unit runs.
+// systemd expands $NAME, ${NAME} and $$ on a unit's command line when it
+// starts it (systemd-run cannot turn that off before systemd 254), which
+// would rewrite the script if it were an argument.
+const launchFileScript = `dir=$1 script=$2; shift 2
+umask 077
+mkdir -p /run/skiff && mkdir "$dir" || exit 1
+printf '%s\n' "$script" >"$dir/supervisor" || exit 1
+if ! "$@" </dev/null >"$dir/launch.log" 2>&1; then cat "$dir/launch.log" >&2; exit 1; fi`
+
 // LaunchArgv is the command that starts the supervisor of p on a host:
 // a transient systemd unit when systemd runs there, else a new session.
 func LaunchArgv(p Plan, systemd bool) ([]string, error) {
@@ -170,16 +182,18 @@ func LaunchArgv(p Plan, systemd bool) ([]string, error) {
 	if p.Generation > 0 {
 		gen = strconv.Itoa(p.Generation)
 	}
-	sup := []string{"/bin/sh", "-c", Supervisor, "skiff-supervisor", p.StateDir(), p.New, p.Old, strconv.Itoa(p.windowSeconds()), gen}
-	argv := []string{"sh", "-c", launchScript, "sh", p.StateDir()}
+	args := []string{p.StateDir(), p.New, p.Old, strconv.Itoa(p.windowSeconds()), gen}
 	if systemd {
-		argv = append(argv, "systemd-run", "--unit="+p.Unit(), "--description=skiff activation "+p.ID,
+		// Nothing on the unit's command line has a "$" (validate).
+		argv := []string{"sh", "-c", launchFileScript, "sh", p.StateDir(), Supervisor,
+			"systemd-run", "--unit=" + p.Unit(), "--description=skiff activation " + p.ID,
 			"--collect", "--no-ask-password", "--quiet", "--service-type=exec",
-			"--property=KillMode=process", "--setenv=PATH", "--setenv=LOCALE_ARCHIVE", "--")
-	} else {
-		argv = append(argv, "setsid", "-f")
+			"--property=KillMode=process", "--setenv=PATH", "--setenv=LOCALE_ARCHIVE", "--",
+			"/bin/sh", p.StateDir() + "/supervisor"}
+		return append(argv, args...), nil
 	}
-	return append(argv, sup...), nil
+	argv := []string{"sh", "-c", launchScript, "sh", p.StateDir(), "setsid", "-f", "/bin/sh", "-c", Supervisor, "skiff-supervisor"}
+	return append(argv, args...), nil
 }
 
 // detectScript prints "systemd" when the host runs systemd.

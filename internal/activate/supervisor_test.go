@@ -23,14 +23,24 @@ func TestLaunchArgvPicksSystemdRunOrSetsid(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sup := []string{"/bin/sh", "-c", Supervisor, "skiff-supervisor", "/run/skiff/act-20261127T074500-abcd", "/nix/store/new-sys", "/nix/store/old-sys", "3", ""}
+	args := []string{"/run/skiff/act-20261127T074500-abcd", "/nix/store/new-sys", "/nix/store/old-sys", "3", ""}
+	sup := append([]string{"/bin/sh", "-c", Supervisor, "skiff-supervisor"}, args...)
 	head := []string{"sh", "-c", launchScript, "sh", "/run/skiff/act-20261127T074500-abcd"}
 
-	wantSD := append(append(slices.Clone(head), "systemd-run", "--unit=skiff-activate-20261127T074500-abcd",
+	// systemd expands "$" on a unit's command line: the script goes into
+	// a file, and the unit's command line has no "$".
+	wantSD := append([]string{"sh", "-c", launchFileScript, "sh", "/run/skiff/act-20261127T074500-abcd", Supervisor,
+		"systemd-run", "--unit=skiff-activate-20261127T074500-abcd",
 		"--description=skiff activation 20261127T074500-abcd", "--collect", "--no-ask-password", "--quiet",
-		"--service-type=exec", "--property=KillMode=process", "--setenv=PATH", "--setenv=LOCALE_ARCHIVE", "--"), sup...)
+		"--service-type=exec", "--property=KillMode=process", "--setenv=PATH", "--setenv=LOCALE_ARCHIVE", "--",
+		"/bin/sh", "/run/skiff/act-20261127T074500-abcd/supervisor"}, args...)
 	if d := cmp.Diff(wantSD, sd); d != "" {
 		t.Errorf("systemd argv (-want +got):\n%s", d)
+	}
+	for _, a := range sd[slices.Index(sd, "systemd-run"):] {
+		if strings.ContainsAny(a, "$%") {
+			t.Errorf("systemd would rewrite %q on the unit's command line", a)
+		}
 	}
 	wantPlain := append(append(slices.Clone(head), "setsid", "-f"), sup...)
 	if d := cmp.Diff(wantPlain, plain); d != "" {
@@ -49,6 +59,8 @@ func TestLaunchArgvRefusesBadPlans(t *testing.T) {
 		{ID: "x; rm -rf /", New: "/nix/store/a"},
 		{ID: "ok", New: "relative"},
 		{ID: "", New: "/nix/store/a"},
+		{ID: "ok", New: "/nix/store/a-$HOME"},
+		{ID: "ok", New: "/nix/store/a", Old: "/nix/store/b-${PATH}"},
 	} {
 		if _, err := LaunchArgv(p, false); err == nil {
 			t.Errorf("%+v accepted", p)
@@ -91,7 +103,7 @@ func TestNewlyFailed(t *testing.T) {
 func TestScriptsTakeDataAsArguments(t *testing.T) {
 	// The fixed scripts never contain a store path or an id: data travels
 	// as positional arguments.
-	for _, s := range []string{Supervisor, launchScript, statusScript, decideScript, detectScript} {
+	for _, s := range []string{Supervisor, launchScript, launchFileScript, statusScript, decideScript, detectScript} {
 		if strings.Contains(s, "/nix/store") || strings.Contains(s, "%") && !strings.Contains(s, "printf") {
 			t.Errorf("script embeds data:\n%s", s)
 		}

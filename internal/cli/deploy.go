@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -23,6 +24,9 @@ type deployOptions struct {
 	askSudo    bool
 	gc         bool
 	gcKeep     int
+	buildHost  string
+	substitute bool
+	cache      string
 	plan       planOptions
 }
 
@@ -38,6 +42,12 @@ switch-to-configuration MODE there. Hosts are chosen by name (web1), glob
 (web*) and tag (@db), as arguments or with --on web1,@db; without any, every
 host of the flake is deployed. Hosts with deployment.critical = true go last,
 after every other host succeeded.
+
+nix-darwin hosts (darwinConfigurations.HOST) deploy in the same run: their
+system profile gets the new generation, then activate-user (as the login
+user, where the system has it) and activate (as root) run; switch only.
+A host whose platform this machine cannot build is refused before the
+build; --build-host (or deployment.buildHost) builds on another machine.
 
 Modes (as nixos-rebuild):
   switch        new generation, boot default, activate now (default)
@@ -62,6 +72,9 @@ Modes (as nixos-rebuild):
 	f.BoolVar(&o.askSudo, "ask-sudo-password", false, "ask once for the sudo password of the login user and give it to sudo on each host")
 	f.BoolVar(&o.gc, "gc", false, "when a host lacks room for the copy, delete old generations and collect garbage there first")
 	f.IntVar(&o.gcKeep, "gc-keep", fleet.DefaultGCKeep, "with --gc: keep the newest `N` generations")
+	f.BoolVar(&o.substitute, "use-substitutes", false, "let each host fetch what it can from its own substituters (nix copy --substitute-on-destination)")
+	f.StringVar(&o.cache, "cache", "", "push every system once to the binary cache `URL` (e.g. file:///srv/cache?secret-key=/etc/nix/cache.sec), then copy with --use-substitutes; the hosts must have the cache among their substituters")
+	f.StringVar(&o.buildHost, "build-host", "", "build every host's system on `[USER@]HOST` (over ssh) instead of here; overrides deployment.buildHost")
 	addPlanFlags(f, &o.plan)
 	addSafetyFlags(f, &safety)
 	return c
@@ -87,6 +100,12 @@ func runDeploy(ctx context.Context, g *globals, o deployOptions, safety activate
 	if o.canary < 0 {
 		return usageError{errorf("--canary must not be negative")}
 	}
+	if o.cache != "" && (strings.HasPrefix(o.cache, "-") || !strings.Contains(o.cache, "://")) {
+		return usageError{errorf("invalid --cache %q (want a store URL such as file:///srv/cache or s3://bucket)", o.cache)}
+	}
+	if o.buildHost != "" && !flake.ValidBuildHost(o.buildHost) {
+		return usageError{errorf("invalid --build-host %q (want HOST or USER@HOST)", o.buildHost)}
+	}
 	hosts = append(hosts, o.on...)
 	rc, err := g.reach(hosts)
 	if err != nil {
@@ -108,23 +127,26 @@ func runDeploy(ctx context.Context, g *globals, o deployOptions, safety activate
 	out := g.output(o.json)
 	start := time.Now()
 	results, err := fleet.Deploy(ctx, fleet.Options{
-		Flake:        ref,
-		Hosts:        hosts,
-		Mode:         mode,
-		User:         o.targetUser,
-		SSH:          sshOpts,
-		Parallel:     o.parallel,
-		Force:        o.force,
-		Canary:       o.canary,
-		FailFast:     o.failFast,
-		GC:           o.gc,
-		GCKeep:       o.gcKeep,
-		SudoPassword: password,
-		Runner:       run,
-		Nix:          g.nix(run),
-		Reporter:     out.reporter,
-		BeforeDeploy: beforeDeploy,
-		Safety:       safety,
+		Flake:          ref,
+		Hosts:          hosts,
+		Mode:           mode,
+		User:           o.targetUser,
+		SSH:            sshOpts,
+		Parallel:       o.parallel,
+		Force:          o.force,
+		Canary:         o.canary,
+		FailFast:       o.failFast,
+		GC:             o.gc,
+		GCKeep:         o.gcKeep,
+		BuildHost:      o.buildHost,
+		UseSubstitutes: o.substitute,
+		Cache:          o.cache,
+		SudoPassword:   password,
+		Runner:         run,
+		Nix:            g.nix(run),
+		Reporter:       out.reporter,
+		BeforeDeploy:   beforeDeploy,
+		Safety:         safety,
 	})
 	out.close()
 	if err != nil {

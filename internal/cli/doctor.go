@@ -108,7 +108,7 @@ func runDoctor(ctx context.Context, g *globals, o doctorOptions, selectors []str
 	}
 	var list []doctor.Target
 	for i, h := range hosts {
-		list = append(list, doctor.Target{Name: h.Name, Target: targets[i], System: h.System})
+		list = append(list, doctor.Target{Name: h.Name, Target: targets[i], System: h.System, BuildSystem: h.BuildSystem})
 	}
 	fmt.Fprintf(g.stderr, "skiff: doctor: checking %d host(s)\n", len(list))
 	reports := doctor.Run(ctx, doctor.Options{SSH: sshOpts, Runner: run, Nix: g.nix(run), Timeout: o.timeout, Parallel: o.parallel}, list)

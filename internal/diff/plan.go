@@ -85,6 +85,12 @@ func planHost(ctx context.Context, s *fleet.Session, h flake.Host) HostPlan {
 	}
 	p.Closure = Compare(st.Current, oldClosure, h.OutPath, newClosure)
 
+	if h.Kind == flake.KindDarwin {
+		// nix-darwin has no dry-activate: the closure difference is the plan.
+		line, _ := Describe(p)
+		s.Report(h.Name, PhasePlan, "%s", line)
+		return p
+	}
 	if _, err := os.Stat(filepath.Join(h.OutPath, "bin", "switch-to-configuration")); err != nil {
 		return fail(fault.New(h.Name, fault.Build,
 			"nixosConfigurations.NAME.config.system.build.toplevel must be a NixOS system",

@@ -47,6 +47,9 @@ type Target struct {
 	Name   string           // the host's name in the flake
 	Target transport.Target // where its ssh connection goes
 	System string           // the configuration's platform, e.g. x86_64-linux; empty when unknown
+	// BuildSystem is the platform the system's derivation is built on,
+	// when it differs from System; empty means System.
+	BuildSystem string
 }
 
 // Options configure a diagnosis.

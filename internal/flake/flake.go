@@ -66,6 +66,9 @@ type Settings struct {
 	TargetUser string   `json:"targetUser"`
 	Tags       []string `json:"tags"`
 	Critical   bool     `json:"critical"` // deployed last, only after every other host succeeded
+	// BuildHost, when set, builds the host's system there instead of on
+	// the deploying machine (an ssh destination, like targetHost).
+	BuildHost string `json:"buildHost"`
 	// HealthChecks run after activation, before the new system is kept.
 	HealthChecks HealthChecks `json:"healthChecks"`
 }
@@ -82,18 +85,31 @@ type HealthChecks struct {
 // Host is one evaluated configuration.
 type Host struct {
 	Name       string
-	Kind       string // "nixos"
+	Kind       string // KindNixOS or KindDarwin
 	Deployment Settings
 	DrvPath    string
 	OutPath    string
-	System     string // platform, e.g. x86_64-linux
+	System     string // platform the host runs, e.g. x86_64-linux
+	// BuildSystem is the platform the toplevel derivation is built on
+	// (its "system" attribute): what decides which machine can build it.
+	BuildSystem string
 }
+
+// Kinds of hosts: which flake output a configuration comes from.
+const (
+	KindNixOS  = "nixos"  // nixosConfigurations.NAME
+	KindDarwin = "darwin" // darwinConfigurations.NAME (nix-darwin)
+)
+
+// Darwin reports whether h is a nix-darwin host.
+func (h Host) Darwin() bool { return h.Kind == KindDarwin }
 
 // evalResult is what the apply function returns.
 type evalResult struct {
 	Names []string                   `json:"names"`
 	Tags  map[string][]string        `json:"tags"`
 	Hosts map[string]json.RawMessage `json:"hosts"`
+	Both  []string                   `json:"both"` // names in both nixos- and darwinConfigurations
 }
 
 type evalHost struct {
@@ -101,27 +117,39 @@ type evalHost struct {
 	DrvPath    string          `json:"drvPath"`
 	OutPath    string          `json:"out"` // not outPath: toJSON turns such sets into strings
 	System     *string         `json:"system"`
+	Kind       string          `json:"kind"`
+	Build      *string         `json:"buildSystem"`
 }
 
-// applyExpr selects configurations and projects what skiff needs, so the
-// whole fleet is evaluated by one nix eval. The selectors are validated
-// (ParseSelectors) and encoded as JSON, which is also a Nix string. Tags
-// are evaluated only when a selector asks for one.
-func applyExpr(sels []Selector) string {
+// FlakeEnv is the environment variable that hands the flake reference to
+// the evaluation expression (data is never interpolated into it).
+const FlakeEnv = "SKIFF_FLAKE"
+
+// evalExpr selects configurations of nixosConfigurations and
+// darwinConfigurations (either may be missing) and projects what skiff
+// needs, so the whole fleet is evaluated by one nix eval. The selectors are
+// validated (ParseSelectors) and encoded as JSON, which is also a Nix
+// string. Tags are evaluated only when a selector asks for one.
+func evalExpr(sels []Selector) string {
 	js := []byte("null")
 	if len(sels) > 0 {
 		js, _ = json.Marshal(sels)
 	}
-	return "cfgs: let sels = builtins.fromJSON ''" + string(js) + "''; " +
+	return "let flake = builtins.getFlake (builtins.getEnv \"" + FlakeEnv + "\"); " +
+		"nixos = flake.nixosConfigurations or {}; darwin = flake.darwinConfigurations or {}; " +
+		"cfgs = darwin // nixos; " +
+		"sels = builtins.fromJSON ''" + string(js) + "''; " +
 		"names = builtins.attrNames cfgs; " +
 		"tagsOf = n: ((builtins.getAttr n cfgs).config.deployment or {}).tags or []; " +
 		"matches = n: s: if s.kind == \"name\" then n == s.value else if s.kind == \"glob\" then builtins.match s.regex n != null else builtins.elem s.value (tagsOf n); " +
 		"pick = if sels == null then names else builtins.filter (n: builtins.any (matches n) sels) names; " +
 		"hasTags = sels != null && builtins.any (s: s.kind == \"tag\") sels; " +
 		"one = name: let c = (builtins.getAttr name cfgs).config; p = c.nixpkgs or {}; t = c.system.build.toplevel; in { " +
-		"deployment = c.deployment or {}; drvPath = t.drvPath; out = t.outPath; " +
+		"kind = if builtins.hasAttr name nixos then \"nixos\" else \"darwin\"; " +
+		"deployment = c.deployment or {}; drvPath = t.drvPath; out = t.outPath; buildSystem = t.system or null; " +
 		"system = (p.hostPlatform or {}).system or p.system or null; }; " +
-		"in { inherit names; tags = if hasTags then builtins.listToAttrs (map (n: { name = n; value = tagsOf n; }) names) else {}; " +
+		"in { inherit names; both = builtins.filter (n: builtins.hasAttr n darwin) (builtins.attrNames nixos); " +
+		"tags = if hasTags then builtins.listToAttrs (map (n: { name = n; value = tagsOf n; }) names) else {}; " +
 		"hosts = builtins.listToAttrs (map (n: { name = n; value = one n; }) pick); }"
 }
 
@@ -135,12 +163,16 @@ func Evaluate(ctx context.Context, n *nix.Nix, ref Ref, selectors []string) ([]H
 		return nil, err
 	}
 	var res evalResult
-	if err := n.EvalJSON(ctx, ref.URL+"#nixosConfigurations", applyExpr(sels), &res); err != nil {
+	if err := n.EvalExprJSON(ctx, evalExpr(sels), []string{FlakeEnv + "=" + ref.URL}, &res); err != nil {
 		return nil, evalError(err, ref)
 	}
 	sort.Strings(res.Names)
 	if len(res.Names) == 0 {
-		return nil, fault.New("", fault.Usage, "define nixosConfigurations.NAME in the flake", "the flake %s defines no hosts", ref.URL)
+		return nil, fault.New("", fault.Usage, "define nixosConfigurations.NAME (or darwinConfigurations.NAME) in the flake", "the flake %s defines no hosts", ref.URL)
+	}
+	if len(res.Both) > 0 {
+		return nil, fault.New("", fault.Usage, "give each host one configuration: rename one of them",
+			"the flake defines %s both in nixosConfigurations and in darwinConfigurations", strings.Join(res.Both, ", "))
 	}
 	if err := checkMatched(sels, res); err != nil {
 		return nil, err
@@ -159,9 +191,15 @@ func Evaluate(ctx context.Context, n *nix.Nix, ref Ref, selectors []string) ([]H
 		if err := json.Unmarshal(raw, &eh); err != nil {
 			return nil, fmt.Errorf("evaluate %s: %w", name, err)
 		}
-		h := Host{Name: name, Kind: "nixos", DrvPath: eh.DrvPath, OutPath: eh.OutPath}
+		h := Host{Name: name, Kind: KindNixOS, DrvPath: eh.DrvPath, OutPath: eh.OutPath}
+		if eh.Kind == KindDarwin {
+			h.Kind = KindDarwin
+		}
 		if eh.System != nil {
 			h.System = *eh.System
+		}
+		if eh.Build != nil {
+			h.BuildSystem = *eh.Build
 		}
 		if len(eh.Deployment) > 0 {
 			if err := json.Unmarshal(eh.Deployment, &h.Deployment); err != nil {
@@ -223,6 +261,14 @@ func checkMatched(sels []Selector, res evalResult) error {
 }
 
 var hostRE = regexp.MustCompile(`^[A-Za-z0-9_.:%\[\]-]+$`)
+
+// buildHostRE is what --build-host and deployment.buildHost accept:
+// [USER@]HOST, never option-like.
+var buildHostRE = regexp.MustCompile(`^([a-z_][a-z0-9_.-]*@)?[A-Za-z0-9_.:%\[\]][A-Za-z0-9_.:%\[\]-]*$`)
+
+// ValidBuildHost reports whether s can be a build host ([USER@]HOST).
+func ValidBuildHost(s string) bool { return buildHostRE.MatchString(s) }
+
 var userRE = regexp.MustCompile(`^[a-z_][a-z0-9_.-]*\$?$`)
 
 // check refuses settings that would be unsafe or meaningless to hand to
@@ -236,6 +282,10 @@ func (h Host) check() error {
 	if d.TargetPort < 0 || d.TargetPort > 65535 {
 		return fault.New(h.Name, fault.Usage, "deployment.targetPort must be between 1 and 65535",
 			"invalid deployment.targetPort %d", d.TargetPort)
+	}
+	if d.BuildHost != "" && !buildHostRE.MatchString(d.BuildHost) {
+		return fault.New(h.Name, fault.Usage, "deployment.buildHost must be a host name or an address, optionally with USER@",
+			"invalid deployment.buildHost %q", d.BuildHost)
 	}
 	if d.TargetUser != "" && !userRE.MatchString(d.TargetUser) {
 		return fault.New(h.Name, fault.Usage, "deployment.targetUser must be a user name",

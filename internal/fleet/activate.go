@@ -28,6 +28,9 @@ const Health fault.Class = "health"
 // get in and the host is healthy. boot, test, dry-activate and
 // --magic-rollback=false keep NixOS's meanings (plainActivate).
 func (r *run) activate(ctx context.Context, c *remote.Host, h flake.Host, st remote.State, res *Result) (Status, error) {
+	if h.Darwin() {
+		return r.activateDarwin(ctx, c, h, st, res)
+	}
 	if r.Mode == DryActivate {
 		return r.plainActivate(ctx, c, h, st, res)
 	}
@@ -380,6 +383,14 @@ func (r *run) rollbackHost(ctx context.Context, h flake.Host, to int) Result {
 		from = fmt.Sprintf("%s (profile at generation %d)", st.Current, st.Generation)
 	}
 	r.report(h.Name, PhaseActivate, "switching from %s to generation %d (%s)", from, target.Number, target.Path)
+	if h.Darwin() {
+		status, err := r.rollbackDarwin(ctx, c, h, st, target)
+		if status == Deployed {
+			res.NewGen = target.Number
+			r.report(h.Name, PhaseActivate, "switched from %s to generation %d (%s)", from, target.Number, target.Path)
+		}
+		return finish(status, err)
+	}
 	if !r.Safety.MagicRollback || st.Current == "" {
 		if _, err := c.RunPriv(ctx, "switch the system profile", false, "nix-env", "-p", remote.Profile, "--switch-generation", strconv.Itoa(target.Number)); err != nil {
 			return finish(Failed, err)

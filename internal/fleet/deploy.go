@@ -14,6 +14,7 @@ import (
 	"github.com/skiffdeploy/skiff/internal/command"
 	"github.com/skiffdeploy/skiff/internal/fault"
 	"github.com/skiffdeploy/skiff/internal/flake"
+	"github.com/skiffdeploy/skiff/internal/nix"
 	"github.com/skiffdeploy/skiff/internal/remote"
 )
 
@@ -36,6 +37,7 @@ func Deploy(ctx context.Context, o Options) ([]Result, error) {
 		}
 	}
 	r := s.run
+	r.pushCache(ctx)
 	byName := map[string]*Result{}
 	results := make([]Result, len(r.hosts))
 	for i, h := range r.hosts {
@@ -182,6 +184,11 @@ func (r *run) deployHost(ctx context.Context, h flake.Host) Result {
 	if err != nil {
 		return finish(Failed, err)
 	}
+	if h.Darwin() {
+		if err := darwinMode(h, r.Mode); err != nil {
+			return finish(Failed, err)
+		}
+	}
 	c := r.conns[h.Name]
 	res.OldPath, res.OldGen = st.Current, st.Generation
 
@@ -189,7 +196,11 @@ func (r *run) deployHost(ctx context.Context, h flake.Host) Result {
 		res.NewGen = st.Generation
 		return finish(UpToDate, nil)
 	}
-	if _, err := os.Stat(filepath.Join(h.OutPath, "nixos-version")); err != nil && r.Mode != DryActivate {
+	if h.Darwin() {
+		if err := checkDarwinToplevel(h); err != nil {
+			return finish(Failed, err)
+		}
+	} else if _, err := os.Stat(filepath.Join(h.OutPath, "nixos-version")); err != nil && r.Mode != DryActivate && r.copySource(h.Name) == nil {
 		return finish(Failed, fault.New(h.Name, fault.Build,
 			"nixosConfigurations.NAME.config.system.build.toplevel must be a NixOS system",
 			"%s is not a NixOS system (no nixos-version); refusing to activate it", h.OutPath))
@@ -240,8 +251,18 @@ func (r *run) deployHost(ctx context.Context, h flake.Host) Result {
 	if len(store.Missing) > 0 {
 		r.report(h.Name, PhaseCopy, "copying %d path(s), %s", len(store.Missing), Bytes(res.CopiedBytes))
 		cs := time.Now()
-		if err := r.copy(ctx, c, h.OutPath, sizes, res.CopiedBytes); err != nil {
+		if from := r.copySource(h.Name); from != nil {
+			r.report(h.Name, PhaseCopy, "from build host %s, through this machine", from.Name)
+		}
+		sent, err := r.copySent(ctx, c, h.OutPath, sizes, res.CopiedBytes)
+		if err != nil {
 			return finish(Failed, err)
+		}
+		if r.substitute() {
+			// What the host fetched from its substituters did not come
+			// from here: count what this machine sent.
+			r.report(h.Name, PhaseCopy, "sent %d of %d missing path(s), %s; the host substituted the rest", sent.paths, res.CopiedPaths, Bytes(sent.bytes))
+			res.CopiedPaths, res.CopiedBytes = sent.paths, sent.bytes
 		}
 		r.report(h.Name, PhaseCopy, "copied in %s", since(cs))
 	} else {
@@ -275,12 +296,27 @@ func upToDate(m Mode, st remote.State, out string) bool {
 // copy sends the closure of path with nix copy over the host's shared
 // connection.
 func (r *run) copy(ctx context.Context, c *remote.Host, path string, sizes map[string]int64, total int64) error {
+	_, err := r.copySent(ctx, c, path, sizes, total)
+	return err
+}
+
+// copySent is copy, returning what this machine sent.
+func (r *run) copySent(ctx context.Context, c *remote.Host, path string, sizes map[string]int64, total int64) (copyStats, error) {
 	progress := &copyProgress{r: r, host: c.Name, sizes: sizes, total: total}
-	argv := r.Nix.CopyArgs(c.Conn.StoreURL(c.CopyWithSudo()), path)
+	spec := nix.Copy{To: c.Conn.StoreURL(c.CopyWithSudo()), Substitute: r.substitute(), Paths: []string{path}}
+	if from := r.copySource(c.Name); from != nil {
+		spec.From = from.Conn.StoreURL(false)
+	}
+	argv := r.Nix.CopyArgsOf(spec)
 	_, err := r.Runner.Run(ctx, command.Cmd{Argv: argv, Env: []string{"NIX_SSHOPTS=" + c.Conn.SSHOpts()}, Stream: progress})
 	if err == nil {
-		return nil
+		return progress.sent, nil
 	}
+	return copyStats{}, r.copyError(c, argv, err)
+}
+
+// copyError explains a failed nix copy to host c.
+func (r *run) copyError(c *remote.Host, argv []string, err error) error {
 	var ce *command.Error
 	if errors.As(err, &ce) {
 		if strings.Contains(ce.Stderr, "No space left on device") {
@@ -300,9 +336,16 @@ func (r *run) copy(ctx context.Context, c *remote.Host, path string, sizes map[s
 	return fmt.Errorf("%s: copy: %w", c.Name, err)
 }
 
+// copyStats is what a nix copy sent.
+type copyStats struct {
+	paths int
+	bytes int64 // NAR bytes
+}
+
 // copyProgress reads nix copy's "copying path '...'" lines and reports the
 // bytes sent so far.
 type copyProgress struct {
+	sent    copyStats
 	r       *run
 	host    string
 	sizes   map[string]int64
@@ -328,11 +371,16 @@ func (p *copyProgress) Write(b []byte) (int, error) {
 			continue
 		}
 		rest := strings.TrimPrefix(line, "copying path '")
+		if strings.Contains(rest, "' from '") {
+			continue // the host substituting a path: not sent from here
+		}
 		if j := strings.IndexByte(rest, '\''); j > 0 {
 			// nix names a path when it starts copying it: the one
 			// before it is done.
 			p.done += p.current
 			p.current = p.sizes[rest[:j]]
+			p.sent.paths++
+			p.sent.bytes += p.current
 			p.r.Reporter.Event(Event{Time: time.Now(), Host: p.host, Phase: PhaseCopy, Progress: true, Done: p.done, Total: p.total,
 				Msg: fmt.Sprintf("%s of %s", Bytes(p.done), Bytes(p.total))})
 		}

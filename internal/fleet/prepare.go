@@ -33,9 +33,19 @@ type Options struct {
 	// SudoPassword, when set, is given to sudo -S on standard input on
 	// every host whose login is not root (never in argv or environment).
 	SudoPassword string
-	Runner       *command.Runner
-	Nix          *nix.Nix
-	Reporter     Reporter
+	// BuildHost, when set, builds every host's system on this ssh
+	// destination ([USER@]HOST) instead of locally (deployment.buildHost
+	// sets it per host).
+	BuildHost string
+	// UseSubstitutes lets each target fetch what it can from its own
+	// substituters instead of from this machine.
+	UseSubstitutes bool
+	// Cache, when set, is a binary cache (store URL) every built system is
+	// pushed to once before the copies, which then use substitutes.
+	Cache    string
+	Runner   *command.Runner
+	Nix      *nix.Nix
+	Reporter Reporter
 	// BeforeDeploy, when set, runs after preparation and before any host
 	// is changed (deploy --plan); returning false deploys nothing.
 	BeforeDeploy func(ctx context.Context, s *Session) (bool, error)
@@ -51,6 +61,9 @@ type run struct {
 	closures    map[string][]nix.PathInfo
 	errs        map[string]error // per host, before its pipeline
 	connectTime map[string]time.Duration
+	refused     map[string]bool         // hosts refused before the build
+	builders    map[string]*remote.Host // build hosts by destination
+	builtOn     map[string]*remote.Host // host → the build host that built its system
 	mu          sync.Mutex
 }
 
@@ -82,7 +95,8 @@ func Prepare(ctx context.Context, o Options, build bool) (*Session, error) {
 	}
 	r := &run{Options: o, conns: map[string]*remote.Host{}, states: map[string]remote.State{},
 		built: map[string]bool{}, closures: map[string][]nix.PathInfo{}, errs: map[string]error{},
-		connectTime: map[string]time.Duration{}}
+		connectTime: map[string]time.Duration{}, refused: map[string]bool{},
+		builders: map[string]*remote.Host{}, builtOn: map[string]*remote.Host{}}
 
 	start := time.Now()
 	r.report("", PhaseEval, "evaluating %s", describeSelection(o.Hosts))
@@ -99,8 +113,10 @@ func Prepare(ctx context.Context, o Options, build bool) (*Session, error) {
 
 	var wg sync.WaitGroup
 	if build {
-		wg.Add(1)
+		r.checkPlatforms(ctx)
+		wg.Add(2)
 		go func() { defer wg.Done(); r.build(ctx) }()
+		go func() { defer wg.Done(); r.buildRemote(ctx) }()
 	}
 	wg.Add(1)
 	go func() { defer wg.Done(); r.connectAll(ctx) }()
@@ -175,6 +191,10 @@ func (r *run) closeAll() {
 		wg.Add(1)
 		go func() { defer wg.Done(); c.Conn.Close(ctx) }()
 	}
+	for _, c := range r.builders {
+		wg.Add(1)
+		go func() { defer wg.Done(); c.Conn.Close(ctx) }()
+	}
 	wg.Wait()
 }
 
@@ -235,7 +255,11 @@ func (r *run) build(ctx context.Context) {
 	start := time.Now()
 	var drvs []string
 	seen := map[string]bool{}
-	for _, h := range r.hosts {
+	hosts := r.localBuilds()
+	if len(hosts) == 0 {
+		return
+	}
+	for _, h := range hosts {
 		if !seen[h.DrvPath] {
 			seen[h.DrvPath] = true
 			drvs = append(drvs, h.DrvPath)
@@ -244,14 +268,14 @@ func (r *run) build(ctx context.Context) {
 	r.report("", PhaseBuild, "building %d system(s)", len(drvs))
 	_, err := r.Nix.Build(ctx, drvs)
 	if err != nil {
-		r.buildFailed(ctx, err)
+		r.buildFailed(ctx, hosts, err)
 	} else {
-		for _, h := range r.hosts {
+		for _, h := range hosts {
 			r.built[h.OutPath] = true
 		}
 	}
 	var outs []string
-	for _, h := range r.hosts {
+	for _, h := range hosts {
 		if r.built[h.OutPath] {
 			outs = append(outs, h.OutPath)
 		}
@@ -261,7 +285,7 @@ func (r *run) build(ctx context.Context) {
 	}
 	infos, err := r.Nix.Closure(ctx, outs...)
 	if err != nil {
-		for _, h := range r.hosts {
+		for _, h := range hosts {
 			r.fail(h.Name, fmt.Errorf("read closure of %s: %w", h.OutPath, err))
 		}
 		return
@@ -270,11 +294,13 @@ func (r *run) build(ctx context.Context) {
 	for _, i := range infos {
 		byPath[i.Path] = i
 	}
-	for _, h := range r.hosts {
+	r.mu.Lock()
+	for _, h := range hosts {
 		if r.built[h.OutPath] {
 			r.closures[h.Name] = closureOf(h.OutPath, byPath)
 		}
 	}
+	r.mu.Unlock()
 	r.report("", PhaseBuild, "built in %s", since(start))
 }
 
@@ -303,14 +329,14 @@ func closureOf(root string, byPath map[string]nix.PathInfo) []nix.PathInfo {
 
 // buildFailed works out which hosts' systems were not built and gives
 // each the failing derivation and the last lines of its log.
-func (r *run) buildFailed(ctx context.Context, err error) {
+func (r *run) buildFailed(ctx context.Context, hosts []flake.Host, err error) {
 	var ce *command.Error
 	stderr := err.Error()
 	if errors.As(err, &ce) {
 		stderr = ce.Stderr
 	}
 	var outs []string
-	for _, h := range r.hosts {
+	for _, h := range hosts {
 		outs = append(outs, h.OutPath)
 	}
 	invalid := map[string]bool{}
@@ -325,7 +351,7 @@ func (r *run) buildFailed(ctx context.Context, err error) {
 		}
 	}
 	drv, logTail := nix.ParseBuildFailure(stderr)
-	for _, h := range r.hosts {
+	for _, h := range hosts {
 		if !invalid[h.OutPath] {
 			r.built[h.OutPath] = true
 			continue

@@ -32,6 +32,10 @@
 //     Host.ChangeHostKey (a new host key; known_hosts keeps the old one) and
 //     Host.DropSSH (iptables drops packets to the host's port 22 until undone;
 //     DropAvailable says whether iptables works here).
+//   - HostSpec.Darwin lays a host out like a nix-darwin machine: its shim dir holds a
+//     uname that says Darwin (x86_64) and systemctl and journalctl that are "not
+//     found" (exit 127), as on macOS. Its /nix, profiles and /run/current-system work
+//     as on any lab host; examples/fleet/lib.nix mkDarwinSystem builds systems for it.
 //   - Available reports whether this machine can run a lab (root, unshare, nsenter,
 //     sshd, nix); tests skip with its reason, or fail when CI=true.
 //

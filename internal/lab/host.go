@@ -92,6 +92,11 @@ func (h *Host) start(ctx context.Context) error {
 			return err
 		}
 	}
+	if h.Spec.Darwin {
+		if err := h.installDarwinShims(); err != nil {
+			return err
+		}
+	}
 	unshare, err := tool("unshare")
 	if err != nil {
 		return err

@@ -26,6 +26,9 @@ type HostSpec struct {
 	// ExtraNixConf is appended to the host's nix.conf (e.g. "extra-platforms = aarch64-linux"
 	// or "trusted-users = root deploy").
 	ExtraNixConf string
+	// Darwin lays the host out like a nix-darwin machine: a uname that says Darwin
+	// (x86_64), and no systemctl or journalctl (see DarwinShims).
+	Darwin bool
 }
 
 // Options configure Start.

@@ -1,0 +1,62 @@
+package fleet
+
+import (
+	"testing"
+
+	"github.com/skiffdeploy/skiff/internal/fault"
+	"github.com/skiffdeploy/skiff/internal/flake"
+	"github.com/skiffdeploy/skiff/internal/transport"
+)
+
+func TestBuildPlatform(t *testing.T) {
+	for _, c := range []struct {
+		h    flake.Host
+		want string
+	}{
+		{flake.Host{System: "aarch64-linux", BuildSystem: "aarch64-linux"}, "aarch64-linux"},
+		// The lab's darwin systems: built on Linux, the host runs darwin.
+		{flake.Host{System: "x86_64-darwin", BuildSystem: "x86_64-linux"}, "x86_64-linux"},
+		{flake.Host{System: "x86_64-linux"}, "x86_64-linux"},
+		{flake.Host{}, ""},
+	} {
+		if got := buildPlatform(c.h); got != c.want {
+			t.Errorf("buildPlatform(%+v) = %q, want %q", c.h, got, c.want)
+		}
+	}
+}
+
+func TestBuilderTarget(t *testing.T) {
+	if got := builderTarget("bld1"); got != (transport.Target{Host: "bld1"}) {
+		t.Errorf("bld1: %+v", got)
+	}
+	if got := builderTarget("nix@bld1.example.com"); got != (transport.Target{Host: "bld1.example.com", User: "nix"}) {
+		t.Errorf("nix@bld1.example.com: %+v", got)
+	}
+	for s, want := range map[string]bool{"bld1": true, "root@bld1": true, "10.0.0.1": true, "-oProxyCommand=x": false, "a b": false, "@x": false, "x@-y": false} {
+		if got := flake.ValidBuildHost(s); got != want {
+			t.Errorf("ValidBuildHost(%q) = %v", s, got)
+		}
+	}
+}
+
+func TestDarwinModes(t *testing.T) {
+	h := flake.Host{Name: "mac1", Kind: flake.KindDarwin}
+	if err := darwinMode(h, Switch); err != nil {
+		t.Errorf("switch refused: %v", err)
+	}
+	for _, m := range []Mode{Boot, Test, DryActivate} {
+		if fault.ClassOf(darwinMode(h, m)) != fault.Usage {
+			t.Errorf("%s accepted for a nix-darwin host", m)
+		}
+	}
+}
+
+func TestBuildHostOf(t *testing.T) {
+	h := flake.Host{Deployment: flake.Settings{BuildHost: "bld1"}}
+	if got := (&run{}).buildHostOf(h); got != "bld1" {
+		t.Errorf("setting: %q", got)
+	}
+	if got := (&run{Options: Options{BuildHost: "bld2"}}).buildHostOf(h); got != "bld2" {
+		t.Errorf("flag: %q", got)
+	}
+}

@@ -1,0 +1,83 @@
+package nspawn
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+)
+
+func need(t *testing.T) {
+	t.Helper()
+	if err := Available(""); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("cannot run systemd-nspawn hosts in CI: %v", err)
+		}
+		t.Skipf("skipping: %v", err)
+	}
+}
+
+func TestRecipeHashIsStable(t *testing.T) {
+	if a, b := recipeHash(), recipeHash(); a != b || len(a) != 16 {
+		t.Fatalf("recipe hash %q, %q", a, b)
+	}
+}
+
+func TestHostsBootRealSystemdAndReboot(t *testing.T) {
+	need(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	if _, err := Tree(ctx, "", "", t.Logf); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	f, err := Start(ctx, Options{Dir: t.TempDir(), Hosts: []HostSpec{{Name: "n1"}, {Name: "n2", NixSize: 32 << 20}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("2 hosts booted in %s", time.Since(start).Round(10*time.Millisecond))
+	defer func() {
+		if err := f.Stop(); err != nil {
+			t.Error(err)
+		}
+	}()
+	ssh := func(host string, cmd string) (string, error) {
+		out, err := exec.Command("ssh", "-F", f.SSHConfig(), host, cmd).CombinedOutput()
+		return strings.TrimSpace(string(out)), err
+	}
+	out, err := ssh("n1", "cat /proc/1/comm; systemctl --version | head -n1; nix-store --version; hostname; test -d /run/systemd/system && echo systemd")
+	if err != nil {
+		t.Fatalf("ssh n1: %v: %s", err, out)
+	}
+	for _, want := range []string{"systemd\nsystemd 252", "nix-store (Nix) 2.8", "n1", "\nsystemd"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("n1 lacks %q:\n%s", want, out)
+		}
+	}
+	// Each host has a key of its own.
+	k1, _ := f.Host("n1").Exec(ctx, "cat", "/etc/ssh/ssh_host_ed25519_key.pub")
+	k2, _ := f.Host("n2").Exec(ctx, "cat", "/etc/ssh/ssh_host_ed25519_key.pub")
+	if k1 == "" || k1 == k2 {
+		t.Errorf("host keys %q and %q: want two different keys", k1, k2)
+	}
+	if out, err := f.Host("n2").Exec(ctx, "df", "-P", "-B1", "/nix/store"); err != nil || !strings.Contains(out, "33554432") {
+		t.Errorf("n2's /nix/store: %v\n%s", err, out)
+	}
+	// A reboot ends nspawn; Start boots the host again with its key.
+	_, _ = ssh("n1", "systemctl reboot")
+	select {
+	case <-f.Host("n1").Exited():
+	case <-time.After(60 * time.Second):
+		t.Fatal("n1's nspawn did not end after a reboot")
+	}
+	start = time.Now()
+	if err := f.Host("n1").Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("n1 rebooted in %s", time.Since(start).Round(10*time.Millisecond))
+	if k, _ := f.Host("n1").Exec(ctx, "cat", "/etc/ssh/ssh_host_ed25519_key.pub"); k != k1 {
+		t.Errorf("n1's host key changed across a reboot")
+	}
+}
