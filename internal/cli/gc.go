@@ -14,7 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/skiffdeploy/skiff/internal/fleet"
+	"github.com/skiffdeploy/skiff/internal/human"
 	"github.com/skiffdeploy/skiff/internal/remote"
 	"github.com/skiffdeploy/skiff/internal/transport"
 )
@@ -253,9 +253,9 @@ func printGC(w io.Writer, results []gcResult, dryRun bool) {
 	for _, r := range results {
 		freed, free := "-", "-"
 		if r.err == nil {
-			freed = fmt.Sprintf("%s (%d paths)", fleet.Bytes(r.FreedBytes), r.FreedPaths)
+			freed = fmt.Sprintf("%s (%d paths)", human.Bytes(r.FreedBytes), r.FreedPaths)
 			if r.FreeBytes >= 0 {
-				free = fleet.Bytes(r.FreeBytes)
+				free = human.Bytes(r.FreeBytes)
 			}
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.Host, genNumbers(r.Deleted), genNumbers(r.Kept), freed, free, emptyDash(r.Error))

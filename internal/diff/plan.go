@@ -11,6 +11,7 @@ import (
 	"github.com/skiffdeploy/skiff/internal/fault"
 	"github.com/skiffdeploy/skiff/internal/flake"
 	"github.com/skiffdeploy/skiff/internal/fleet"
+	"github.com/skiffdeploy/skiff/internal/human"
 	"github.com/skiffdeploy/skiff/internal/remote"
 )
 
@@ -104,10 +105,10 @@ func planHost(ctx context.Context, s *fleet.Session, h flake.Host) HostPlan {
 			fmt.Sprintf("free space on the host: delete old generations and collect garbage (\"ssh %s sudo nix-env -p %s --delete-generations +5 && ssh %s sudo nix-collect-garbage\")",
 				c.Conn.Target.Destination(), remote.Profile, c.Conn.Target.Destination()),
 			"needs %s in /nix/store to check activation, %s free (keeping %s spare); nothing was copied",
-			fleet.Bytes(p.CopiedBytes), fleet.Bytes(store.Free), fleet.Bytes(fleet.DiskMargin)))
+			human.Bytes(p.CopiedBytes), human.Bytes(store.Free), human.Bytes(fleet.DiskMargin)))
 	}
 	if len(store.Missing) > 0 {
-		s.Report(h.Name, PhasePlan, "copying %d missing path(s), %s, to run dry-activate", len(store.Missing), fleet.Bytes(p.CopiedBytes))
+		s.Report(h.Name, PhasePlan, "copying %d missing path(s), %s, to run dry-activate", len(store.Missing), human.Bytes(p.CopiedBytes))
 		start := time.Now()
 		if err := s.Copy(ctx, h.Name, h.OutPath, sizes, p.CopiedBytes); err != nil {
 			p.CopiedBytes = 0

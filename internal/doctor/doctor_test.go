@@ -2,7 +2,6 @@ package doctor
 
 import (
 	"context"
-	"errors"
 	"strings"
 	"testing"
 	"testing/synctest"
@@ -92,36 +91,6 @@ func TestParseSSHG(t *testing.T) {
 	}
 	if got := parseSSHG("hostname a\nproxyjump none\n"); got.proxyJump != "" || got.port != 22 {
 		t.Errorf("defaults: %+v", got)
-	}
-}
-
-func TestBuildConfig(t *testing.T) {
-	data := []byte(`{"system":{"value":"x86_64-linux"},"extra-platforms":{"value":["i686-linux"]},
-		"builders":{"value":"@/etc/nix/machines; ssh://mac x86_64-darwin,aarch64-darwin - 4"}}`)
-	read := func(path string) (string, error) {
-		if path == "/etc/nix/machines" {
-			return "# builders\nssh://arm aarch64-linux /key 8 1 big-parallel\n", nil
-		}
-		return "", errors.New("no such file")
-	}
-	c, err := ParseBuildConfig(data, read)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for system, want := range map[string]string{
-		"x86_64-linux":   "x86_64-linux natively",
-		"i686-linux":     "i686-linux through extra-platforms (binfmt emulation or a compatible CPU)",
-		"aarch64-linux":  "aarch64-linux on builder ssh://arm",
-		"aarch64-darwin": "aarch64-darwin on builder ssh://mac",
-		"riscv64-linux":  "",
-	} {
-		yes, how := c.CanBuild(system)
-		if yes != (want != "") || how != want {
-			t.Errorf("CanBuild(%s) = %v %q, want %q", system, yes, how, want)
-		}
-	}
-	if _, err := ParseBuildConfig([]byte("nope"), read); err == nil {
-		t.Error("bad JSON accepted")
 	}
 }
 

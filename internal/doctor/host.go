@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/skiffdeploy/skiff/internal/fault"
+	"github.com/skiffdeploy/skiff/internal/human"
 	"github.com/skiffdeploy/skiff/internal/remote"
 )
 
@@ -105,7 +106,7 @@ func checkDisk(ctx context.Context, s *session) Finding {
 		case d.Free < warnAt:
 			st = Warn
 		}
-		parts = append(parts, fmt.Sprintf("%s: %s free of %s", d.Path, bytes(d.Free), bytes(d.Size)))
+		parts = append(parts, fmt.Sprintf("%s: %s free of %s", d.Path, human.Bytes(d.Free), human.Bytes(d.Size)))
 		if rank(st) > rank(worst) {
 			worst, hint = st, h
 		}
@@ -202,18 +203,4 @@ func checkPlatform(ctx context.Context, s *session) Finding {
 			Hint:   fmt.Sprintf("set nixpkgs.hostPlatform = \"%s\"; in the host's configuration (or deploy to the right host)", got)}
 	}
 	return ok("%s, as configured", got)
-}
-
-// bytes formats a byte count for people.
-func bytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }

@@ -15,23 +15,11 @@ type localBuild struct {
 	nix  *nix.Nix
 	run  *command.Runner
 	once sync.Once
-	cfg  BuildConfig
+	cfg  nix.BuildConfig
 	err  error
 }
 
-// BuildConfig is what decides which platforms this machine can build
-// (package nix reads it; deploy checks it too).
-type BuildConfig = nix.BuildConfig
-
-// Builder is a remote build machine (the builders setting).
-type Builder = nix.Builder
-
-// ParseBuildConfig reads the JSON of nix show-config.
-func ParseBuildConfig(data []byte, read func(string) (string, error)) (BuildConfig, error) {
-	return nix.ParseBuildConfig(data, read)
-}
-
-func (l *localBuild) get(ctx context.Context) (BuildConfig, error) {
+func (l *localBuild) get(ctx context.Context) (nix.BuildConfig, error) {
 	l.once.Do(func() {
 		if l.nix == nil {
 			l.err = fmt.Errorf("no local nix")

@@ -14,6 +14,7 @@ import (
 	"github.com/skiffdeploy/skiff/internal/command"
 	"github.com/skiffdeploy/skiff/internal/fault"
 	"github.com/skiffdeploy/skiff/internal/flake"
+	"github.com/skiffdeploy/skiff/internal/human"
 	"github.com/skiffdeploy/skiff/internal/nix"
 	"github.com/skiffdeploy/skiff/internal/remote"
 )
@@ -246,10 +247,10 @@ func (r *run) deployHost(ctx context.Context, h flake.Host) Result {
 		return finish(Failed, fault.New(h.Name, fault.Disk,
 			fmt.Sprintf("run \"skiff gc %s --keep %d\" to delete old generations and collect garbage, or deploy with --gc", h.Name, r.gcKeep()),
 			"needs %s in /nix/store, %s free (keeping %s spare); nothing was copied",
-			Bytes(res.CopiedBytes), Bytes(store.Free), Bytes(DiskMargin)))
+			human.Bytes(res.CopiedBytes), human.Bytes(store.Free), human.Bytes(DiskMargin)))
 	}
 	if len(store.Missing) > 0 {
-		r.report(h.Name, PhaseCopy, "copying %d path(s), %s", len(store.Missing), Bytes(res.CopiedBytes))
+		r.report(h.Name, PhaseCopy, "copying %d path(s), %s", len(store.Missing), human.Bytes(res.CopiedBytes))
 		cs := time.Now()
 		if from := r.copySource(h.Name); from != nil {
 			r.report(h.Name, PhaseCopy, "from build host %s, through this machine", from.Name)
@@ -261,7 +262,7 @@ func (r *run) deployHost(ctx context.Context, h flake.Host) Result {
 		if r.substitute() {
 			// What the host fetched from its substituters did not come
 			// from here: count what this machine sent.
-			r.report(h.Name, PhaseCopy, "sent %d of %d missing path(s), %s; the host substituted the rest", sent.paths, res.CopiedPaths, Bytes(sent.bytes))
+			r.report(h.Name, PhaseCopy, "sent %d of %d missing path(s), %s; the host substituted the rest", sent.paths, res.CopiedPaths, human.Bytes(sent.bytes))
 			res.CopiedPaths, res.CopiedBytes = sent.paths, sent.bytes
 		}
 		r.report(h.Name, PhaseCopy, "copied in %s", since(cs))
@@ -382,7 +383,7 @@ func (p *copyProgress) Write(b []byte) (int, error) {
 			p.sent.paths++
 			p.sent.bytes += p.current
 			p.r.Reporter.Event(Event{Time: time.Now(), Host: p.host, Phase: PhaseCopy, Progress: true, Done: p.done, Total: p.total,
-				Msg: fmt.Sprintf("%s of %s", Bytes(p.done), Bytes(p.total))})
+				Msg: fmt.Sprintf("%s of %s", human.Bytes(p.done), human.Bytes(p.total))})
 		}
 	}
 }
@@ -402,7 +403,7 @@ func (r *run) gcKeep() int {
 // running or the booted system), then garbage is collected.
 func (r *run) collect(ctx context.Context, c *remote.Host, free, need int64) error {
 	r.report(c.Name, PhaseCopy, "needs %s, %s free: deleting all but the newest %d generations and collecting garbage",
-		Bytes(need), Bytes(free), r.gcKeep())
+		human.Bytes(need), human.Bytes(free), r.gcKeep())
 	deleted, _, err := c.PruneGenerations(ctx, remote.GCPolicy{Keep: r.gcKeep()}, time.Now())
 	if err != nil {
 		return err
@@ -411,6 +412,6 @@ func (r *run) collect(ctx context.Context, c *remote.Host, free, need int64) err
 	if err != nil {
 		return err
 	}
-	r.report(c.Name, PhaseCopy, "deleted %d generation(s), freed %s in %d path(s)", len(deleted), Bytes(freed.Bytes), freed.Paths)
+	r.report(c.Name, PhaseCopy, "deleted %d generation(s), freed %s in %d path(s)", len(deleted), human.Bytes(freed.Bytes), freed.Paths)
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/skiffdeploy/skiff/internal/fleet"
+	"github.com/skiffdeploy/skiff/internal/human"
 )
 
 // Live redraws a block of lines on a terminal: one line per host with its
@@ -217,7 +218,7 @@ func (l *Live) hostLine(h *liveHost, width int, now time.Time) string {
 	}
 	detail := h.msg
 	if h.phase == fleet.PhaseCopy && h.total > 0 && !h.finished {
-		detail = fmt.Sprintf("%s of %s", fleet.Bytes(h.done), fleet.Bytes(h.total))
+		detail = fmt.Sprintf("%s of %s", human.Bytes(h.done), human.Bytes(h.total))
 	}
 	phase := string(h.phase)
 	if h.finished {

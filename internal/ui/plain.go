@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/skiffdeploy/skiff/internal/fleet"
+	"github.com/skiffdeploy/skiff/internal/human"
 )
 
 // Plain prints one timestamped line per event: "15:04:05 web1: copy: ...".
@@ -77,5 +78,5 @@ func copied(r fleet.Result) string {
 	if r.CopiedPaths == 0 {
 		return "-"
 	}
-	return fmt.Sprintf("%d paths, %s", r.CopiedPaths, strings.ReplaceAll(fleet.Bytes(r.CopiedBytes), " ", ""))
+	return fmt.Sprintf("%d paths, %s", r.CopiedPaths, strings.ReplaceAll(human.Bytes(r.CopiedBytes), " ", ""))
 }
