@@ -21,13 +21,13 @@ import (
 // is evaluated here; the derivations go to B with nix-copy-closure; B builds
 // them with nix-store --realise (so B's own nix.conf decides what it can
 // build: its system, extra-platforms, builders); skiff reads the closure
-// from B; and each target gets what it lacks with
-// "nix copy --from ssh://B --to ssh://TARGET", run here. That copy streams
-// through this machine without storing anything in its store: skiff's ssh
-// configuration, keys and known hosts serve both ends, and B needs no
-// access to the targets. (Running the copy on B itself would spare this
-// machine's uplink but needs keys for every target on B; skiff does not
-// put keys there.)
+// from B. Each target then gets what it lacks straight from B
+// (nix-copy-closure run on B, as nixos-rebuild does) when B can reach the
+// target with its own ssh configuration and keys; otherwise with
+// "nix copy --from ssh://B --to ssh://TARGET" run here, which streams
+// through this machine without storing anything in its store, with
+// skiff's ssh configuration, keys and known hosts for both ends. skiff puts
+// no keys on B.
 
 // builderTarget reads "[USER@]HOST" (validated by flake.ValidBuildHost).
 func builderTarget(dest string) transport.Target {
@@ -212,4 +212,41 @@ func (r *run) copySource(host string) *remote.Host {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.builtOn[host]
+}
+
+// directScript runs on a build host: nix-copy-closure to the target with
+// the build host's own ssh configuration, keys and known hosts; $1 is
+// NIX_SSHOPTS, $2 the target, $3 "-s" or "", then the paths.
+const directScript = `opts=$1 dest=$2 subst=$3
+shift 3
+NIX_SSHOPTS="$opts" exec nix-copy-closure --to "$dest" $subst "$@"`
+
+// copyDirect copies path from build host b straight to target c, as
+// nixos-rebuild does with --build-host and --target-host: the data then
+// crosses this machine's uplink not at all. It needs the build host to
+// reach the target with its own ssh configuration and keys (skiff puts no
+// keys there), to log in as root (a login that needs sudo is left to the
+// copy through this machine), and it never weakens host key checking:
+// BatchMode refuses an unknown host key instead of asking.
+func (r *run) copyDirect(ctx context.Context, b, c *remote.Host, path string) error {
+	if c.Sudo() {
+		return errors.New("the target's login is not root")
+	}
+	opts := "-o BatchMode=yes -o ConnectTimeout=10"
+	if c.Conn.Target.Port != 0 {
+		opts += fmt.Sprintf(" -p %d", c.Conn.Target.Port)
+	}
+	subst := ""
+	if r.substitute() {
+		subst = "-s"
+	}
+	_, err := b.Conn.Command(ctx, transport.Exec{Argv: []string{"sh", "-c", directScript, "sh", opts, c.Conn.Target.Destination(), subst, path}})
+	if err != nil {
+		var ce *command.Error
+		if errors.As(err, &ce) {
+			return errors.New(command.Tail(ce.Stderr, 1))
+		}
+		return err
+	}
+	return nil
 }

@@ -253,7 +253,7 @@ func (r *run) deployHost(ctx context.Context, h flake.Host) Result {
 		r.report(h.Name, PhaseCopy, "copying %d path(s), %s", len(store.Missing), human.Bytes(res.CopiedBytes))
 		cs := time.Now()
 		if from := r.copySource(h.Name); from != nil {
-			r.report(h.Name, PhaseCopy, "from build host %s, through this machine", from.Name)
+			r.report(h.Name, PhaseCopy, "from build host %s", from.Name)
 		}
 		sent, err := r.copySent(ctx, c, h.OutPath, sizes, res.CopiedBytes)
 		if err != nil {
@@ -306,6 +306,14 @@ func (r *run) copySent(ctx context.Context, c *remote.Host, path string, sizes m
 	progress := &copyProgress{r: r, host: c.Name, sizes: sizes, total: total}
 	spec := nix.Copy{To: c.Conn.StoreURL(c.CopyWithSudo()), Substitute: r.substitute(), Paths: []string{path}}
 	if from := r.copySource(c.Name); from != nil {
+		// Straight from the build host when it can reach the target
+		// itself; otherwise through this machine.
+		err := r.copyDirect(ctx, from, c, path)
+		if err == nil {
+			r.report(c.Name, PhaseCopy, "copied directly from build host %s", from.Name)
+			return copyStats{}, nil
+		}
+		r.report(c.Name, PhaseCopy, "build host %s cannot copy to %s itself (%v); copying through this machine", from.Name, c.Conn.Target, err)
 		spec.From = from.Conn.StoreURL(false)
 	}
 	argv := r.Nix.CopyArgsOf(spec)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -88,10 +89,26 @@ func killStoreProcs(storeDir, ns string, grace time.Duration) error {
 			ns = "" // never this process's own namespace: that is the machine's
 		}
 	}
+	// The namespace is looked at once: once its processes are gone, the
+	// kernel may give its number to a namespace of another lab's host,
+	// whose processes must not be touched. Processes that start later
+	// are found by their store.
+	var members []int
+	if ns != "" {
+		members = hostProcs(nil, ns)
+	}
 	start := time.Now()
 	deadline := start.Add(grace + 10*time.Second)
 	for {
-		pids := hostProcs(store, ns)
+		var pids []int
+		if store != nil {
+			pids = hostProcs(store, "")
+		}
+		for _, p := range members {
+			if alive(p, ns) && !slices.Contains(pids, p) {
+				pids = append(pids, p)
+			}
+		}
 		if len(pids) == 0 {
 			return nil
 		}
