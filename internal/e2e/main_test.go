@@ -164,21 +164,19 @@ func newLab(t *testing.T, specs ...lab.HostSpec) *lab.Lab {
 	return l
 }
 
-// skiffOn runs the command line in-process against lab l.
-func skiffOn(t *testing.T, l *lab.Lab, args ...string) result {
+// sshConfigured is a fleet of test hosts skiff can reach: a lab, or the
+// systemd hosts of package nspawn.
+type sshConfigured interface{ SSHConfig() string }
+
+// skiffOn runs the command line in-process against the hosts of l.
+func skiffOn(t *testing.T, l sshConfigured, args ...string) result {
 	t.Helper()
-	full := append([]string{"-F", l.SSHConfig(), "--nix-option", "substituters="}, args...)
-	var stdout, stderr bytes.Buffer
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	code := cli.Main(ctx, full, strings.NewReader(""), &stdout, &stderr)
-	r := result{code, stdout.String(), stderr.String()}
-	t.Logf("skiff %s\nexit %d\n--- stdout\n%s--- stderr\n%s", strings.Join(args, " "), code, r.stdout, r.stderr)
-	return r
+	return skiffWithInput(t, l, "", args...)
 }
 
-// skiffWithInput runs the command line with stdin.
-func skiffWithInput(t *testing.T, l *lab.Lab, stdin string, args ...string) result {
+// skiffWithInput runs the command line in-process against the hosts of l,
+// with stdin.
+func skiffWithInput(t *testing.T, l sshConfigured, stdin string, args ...string) result {
 	t.Helper()
 	full := append([]string{"-F", l.SSHConfig(), "--nix-option", "substituters="}, args...)
 	var stdout, stderr bytes.Buffer

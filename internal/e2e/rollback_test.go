@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -130,10 +129,7 @@ func TestNewlyFailedUnitsRollBackAlreadyFailedOnesDoNot(t *testing.T) {
 
 func TestKilledDeployerHostRevertsByItself(t *testing.T) {
 	l := newLab(t, lab.HostSpec{Name: "kill1"})
-	bin := filepath.Join(t.TempDir(), "skiff")
-	if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/skiff").CombinedOutput(); err != nil {
-		t.Fatalf("build skiff: %v\n%s", err, out)
-	}
+	bin := skiffBinary(t)
 	deployOK(t, l, "kill1", 1, "")
 	good := running(t, l, "kill1")
 	slow := writeFlake(t, host("kill1", "generation = 2; activationDelay = 2;"))

@@ -8,13 +8,11 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/skiffdeploy/skiff/internal/cli"
 	"github.com/skiffdeploy/skiff/internal/lab/nspawn"
 )
 
@@ -48,20 +46,7 @@ func sdDeploy(t *testing.T, f *nspawn.Fleet, name string, gen int, units, extra 
 	t.Helper()
 	flake := writeFlake(t, sdSystem(name, fmt.Sprintf("generation = %d; units = { %s %s }; %s", gen, sdWeb(gen), units, extra)))
 	args := append([]string{"deploy", name, confirm, "--flake", flake}, flags...)
-	return skiffSD(t, f, args...)
-}
-
-// skiffSD runs the command line in-process against the systemd hosts.
-func skiffSD(t *testing.T, f *nspawn.Fleet, args ...string) result {
-	t.Helper()
-	full := append([]string{"-F", f.SSHConfig(), "--nix-option", "substituters="}, args...)
-	var stdout, stderr bytes.Buffer
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	code := cli.Main(ctx, full, strings.NewReader(""), &stdout, &stderr)
-	r := result{code, stdout.String(), stderr.String()}
-	t.Logf("skiff %s\nexit %d\n--- stdout\n%s--- stderr\n%s", strings.Join(args, " "), code, r.stdout, r.stderr)
-	return r
+	return skiffOn(t, f, args...)
 }
 
 // on runs argv inside a systemd host (not over SSH) and returns its output.
@@ -297,10 +282,7 @@ func sdRestartSSHD(t *testing.T, f *nspawn.Fleet) {
 // its own transient unit, returns to the previous system by itself.
 func sdKilledDeployer(t *testing.T, f *nspawn.Fleet) {
 	const h = "sd-kill"
-	bin := filepath.Join(t.TempDir(), "skiff")
-	if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/skiff").CombinedOutput(); err != nil {
-		t.Fatalf("build skiff: %v\n%s", err, out)
-	}
+	bin := skiffBinary(t)
 	wantCode(t, sdDeploy(t, f, h, 1, "", ""), 0)
 	first := on(t, f, h, "readlink", "/run/current-system")
 	slow := writeFlake(t, sdSystem(h, fmt.Sprintf("generation = 2; units = { %s }; activationDelay = 3;", sdWeb(2))))
@@ -356,7 +338,7 @@ func sdRollback(t *testing.T, f *nspawn.Fleet) {
 		systems = append(systems, on(t, f, h, "readlink", "/run/current-system"))
 	}
 	flake := writeFlake(t, sdSystem(h, fmt.Sprintf("generation = 3; units = { %s };", sdWeb(3))))
-	r := skiffSD(t, f, "rollback", h, confirm, "--flake", flake)
+	r := skiffOn(t, f, "rollback", h, confirm, "--flake", flake)
 	wantCode(t, r, 0)
 	wantContains(t, "progress", r.stderr, "under a supervisor", "restarting the following units: demo-web.service",
 		"switched from generation 3 ("+systems[2]+") to generation 2 ("+systems[1]+")")
@@ -369,7 +351,7 @@ func sdRollback(t *testing.T, f *nspawn.Fleet) {
 	if got := on(t, f, h, "systemctl", "cat", "demo-web.service"); !strings.Contains(got, "# version=2") {
 		t.Errorf("systemd runs this demo-web.service, want generation 2's:\n%s", got)
 	}
-	r = skiffSD(t, f, "rollback", h, "--to", "1", confirm, "--flake", flake)
+	r = skiffOn(t, f, "rollback", h, "--to", "1", confirm, "--flake", flake)
 	wantCode(t, r, 0)
 	if got := on(t, f, h, "readlink", "/run/current-system"); got != systems[0] {
 		t.Errorf("running %s, want generation 1 (%s)", got, systems[0])
@@ -381,10 +363,10 @@ func sdHostLock(t *testing.T, f *nspawn.Fleet) {
 	const h = "sd-lock"
 	wantCode(t, sdDeploy(t, f, h, 1, "", ""), 0)
 	second := writeFlake(t, sdSystem(h, fmt.Sprintf("generation = 3; units = { %s };", sdWeb(3))))
-	wantCode(t, skiffSD(t, f, "deploy", h, "--mode", "dry-activate", "--flake", second), 0)
+	wantCode(t, skiffOn(t, f, "deploy", h, "--mode", "dry-activate", "--flake", second), 0)
 	first := make(chan result, 1)
 	go func() {
-		first <- skiffSD(t, f, "deploy", h, confirm, "--flake", writeFlake(t, sdSystem(h, fmt.Sprintf("generation = 2; units = { %s }; activationDelay = 5;", sdWeb(2)))))
+		first <- skiffOn(t, f, "deploy", h, confirm, "--flake", writeFlake(t, sdSystem(h, fmt.Sprintf("generation = 2; units = { %s }; activationDelay = 5;", sdWeb(2)))))
 	}()
 	held := false
 	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline) && !held; time.Sleep(100 * time.Millisecond) {
@@ -394,7 +376,7 @@ func sdHostLock(t *testing.T, f *nspawn.Fleet) {
 	if !held {
 		t.Fatal("the first deploy never took the lock")
 	}
-	r := skiffSD(t, f, "deploy", h, confirm, "--flake", second)
+	r := skiffOn(t, f, "deploy", h, confirm, "--flake", second)
 	wantCode(t, r, 3)
 	wantContains(t, "error", r.stderr, "skiff: error: sd-lock: another deploy holds the host's deploy lock: ", fmt.Sprintf("(pid %d, since ", os.Getpid()), "--break-lock")
 	r1 := <-first
@@ -410,7 +392,7 @@ func sdDoctor(t *testing.T, f *nspawn.Fleet) {
 	const h = "sd-doctor"
 	wantCode(t, sdDeploy(t, f, h, 1, "", ""), 0)
 	flake := writeFlake(t, sdSystem(h, fmt.Sprintf("units = { %s };", sdWeb(1)))+sdSystem("sd-small", ""))
-	r := skiffSD(t, f, "doctor", "--json", "--flake", flake, h)
+	r := skiffOn(t, f, "doctor", "--json", "--flake", flake, h)
 	wantCode(t, r, 0)
 	var d doctorJSON
 	if err := json.Unmarshal([]byte(r.stdout), &d); err != nil {
@@ -427,7 +409,7 @@ func sdDoctor(t *testing.T, f *nspawn.Fleet) {
 
 	// A oneshot unit that fails (systemd-run waits for it and fails too).
 	try(f, h, "systemd-run", "--unit=sd-broken.service", "--service-type=oneshot", "--quiet", "/bin/false")
-	r = skiffSD(t, f, "doctor", "--json", "--flake", flake, h, "sd-small")
+	r = skiffOn(t, f, "doctor", "--json", "--flake", flake, h, "sd-small")
 	wantCode(t, r, 3)
 	d = doctorJSON{}
 	if err := json.Unmarshal([]byte(r.stdout), &d); err != nil {
