@@ -1,7 +1,8 @@
 // Package lab runs a test fleet on one Linux machine: each lab host is an sshd in its
 // own mount namespace, with its own /nix (store and database), a private /run, and its
-// own /etc/ssh, passwd, group, shadow, sudoers and /etc/nix bind-mounted over the
-// machine's. Nothing of the machine's own /etc, /nix or ~/.ssh is modified.
+// own /etc/ssh, passwd, group, shadow, sudoers, /etc/nix, /home and /root (root's
+// shell is /bin/sh) bind-mounted over the machine's. Nothing of the machine's own
+// /etc, /nix or ~/.ssh is modified.
 //
 // Contract:
 //   - Start creates or reuses DIR, picks a free 127.0.S.0/24 (host i listens on

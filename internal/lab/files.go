@@ -158,6 +158,9 @@ func (h *Host) prepare() error {
 			return err
 		}
 	}
+	if err := os.MkdirAll(filepath.Join(h.Dir, "root"), 0o700); err != nil {
+		return err
+	}
 	sshDir := filepath.Join(h.Dir, "etc", "ssh")
 
 	// The machine's client-side files (moduli, ssh_config, ssh_config.d); never its

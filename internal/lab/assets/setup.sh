@@ -39,8 +39,10 @@ mount --bind "$hostdir/nix" /nix
 mount -t tmpfs -o mode=0755 tmpfs /run
 mkdir -p /run/sshd /run/lock /run/nixos /run/lab-systemd/units /run/lab-systemd/static
 
-# The host's /etc files and /home: the machine's own files are never modified.
+# The host's /etc files, /home and /root: the machine's own files are never
+# modified, and root's caches (~/.cache/nix) are the host's own, as on a real host.
 mount --bind "$hostdir/home" /home
+mount --bind "$hostdir/root" /root
 for f in passwd group shadow sudoers; do
 	mount --bind "$hostdir/etc/$f" "/etc/$f"
 done
