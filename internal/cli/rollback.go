@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -67,6 +68,7 @@ func runRollback(ctx context.Context, g *globals, o rollbackOptions, safety acti
 	ref, sshOpts := rc.ref, rc.ssh
 	run := g.runner()
 	out := g.output(o.json)
+	start := time.Now()
 	results, err := fleet.Rollback(ctx, fleet.Options{
 		Flake:    ref,
 		Hosts:    hosts,
@@ -87,6 +89,7 @@ func runRollback(ctx context.Context, g *globals, o rollbackOptions, safety acti
 		code = ExitInterrupted
 	}
 	out.summary(results, code)
+	recordRun(g, start, "rollback", ref, "switch", results, code)
 	for _, r := range results {
 		if r.Err != nil {
 			printError(g.stderr, r.Err)

@@ -256,6 +256,11 @@ func TestRollbackCommand(t *testing.T) {
 	r = skiffOn(t, l, "rollback", "rb1", "--to", "9", confirm, "--flake", flake)
 	wantCode(t, r, 3)
 	wantContains(t, "error", r.stderr, "nothing to roll back to: the system profile has no generation 9", "1, 2, 3")
+
+	// Rollbacks are recorded in the history like deploys.
+	r = skiffOn(t, l, "history", "rb1", "--json")
+	wantCode(t, r, 0)
+	wantContains(t, "history", r.stdout, `"command":"rollback"`, `"old_generation":3,"new_generation":2`)
 }
 
 func TestFailingHealthCheckRollsBack(t *testing.T) {
