@@ -9,6 +9,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/skiffdeploy/skiff/internal/lab"
 )
@@ -40,9 +41,12 @@ func skiffBinary(t *testing.T) string {
 	return binPath
 }
 
-// interruptAt runs skiff as a process, sends SIGINT when a line of its
-// standard error contains marker, and returns its exit code and output.
-func interruptAt(t *testing.T, l *lab.Lab, marker string, args ...string) (int, string) {
+// signalAt runs skiff as a process against the hosts of l, sends sig when
+// a line of its standard error contains marker, and returns its exit code,
+// what it printed and whether marker was seen. After a SIGKILL the rest of
+// the output is not waited for: the killed deployer's children may still
+// hold the pipe.
+func signalAt(t *testing.T, l sshConfigured, sig syscall.Signal, marker string, args ...string) (int, string, bool) {
 	t.Helper()
 	cmd := exec.Command(skiffBinary(t), append([]string{"-F", l.SSHConfig(), "--nix-option", "substituters="}, args...)...)
 	cmd.Env = append(cmd.Environ(), "SKIFF_HISTORY="+filepath.Join(t.TempDir(), "history.db"))
@@ -59,9 +63,16 @@ func interruptAt(t *testing.T, l *lab.Lab, marker string, args ...string) (int, 
 	for sc.Scan() {
 		out.WriteString(sc.Text() + "\n")
 		if !sent && strings.Contains(sc.Text(), marker) {
-			cmd.Process.Signal(syscall.SIGINT)
+			cmd.Process.Signal(sig)
 			sent = true
+			if sig == syscall.SIGKILL {
+				go func() { _, _ = bufio.NewReader(stderr).WriteTo(new(strings.Builder)) }()
+				break
+			}
 		}
+	}
+	if !sent { // the output ended without the marker
+		cmd.Process.Kill()
 	}
 	err = cmd.Wait()
 	code := 0
@@ -70,10 +81,31 @@ func interruptAt(t *testing.T, l *lab.Lab, marker string, args ...string) (int, 
 		code = exit.ExitCode()
 	}
 	t.Logf("exit %d\n%s", code, out.String())
-	if !sent {
+	return code, out.String(), sent
+}
+
+// interruptAt is signalAt with SIGINT, failing the test when marker never
+// shows.
+func interruptAt(t *testing.T, l *lab.Lab, marker string, args ...string) (int, string) {
+	t.Helper()
+	code, out, seen := signalAt(t, l, syscall.SIGINT, marker, args...)
+	if !seen {
 		t.Fatalf("never saw %q", marker)
 	}
-	return code, out.String()
+	return code, out
+}
+
+// supervisorState waits (bounded) until the state of the host's
+// activation supervisor, read by read, is final, and returns it.
+func supervisorState(read func() string) string {
+	state := ""
+	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		state = read()
+		if strings.HasPrefix(state, "rolled-back") || strings.HasPrefix(state, "committed") {
+			break
+		}
+	}
+	return state
 }
 
 func TestInterruptLetsAStartedActivationFinish(t *testing.T) {

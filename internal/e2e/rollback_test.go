@@ -1,11 +1,9 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"strings"
 	"syscall"
 	"testing"
@@ -129,46 +127,19 @@ func TestNewlyFailedUnitsRollBackAlreadyFailedOnesDoNot(t *testing.T) {
 
 func TestKilledDeployerHostRevertsByItself(t *testing.T) {
 	l := newLab(t, lab.HostSpec{Name: "kill1"})
-	bin := skiffBinary(t)
 	deployOK(t, l, "kill1", 1, "")
 	good := running(t, l, "kill1")
 	slow := writeFlake(t, host("kill1", "generation = 2; activationDelay = 2;"))
-
-	cmd := exec.Command(bin, "-F", l.SSHConfig(), "--nix-option", "substituters=", "deploy", "kill1", confirm, "--flake", slow)
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	sc := bufio.NewScanner(stderr)
-	started := false
-	for sc.Scan() {
-		t.Log(sc.Text())
-		// The supervisor's output: switch-to-configuration test runs.
-		if strings.Contains(sc.Text(), "kill1| activating the configuration") {
-			started = true
-			break
-		}
-	}
-	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	go func() { _, _ = bufio.NewReader(stderr).WriteTo(new(strings.Builder)) }()
-	_ = cmd.Wait()
-	if !started {
+	// The supervisor's output: switch-to-configuration test runs.
+	if _, _, seen := signalAt(t, l, syscall.SIGKILL, "kill1| activating the configuration", "deploy", "kill1", confirm, "--flake", slow); !seen {
 		t.Fatal("the deploy never reached the supervised activation")
 	}
 
 	// The supervisor activates generation 2, hears nothing and goes back.
-	state := ""
-	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
-		state, _ = l.Host("kill1").Exec(context.Background(), "sh", "-c", "cat /run/skiff/act-*/state")
-		if strings.HasPrefix(state, "rolled-back") {
-			break
-		}
-	}
+	state := supervisorState(func() string {
+		out, _ := l.Host("kill1").Exec(context.Background(), "sh", "-c", "cat /run/skiff/act-*/state")
+		return out
+	})
 	wantContains(t, "supervisor state", state, "rolled-back 0 not confirmed within 5s: the deployer vanished or lost SSH access")
 	if got := running(t, l, "kill1"); got != good {
 		t.Errorf("running %q, want the previous %q", got, good)

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -282,42 +281,13 @@ func sdRestartSSHD(t *testing.T, f *nspawn.Fleet) {
 // its own transient unit, returns to the previous system by itself.
 func sdKilledDeployer(t *testing.T, f *nspawn.Fleet) {
 	const h = "sd-kill"
-	bin := skiffBinary(t)
 	wantCode(t, sdDeploy(t, f, h, 1, "", ""), 0)
 	first := on(t, f, h, "readlink", "/run/current-system")
 	slow := writeFlake(t, sdSystem(h, fmt.Sprintf("generation = 2; units = { %s }; activationDelay = 3;", sdWeb(2))))
-	cmd := exec.Command(bin, "-F", f.SSHConfig(), "--nix-option", "substituters=", "deploy", h, confirm, "--flake", slow)
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	sc := bufio.NewScanner(stderr)
-	started := false
-	for sc.Scan() {
-		t.Log(sc.Text())
-		if strings.Contains(sc.Text(), h+"| activating the configuration") {
-			started = true
-			break
-		}
-	}
-	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	go func() { _, _ = bufio.NewReader(stderr).WriteTo(new(strings.Builder)) }()
-	_ = cmd.Wait()
-	if !started {
+	if _, _, seen := signalAt(t, f, syscall.SIGKILL, h+"| activating the configuration", "deploy", h, confirm, "--flake", slow); !seen {
 		t.Fatalf("the deploy never reached the supervised activation; the host's journal:\n%s", try(f, h, "journalctl", "-b", "--no-pager", "-n", "60"))
 	}
-	state := ""
-	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
-		state = try(f, h, "sh", "-c", "cat /run/skiff/act-*/state")
-		if strings.HasPrefix(state, "rolled-back") {
-			break
-		}
-	}
+	state := supervisorState(func() string { return try(f, h, "sh", "-c", "cat /run/skiff/act-*/state") })
 	wantContains(t, "supervisor state", state, "rolled-back 0 not confirmed within 5s: the deployer vanished or lost SSH access")
 	wantContains(t, "journal of PID 1", activations(t, f, h), "Started skiff-activate-")
 	sdRolledBack(t, f, h, first)
