@@ -88,11 +88,8 @@ func runDeploy(ctx context.Context, g *globals, o deployOptions, safety activate
 	if err := checkSafety(safety); err != nil {
 		return err
 	}
-	if o.parallel < 1 {
-		return usageError{errorf("--parallel must be at least 1")}
-	}
-	if o.targetUser != "" && !flake.ValidName(o.targetUser) {
-		return usageError{errorf("invalid --target-user %q", o.targetUser)}
+	if err := checkHostFlags(o.parallel, o.targetUser); err != nil {
+		return err
 	}
 	if o.gcKeep < 1 {
 		return usageError{errorf("--gc-keep must be at least 1")}

@@ -6,7 +6,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/skiffdeploy/skiff/internal/diff"
-	"github.com/skiffdeploy/skiff/internal/flake"
 	"github.com/skiffdeploy/skiff/internal/fleet"
 )
 
@@ -59,11 +58,8 @@ Exit codes:
 }
 
 func runDiff(ctx context.Context, g *globals, o diffOptions, hosts []string) error {
-	if o.parallel < 1 {
-		return usageError{errorf("--parallel must be at least 1")}
-	}
-	if o.targetUser != "" && !flake.ValidName(o.targetUser) {
-		return usageError{errorf("invalid --target-user %q", o.targetUser)}
+	if err := checkHostFlags(o.parallel, o.targetUser); err != nil {
+		return err
 	}
 	hosts = append(hosts, o.on...)
 	rc, err := g.reach(hosts)

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -63,17 +62,7 @@ Exit codes:
 
 // hostTargets evaluates the selected hosts (names are validated before any
 // host is touched) and returns them with their ssh targets.
-func hostTargets(ctx context.Context, g *globals, run *command.Runner, user string, selectors []string) ([]flake.Host, []transport.Target, error) {
-	if user != "" && !flake.ValidName(user) {
-		return nil, nil, usageError{errorf("invalid --target-user %q", user)}
-	}
-	if _, err := flake.ParseSelectors(selectors); err != nil {
-		return nil, nil, err
-	}
-	ref, err := flake.ParseRef(g.flake)
-	if err != nil {
-		return nil, nil, err
-	}
+func hostTargets(ctx context.Context, g *globals, run *command.Runner, ref flake.Ref, user string, selectors []string) ([]flake.Host, []transport.Target, error) {
 	hosts, err := flake.Evaluate(ctx, g.nix(run), ref, selectors)
 	if err != nil {
 		return nil, nil, err
@@ -86,23 +75,20 @@ func hostTargets(ctx context.Context, g *globals, run *command.Runner, user stri
 }
 
 func runDoctor(ctx context.Context, g *globals, o doctorOptions, selectors []string) error {
-	if o.parallel < 1 {
-		return usageError{errorf("--parallel must be at least 1")}
+	if err := checkHostFlags(o.parallel, o.targetUser); err != nil {
+		return err
 	}
 	if o.timeout < time.Second {
 		return usageError{errorf("--timeout must be at least 1s")}
 	}
-	dir, err := transport.NewControlDir()
+	rc, err := g.reach(selectors)
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-	sshOpts, err := g.sshOptionsFor(dir)
-	if err != nil {
-		return err
-	}
+	defer rc.close()
+	sshOpts := rc.ssh
 	run := g.runner()
-	hosts, targets, err := hostTargets(ctx, g, run, o.targetUser, selectors)
+	hosts, targets, err := hostTargets(ctx, g, run, rc.ref, o.targetUser, selectors)
 	if err != nil {
 		return err
 	}

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -93,23 +92,18 @@ type gcResult struct {
 // hostConns evaluates the selection and makes one shared-connection
 // remote.Host per host; close ends the connections.
 func hostConns(ctx context.Context, g *globals, user string, selectors []string) (hosts []*remote.Host, closeAll func(), err error) {
-	dir, err := transport.NewControlDir()
+	rc, err := g.reach(selectors)
 	if err != nil {
-		return nil, nil, err
-	}
-	sshOpts, err := g.sshOptionsFor(dir)
-	if err != nil {
-		os.RemoveAll(dir)
 		return nil, nil, err
 	}
 	run := g.runner()
-	evaluated, targets, err := hostTargets(ctx, g, run, user, selectors)
+	evaluated, targets, err := hostTargets(ctx, g, run, rc.ref, user, selectors)
 	if err != nil {
-		os.RemoveAll(dir)
+		rc.close()
 		return nil, nil, err
 	}
 	for i, h := range evaluated {
-		hosts = append(hosts, &remote.Host{Name: h.Name, Conn: &transport.SSH{Target: targets[i], Options: sshOpts, Run: run, Name: h.Name}})
+		hosts = append(hosts, &remote.Host{Name: h.Name, Conn: &transport.SSH{Target: targets[i], Options: rc.ssh, Run: run, Name: h.Name}})
 	}
 	closeAll = func() {
 		cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -117,7 +111,7 @@ func hostConns(ctx context.Context, g *globals, user string, selectors []string)
 		for _, h := range hosts {
 			h.Conn.Close(cctx)
 		}
-		os.RemoveAll(dir)
+		rc.close()
 	}
 	return hosts, closeAll, nil
 }
@@ -142,8 +136,8 @@ func runGC(ctx context.Context, g *globals, o gcOptions, selectors []string) err
 	if o.keep < 0 {
 		return usageError{errorf("--keep must be 0 or more")}
 	}
-	if o.parallel < 1 {
-		return usageError{errorf("--parallel must be at least 1")}
+	if err := checkHostFlags(o.parallel, o.targetUser); err != nil {
+		return err
 	}
 	policy := remote.GCPolicy{Keep: o.keep}
 	if o.olderThan != "" {

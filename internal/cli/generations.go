@@ -53,8 +53,8 @@ type hostGenerations struct {
 }
 
 func runGenerations(ctx context.Context, g *globals, o generationsOptions, selectors []string) error {
-	if o.parallel < 1 {
-		return usageError{errorf("--parallel must be at least 1")}
+	if err := checkHostFlags(o.parallel, o.targetUser); err != nil {
+		return err
 	}
 	hosts, closeAll, err := hostConns(ctx, g, o.targetUser, selectors)
 	if err != nil {

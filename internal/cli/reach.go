@@ -39,3 +39,15 @@ func (g *globals) reach(selectors []string) (reach, error) {
 	}
 	return reach{ref: ref, ssh: sshOpts, dir: dir}, nil
 }
+
+// checkHostFlags refuses the flags every command that reaches hosts shares,
+// before anything runs.
+func checkHostFlags(parallel int, targetUser string) error {
+	if parallel < 1 {
+		return usageError{errorf("--parallel must be at least 1")}
+	}
+	if targetUser != "" && !flake.ValidName(targetUser) {
+		return usageError{errorf("invalid --target-user %q", targetUser)}
+	}
+	return nil
+}

@@ -7,7 +7,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/skiffdeploy/skiff/internal/activate"
-	"github.com/skiffdeploy/skiff/internal/flake"
 	"github.com/skiffdeploy/skiff/internal/fleet"
 )
 
@@ -51,11 +50,8 @@ func runRollback(ctx context.Context, g *globals, o rollbackOptions, safety acti
 	if o.to < 0 {
 		return usageError{errorf("--to must be a generation number")}
 	}
-	if o.parallel < 1 {
-		return usageError{errorf("--parallel must be at least 1")}
-	}
-	if o.targetUser != "" && !flake.ValidName(o.targetUser) {
-		return usageError{errorf("invalid --target-user %q", o.targetUser)}
+	if err := checkHostFlags(o.parallel, o.targetUser); err != nil {
+		return err
 	}
 	if err := checkSafety(safety); err != nil {
 		return err

@@ -78,11 +78,8 @@ var connectClasses = map[fault.Class]bool{
 }
 
 func runStatus(ctx context.Context, g *globals, o statusOptions, selectors []string) error {
-	if o.targetUser != "" && !flake.ValidName(o.targetUser) {
-		return usageError{errorf("invalid --target-user %q", o.targetUser)}
-	}
-	if o.parallel < 1 {
-		return usageError{errorf("--parallel must be at least 1")}
+	if err := checkHostFlags(o.parallel, o.targetUser); err != nil {
+		return err
 	}
 	if o.timeout < time.Second {
 		return usageError{errorf("--timeout must be at least 1s (ssh counts its ConnectTimeout in seconds)")}
