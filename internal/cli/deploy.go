@@ -17,7 +17,6 @@ type deployOptions struct {
 	targetUser string
 	parallel   int
 	force      bool
-	on         []string
 	canary     int
 	failFast   bool
 	json       bool
@@ -65,7 +64,6 @@ Modes (as nixos-rebuild):
 	f.StringVar(&o.targetUser, "target-user", "", "log in as `USER` on every host (default: deployment.targetUser, else root); a user other than root uses sudo -n")
 	f.IntVarP(&o.parallel, "parallel", "p", 10, "deploy at most `N` hosts at once")
 	f.BoolVar(&o.force, "force", false, "activate even hosts that already run the new system")
-	f.StringSliceVar(&o.on, "on", nil, "select hosts: `NAMES`, globs and @tags, comma separated")
 	f.IntVar(&o.canary, "canary", 0, "deploy `N` hosts first and stop if any of them fails")
 	f.BoolVar(&o.failFast, "fail-fast", false, "once a host fails, deploy no more hosts")
 	f.BoolVar(&o.json, "json", false, "print JSON Lines on stdout: an event per phase change, then a summary")
@@ -77,7 +75,7 @@ Modes (as nixos-rebuild):
 	f.StringVar(&o.buildHost, "build-host", "", "build every host's system on `[USER@]HOST` (over ssh) instead of here; overrides deployment.buildHost")
 	addPlanFlags(f, &o.plan)
 	addSafetyFlags(f, &safety)
-	return c
+	return withOn(c)
 }
 
 func runDeploy(ctx context.Context, g *globals, o deployOptions, safety activate.Options, hosts []string) error {
@@ -103,7 +101,6 @@ func runDeploy(ctx context.Context, g *globals, o deployOptions, safety activate
 	if o.buildHost != "" && !flake.ValidBuildHost(o.buildHost) {
 		return usageError{errorf("invalid --build-host %q (want HOST or USER@HOST)", o.buildHost)}
 	}
-	hosts = append(hosts, o.on...)
 	rc, err := g.reach(hosts)
 	if err != nil {
 		return err
