@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/skiffdeploy/skiff/internal/command"
 	"github.com/skiffdeploy/skiff/internal/remote"
 )
 
@@ -101,6 +102,7 @@ func runExec(ctx context.Context, g *globals, o execOptions, selectors, argv []s
 		return err
 	}
 	defer closeAll()
+	fmt.Fprintf(g.stderr, "skiff: exec: running %s on %d host(s)\n", command.Join(argv), len(hosts))
 	stdout, stderr := &lockedWriter{w: g.stdout}, &lockedWriter{w: g.stderr}
 	results := make([]execResult, len(hosts))
 	var eg errgroup.Group

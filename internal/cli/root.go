@@ -100,6 +100,7 @@ builds locally, copies only the store paths a host lacks, and activates.
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{err} })
 	root.Version = readVersion().String()
 	root.SetVersionTemplate("{{.Version}}\n")
+	root.Flags().Bool("version", false, "print skiff's version and exit (as \"skiff version\")")
 	f := root.PersistentFlags()
 	f.BoolVarP(&g.trace, "trace", "x", false, "print every external command (local and remote) before running it")
 	f.StringVar(&g.flake, "flake", ".", "the flake `PATH` (or flake reference) holding nixosConfigurations")
