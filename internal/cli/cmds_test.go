@@ -3,6 +3,8 @@ package cli
 import (
 	"bytes"
 	"encoding/json"
+	"os/exec"
+	"path/filepath"
 	"runtime"
 	"runtime/debug"
 	"strings"
@@ -181,5 +183,27 @@ func TestPrefixWriterKeepsLinesWhole(t *testing.T) {
 	w.flush()
 	if got, want := out.String(), "web1| ab\nweb1| c\nweb1| \nweb1| last\n"; got != want {
 		t.Errorf("got %q, want %q", got, want)
+	}
+}
+
+// The variables a release build stamps keep their names: the release
+// script sets exactly these with -ldflags -X.
+func TestReleaseBuildStampsVersionAndRevision(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds skiff")
+	}
+	bin := filepath.Join(t.TempDir(), "skiff")
+	ldflags := "-X github.com/skiffdeploy/skiff/internal/cli.version=v0.0.0-test -X github.com/skiffdeploy/skiff/internal/cli.revision=feedc0de"
+	if out, err := exec.Command("go", "build", "-ldflags", ldflags, "-o", bin, "../../cmd/skiff").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	for _, arg := range []string{"--version", "version"} {
+		out, err := exec.Command(bin, arg).Output()
+		if err != nil {
+			t.Fatalf("skiff %s: %v", arg, err)
+		}
+		if want := "skiff v0.0.0-test (revision feedc0de"; !strings.HasPrefix(string(out), want) {
+			t.Errorf("skiff %s printed %q, want %q...", arg, out, want)
+		}
 	}
 }
