@@ -144,15 +144,16 @@ func sshTo(t *testing.T, l *lab.Lab, host, stdin, command string) (string, error
 	return string(out), nil
 }
 
-// traceOf is the -x trace lines of the ssh commands to dest.
+// traceOf is the -x trace of the ssh commands to dest (a traced command
+// spans several lines when its arguments do).
 func traceOf(stderr, dest string) string {
-	var lines []string
-	for _, l := range strings.Split(stderr, "\n") {
-		if strings.HasPrefix(l, "+ ssh ") && strings.Contains(l, " "+dest+" ") {
-			lines = append(lines, l)
+	var cmds []string
+	for _, c := range strings.Split("\n"+stderr, "\n+ ")[1:] {
+		if strings.HasPrefix(c, "ssh ") && strings.Contains(c, " "+dest+" ") {
+			cmds = append(cmds, c)
 		}
 	}
-	return strings.Join(lines, "\n")
+	return strings.Join(cmds, "\n")
 }
 
 // watchProcesses samples every process's command line ("ps -eww -o args")

@@ -43,7 +43,21 @@ import (
 // tty-keyed tickets (each ssh command is a new session) disable.
 
 //go:embed sudo.sh
-var sudoScript string
+var sudoFile string
+
+// sudoScript is sudo.sh without its comment lines, which need not travel
+// with every privileged command (nor fill the -x trace).
+var sudoScript = withoutComments(sudoFile)
+
+func withoutComments(script string) string {
+	var b strings.Builder
+	for _, l := range strings.SplitAfter(script, "\n") {
+		if !strings.HasPrefix(strings.TrimSpace(l), "#") {
+			b.WriteString(l)
+		}
+	}
+	return b.String()
+}
 
 // privPrefix starts every privileged argv of a login other than root.
 var privPrefix = []string{"sudo", "-n", "--"}
