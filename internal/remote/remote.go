@@ -26,7 +26,7 @@ type Host struct {
 	Conn *transport.SSH
 	// Password, when set, is the login user's sudo password: it reaches
 	// sudo, and only sudo, on hosts whose sudo asks for it (see sudo.go);
-	// never argv, environment or logs.
+	// never in argv, environment or logs.
 	Password string
 
 	sudoMu     sync.Mutex
