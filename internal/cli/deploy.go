@@ -67,7 +67,7 @@ Modes (as nixos-rebuild):
 	f.IntVar(&o.canary, "canary", 0, "deploy `N` hosts first and stop if any of them fails")
 	f.BoolVar(&o.failFast, "fail-fast", false, "once a host fails, deploy no more hosts")
 	f.BoolVar(&o.json, "json", false, "print JSON Lines on stdout: an event per phase change, then a summary")
-	f.BoolVar(&o.askSudo, "ask-sudo-password", false, "ask once for the sudo password of the login user and give it to sudo on each host")
+	f.BoolVar(&o.askSudo, "ask-sudo-password", false, "ask once for the sudo password of the login user and give it to sudo on each host whose sudo asks for it")
 	f.BoolVar(&o.gc, "gc", false, "when a host lacks room for the copy, delete old generations and collect garbage there first")
 	f.IntVar(&o.gcKeep, "gc-keep", fleet.DefaultGCKeep, "with --gc: keep the newest `N` generations")
 	f.BoolVar(&o.substitute, "use-substitutes", false, "let each host fetch what it can from its own substituters (nix copy --substitute-on-destination)")
@@ -113,12 +113,18 @@ func runDeploy(ctx context.Context, g *globals, o deployOptions, safety activate
 			return err
 		}
 	}
+	// The password leaves skiff towards sudo only (internal/remote/sudo.go);
+	// red keeps it out of everything else this command shows or records.
+	red := newRedactor(password)
+	screen := g // the live view draws on the terminal itself, from redacted events
+	g, flush := red.globals(g)
+	defer flush()
 	beforeDeploy, err := o.plan.hook(g, o.parallel)
 	if err != nil {
 		return err
 	}
 	run := g.runner()
-	out := g.output(o.json)
+	out := screen.output(o.json)
 	start := time.Now()
 	results, err := fleet.Deploy(ctx, fleet.Options{
 		Flake:          ref,
@@ -138,11 +144,12 @@ func runDeploy(ctx context.Context, g *globals, o deployOptions, safety activate
 		SudoPassword:   password,
 		Runner:         run,
 		Nix:            g.nix(run),
-		Reporter:       out.reporter,
+		Reporter:       red.Reporter(out.reporter),
 		BeforeDeploy:   beforeDeploy,
 		Safety:         safety,
 	})
 	out.close()
+	results, err = red.Results(results), red.Error(err)
 	if err != nil {
 		return err
 	}

@@ -30,8 +30,9 @@ type Options struct {
 	FailFast bool // skip hosts not yet started once one fails
 	GC       bool // when a host's store is too full, delete old generations and collect garbage first
 	GCKeep   int  // generations --gc keeps; 0 means DefaultGCKeep
-	// SudoPassword, when set, is given to sudo -S on standard input on
-	// every host whose login is not root (never in argv or environment).
+	// SudoPassword, when set, is given to sudo, and only sudo, on the
+	// hosts whose sudo asks for it (see remote.Host.Password); never in
+	// argv or environment.
 	SudoPassword string
 	// BuildHost, when set, builds every host's system on this ssh
 	// destination ([USER@]HOST) instead of locally (deployment.buildHost

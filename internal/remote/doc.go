@@ -2,6 +2,7 @@
 // reading its running and booted systems and its system profile, finding
 // the store paths it lacks, setting the profile, and running
 // switch-to-configuration. Privileged steps run through "sudo -n" when the
-// login user is not root. Every operation is one ssh command on the host's
-// shared connection.
+// login user is not root, or, with a sudo password, through sudo.sh, which
+// gives the password to sudo alone (sudo.go). Every operation is one ssh
+// command on the host's shared connection.
 package remote
