@@ -45,6 +45,7 @@ type supHost struct {
 	root string
 	dir  string // the supervisor's state dir
 	env  []string
+	done chan error // the supervisor's exit
 }
 
 func newSupHost(t *testing.T) *supHost {
@@ -97,8 +98,17 @@ func (h *supHost) start(script string, window int, gen string) *exec.Cmd {
 	if err := cmd.Start(); err != nil {
 		h.t.Fatal(err)
 	}
-	h.t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	h.done = make(chan error, 1)
+	go func() { h.done <- cmd.Wait() }()
+	h.t.Cleanup(func() { _ = cmd.Process.Kill(); <-h.done })
 	return cmd
+}
+
+// exit waits for the supervisor to end and returns its exit error.
+func (h *supHost) exit() error {
+	err := <-h.done
+	h.done <- err
+	return err
 }
 
 func (h *supHost) state() string {
@@ -180,6 +190,9 @@ func TestSupervisorCommitsOnTheDeployersWord(t *testing.T) {
 			}
 			if err := h.decide("rollback late"); err == nil {
 				t.Error("a second decision was accepted")
+			}
+			if err := h.exit(); err != nil {
+				t.Errorf("supervisor exit: %v", err)
 			}
 			if _, err := os.Stat(filepath.Join(h.dir, "pid")); !os.IsNotExist(err) {
 				t.Errorf("pid file left behind: %v", err)
