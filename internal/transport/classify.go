@@ -54,6 +54,15 @@ func Classify(name string, t Target, stderr string) *fault.Error {
 		return Fault(name, t, fault.Unreach, last)
 	case has("timed out", "Connection timed out", "Operation timed out", "Timeout, server"):
 		return Fault(name, t, fault.Timeout, last)
+	case has("kex_exchange_identification", "Connection closed by", "Connection reset by"):
+		// sshd drops connections before authentication when it is busy
+		// (MaxStartups) or going away: worth another try.
+		return Fault(name, t, fault.SSH, "closed by the host before authentication ("+strings.ReplaceAll(command.Tail(text, 2), "\n", "; ")+")")
+	}
+	if last == "" {
+		// ssh says nothing when it is stopped by a signal after
+		// connecting, or when the remote command is killed.
+		last = "ssh exited with status 255 without a reason"
 	}
 	return Fault(name, t, fault.SSH, last)
 }

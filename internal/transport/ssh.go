@@ -163,7 +163,9 @@ func (s *SSH) Command(ctx context.Context, e Exec) (command.Result, error) {
 	res, err := s.Run.Run(ctx, command.Cmd{Argv: args, Stdin: e.Stdin, Stream: e.Stream, StreamStderr: e.StreamStderr})
 	if err != nil {
 		var ce *command.Error
-		if errors.As(err, &ce) && ce.ExitCode == 255 {
+		// An ssh stopped by ctx (it exits 255 with nothing to say once
+		// connected) did not fail to reach the host.
+		if errors.As(err, &ce) && ce.ExitCode == 255 && ctx.Err() == nil {
 			return res, s.classify(ce)
 		}
 		return res, err

@@ -1,8 +1,15 @@
 package transport
 
 import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/skiffdeploy/skiff/internal/command"
 
 	"github.com/skiffdeploy/skiff/internal/fault"
 )
@@ -29,6 +36,17 @@ func TestClassify(t *testing.T) {
 		}
 		if got.Host != "web1" || got.Hint == "" || got.Msg == "" {
 			t.Errorf("%q: incomplete error %+v", tc.stderr, got)
+		}
+	}
+	// ssh's own reason is kept; when it gave none, the message says so.
+	for stderr, want := range map[string]string{
+		"kex_exchange_identification: Connection closed by remote host\r\nConnection closed by 127.0.0.2 port 22\r\n": "ssh to deploy@web1 failed: closed by the host before authentication (kex_exchange_identification: Connection closed by remote host; Connection closed by 127.0.0.2 port 22)",
+		"kex_exchange_identification: read: Connection reset by peer\r\n":                                             "ssh to deploy@web1 failed: closed by the host before authentication (kex_exchange_identification: read: Connection reset by peer)",
+		"": "ssh to deploy@web1 failed: ssh exited with status 255 without a reason",
+		"debug1: Reading configuration data /etc/ssh/ssh_config\r\n": "ssh to deploy@web1 failed: ssh exited with status 255 without a reason",
+	} {
+		if got := Classify("web1", tgt, stderr).Msg; got != want {
+			t.Errorf("%q: message %q, want %q", stderr, got, want)
 		}
 	}
 }
@@ -113,5 +131,23 @@ func TestClassifyVerboseOutput(t *testing.T) {
 	// Debug lines alone never decide the class.
 	if got := Classify("web1", Target{Host: "web1"}, "debug1: Host key for x\r\nssh: connect to host 10.1.1.1 port 22: Connection refused\r\n"); got.Class != fault.Refused {
 		t.Errorf("debug line misread: %s", got.Class)
+	}
+}
+
+// An ssh that skiff stops (a deadline) exits 255 without a word once it
+// has connected: that is not a failure to reach the host.
+func TestStoppedSSHIsNotAFailureToConnect(t *testing.T) {
+	dir := t.TempDir()
+	fake := "#!/bin/sh\ntrap 'kill $!; exit 255' TERM\nsleep 30 &\nwait\n"
+	if err := os.WriteFile(filepath.Join(dir, "ssh"), []byte(fake), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", dir+string(os.PathListSeparator)+os.Getenv("PATH"))
+	ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
+	defer cancel()
+	s := &SSH{Target: Target{Host: "web1"}, Run: &command.Runner{}, Name: "web1"}
+	_, err := s.Command(ctx, Exec{Argv: []string{"true"}, Fresh: true})
+	if c := fault.ClassOf(err); c != "" || !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("err %v (class %q), want the deadline, unclassified", err, c)
 	}
 }
