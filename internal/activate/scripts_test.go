@@ -338,3 +338,39 @@ func TestStatusAndLaunchScripts(t *testing.T) {
 		t.Errorf("detect printed %q", out)
 	}
 }
+
+// A supervisor that starts between the status script's liveness read and
+// its state read (pid, then state, written in that order) is running, not
+// "stopped in state activating".
+func TestStatusSeesASupervisorStartingBetweenItsReads(t *testing.T) {
+	dash := needTool(t, "dash")
+	root := t.TempDir()
+	dir := filepath.Join(root, "act")
+	bin := filepath.Join(root, "bin")
+	for _, d := range []string{dir, bin} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The supervisor "starts" while the state is read: this cat writes
+	// the pid file as it reads the state file, which it finds written.
+	cat := fmt.Sprintf(`#!/bin/sh
+case "$1" in */state) echo %d >%q ;; esac
+exec /bin/cat "$@"
+`, os.Getpid(), filepath.Join(dir, "pid"))
+	if err := os.WriteFile(filepath.Join(bin, "cat"), []byte(cat), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "state"), []byte("activating\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(dash, "-c", statusScript, "sh", dir, "1", "", "0")
+	cmd.Env = []string{"PATH=" + bin + ":/usr/bin:/bin"}
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := ParseState(out); st.Phase != "activating" || !st.Running {
+		t.Errorf("status = %+v, want activating and running", st)
+	}
+}
