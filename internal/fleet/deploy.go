@@ -254,7 +254,11 @@ func (r *run) deployHost(ctx context.Context, h flake.Host) Result {
 	}
 	if tooFull() && r.GC {
 		if err := r.collect(ctx, c, store.Free, need); err != nil {
-			return stopped(err)
+			if ctx.Err() != nil {
+				return finish(Interrupted, interrupted(h.Name, "while making room (--gc)", fmt.Sprintf(
+					"old generations may have been deleted and garbage collected; nothing was copied or activated; the host still runs %s", running(st))))
+			}
+			return finish(Failed, err)
 		}
 		// The collection may also have removed unrooted paths of the
 		// new closure: ask again.
@@ -360,10 +364,10 @@ func (r *run) copySent(ctx context.Context, c *remote.Host, path string, sizes m
 func (r *run) copyError(c *remote.Host, argv []string, err error) error {
 	var ce *command.Error
 	if errors.As(err, &ce) {
-		if strings.Contains(ce.Stderr, "No space left on device") {
+		if words, _ := noSpace(strings.Split(ce.Stderr, "\n")); words != "" {
 			return fault.Wrap(err, c.Name, fault.Disk,
-				fmt.Sprintf("free space on the host (\"ssh %s sudo nix-collect-garbage\"); the partly copied paths are removed by the next garbage collection", c.Conn.Target.Destination()),
-				"copy to %s ran out of disk space", c.Conn.Target)
+				r.diskHint(c.Name)+"; the partly copied paths are removed by that garbage collection",
+				"out of disk space: the copy to %s filled the host's disk (%s); nothing was activated", c.Conn.Target, words)
 		}
 		if strings.Contains(ce.Stderr, "lacks a valid signature") || strings.Contains(ce.Stderr, "not a trusted user") {
 			return fault.Wrap(err, c.Name, fault.Copy,

@@ -14,6 +14,8 @@ import (
 //
 //   - before or during the build, while connecting, before the copy: the
 //     host is Interrupted, "nothing on the host changed";
+//   - while --gc makes room: Interrupted, old generations may be gone,
+//     nothing was copied or activated;
 //   - during the copy: Interrupted, nothing was activated, the host still
 //     runs what it ran, the paths copied so far stay in its store until a
 //     garbage collection. The copy's amount is reported as 0: which of the

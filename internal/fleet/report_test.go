@@ -11,6 +11,7 @@ import (
 	"github.com/skiffdeploy/skiff/internal/command"
 	"github.com/skiffdeploy/skiff/internal/fault"
 	"github.com/skiffdeploy/skiff/internal/remote"
+	"github.com/skiffdeploy/skiff/internal/transport"
 )
 
 func TestRunning(t *testing.T) {
@@ -96,5 +97,17 @@ func TestProfileFailedOnAFullDiskSaysOutOfDiskSpace(t *testing.T) {
 	other := errors.New("web1: set the system profile: exit status 1")
 	if got := r.outOfSpace(context.Background(), nil, "web1", "x", "y", other); got != other {
 		t.Errorf("got %v, want the error unchanged", got)
+	}
+}
+
+func TestCopyFillingTheDiskSaysOutOfDiskSpace(t *testing.T) {
+	r := &run{}
+	c := &remote.Host{Name: "web1", Conn: &transport.SSH{Target: transport.Target{Host: "web1", User: "root"}}}
+	ce := &command.Error{Argv: []string{"nix", "copy"}, ExitCode: 1,
+		Stderr: "error: writing to file: No space left on device\n"}
+	fe, ok := fault.As(r.copyError(c, ce.Argv, ce))
+	if !ok || fe.Class != fault.Disk || !strings.HasPrefix(fe.Msg, "out of disk space: the copy to root@web1 filled the host's disk (No space left on device)") ||
+		!strings.Contains(fe.Hint, `"skiff gc web1 --keep 5"`) {
+		t.Errorf("%#v", fe)
 	}
 }
