@@ -61,19 +61,18 @@ const (
 	Interrupted Status = "interrupted"
 )
 
-// Result is one host's outcome.
+// Result is one host's outcome. CopiedPaths and CopiedBytes are what was
+// copied to the host: 0 when the copy was refused, failed or was
+// interrupted (the paths a stopped copy had sent are not counted: finding
+// them would take another round trip).
 type Result struct {
-	Host    string
-	Status  Status
-	Mode    Mode
-	OldPath string
-	NewPath string
-	OldGen  int
-	NewGen  int // 0 when no generation was made
-	// CopiedPaths and CopiedBytes are what was copied to the host: 0
-	// when the copy was refused, failed or was interrupted (the paths a
-	// stopped copy had sent are not counted: finding them would take
-	// another round trip).
+	Host        string
+	Status      Status
+	Mode        Mode
+	OldPath     string
+	NewPath     string
+	OldGen      int
+	NewGen      int // 0 when no generation was made
 	CopiedPaths int
 	CopiedBytes int64
 	FailedUnits []string
