@@ -173,14 +173,15 @@ func runDeploy(ctx context.Context, g *globals, o deployOptions, safety activate
 }
 
 // exitCodeOf maps host results to the exit code: 4 when a host was rolled
-// back, else 3 when a host failed or was skipped, else 0.
+// back, else 3 when a host failed, was skipped or interrupted, else 0. An
+// interrupted run exits 130 whatever its hosts' results (runDeploy).
 func exitCodeOf(results []fleet.Result) int {
 	code := ExitOK
 	for _, r := range results {
 		switch {
 		case r.Status == fleet.RolledBack:
 			code = ExitRolledBack
-		case (r.Status == fleet.Failed || r.Status == fleet.Skipped) && code != ExitRolledBack:
+		case (r.Status == fleet.Failed || r.Status == fleet.Skipped || r.Status == fleet.Interrupted) && code != ExitRolledBack:
 			code = ExitHostsFailed
 		}
 	}

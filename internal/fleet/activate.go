@@ -99,6 +99,9 @@ func previous(st remote.State) string {
 // RolledBack (plan.Old runs again, boot default untouched) or Failed.
 func (r *run) supervised(ctx context.Context, c *remote.Host, name string, plan activate.Plan, checks activate.Checks, st remote.State, res *Result) (Status, error) {
 	dest := c.Conn.Target.Destination()
+	window := r.Safety.Confirm() + checks.Budget()
+	r.waitOf(name).set("skiff waits for switch-to-configuration test to end on the host, then checks the host and confirms over a new ssh connection "+
+		"(at most %s after the activation ends; unconfirmed, the host returns to %s by itself)", window, previous(st))
 	before, err := c.FailedUnits(ctx)
 	if errors.Is(err, remote.ErrNoSystemd) {
 		r.report(name, PhaseActivate, "no systemctl on the host: failed units are not checked")
@@ -106,11 +109,17 @@ func (r *run) supervised(ctx context.Context, c *remote.Host, name string, plan 
 		return Failed, err
 	}
 	plan.ID = activate.NewID(time.Now())
-	plan.Window = r.Safety.Confirm() + checks.Budget()
+	plan.Window = window
 	r.report(name, PhaseActivate, "switch-to-configuration test under a supervisor (%s); unless confirmed within %s the host returns to %s",
 		plan.StateDir(), plan.Window, previous(st))
+	// The supervisor's last lines tell why a commit failed (nix-env's
+	// error goes to its log, which arrives here as output).
+	var tail []string
 	out, err := activate.Run(ctx, &activate.Remote{Host: c}, plan, r.Safety, checks, before, activate.Hooks{
 		Output: func(l string) {
+			if tail = append(tail, l); len(tail) > supervisorTail {
+				tail = tail[1:]
+			}
 			r.Reporter.Event(Event{Time: time.Now(), Host: name, Phase: PhaseActivate, Msg: l, Output: true})
 		},
 		Note: func(f string, a ...any) { r.report(name, PhaseActivate, f, a...) },
@@ -131,6 +140,11 @@ func (r *run) supervised(ctx context.Context, c *remote.Host, name string, plan 
 		}
 	}
 	cause, class, hint := describe(out, r.Mode, c, plan)
+	if out.Cause == activate.CauseCommit {
+		if words, ok := r.diskFull(ctx, c, tail); ok {
+			cause, class, hint = fmt.Sprintf("out of disk space: %s (%s)", out.Reason, words), fault.Disk, r.diskHint(name)
+		}
+	}
 	if out.Committed {
 		res.NewGen = out.Generation
 		r.report(name, PhaseProfile, "confirmed; system profile at generation %d, now the boot default", out.Generation)
@@ -155,6 +169,17 @@ func (r *run) supervised(ctx context.Context, c *remote.Host, name string, plan 
 	}
 	r.report(name, PhaseRollback, "rolled back to %s: %s", previous(st), cause)
 	return RolledBack, fault.New(name, class, hint, "%s; rolled back to %s, the boot default is unchanged", cause, previous(st))
+}
+
+// supervisorTail is how many of the supervisor's last output lines are
+// kept to explain a failed commit.
+const supervisorTail = 20
+
+// profileFailed explains a failure to set the system profile (the new
+// generation) before activation: nothing was activated.
+func (r *run) profileFailed(ctx context.Context, c *remote.Host, h flake.Host, st remote.State, err error) error {
+	return r.outOfSpace(ctx, c, h.Name, "setting the system profile failed",
+		fmt.Sprintf("nothing was activated, the host still runs %s", running(st)), err)
 }
 
 // describe names why a supervised activation was not kept as it was.
@@ -204,11 +229,12 @@ func andList(s []string) string {
 // boot, then switch-to-configuration MODE; a failed activation is rolled
 // back.
 func (r *run) plainActivate(ctx context.Context, c *remote.Host, h flake.Host, st remote.State, res *Result) (Status, error) {
+	r.waitOf(h.Name).set("skiff waits for switch-to-configuration %s to end on the host (without a time limit: as long as the activation takes)", r.Mode)
 	// Generation, then activation.
 	if r.Mode.MakesGeneration() {
 		gen, err := c.SetProfile(ctx, h.OutPath)
 		if err != nil {
-			return Failed, err
+			return Failed, r.profileFailed(ctx, c, h, st, err)
 		}
 		res.NewGen = gen
 		r.report(h.Name, PhaseProfile, "system profile at generation %d", gen)
@@ -317,6 +343,9 @@ func (r *run) rollbackHost(ctx context.Context, h flake.Host, to int) Result {
 	start := time.Now()
 	res := Result{Host: h.Name, Mode: Switch}
 	finish := func(status Status, err error) Result {
+		if status == Failed && fault.ClassOf(err) == fault.Interrupted {
+			status = Interrupted
+		}
 		res.Status, res.Err, res.Duration = status, err, time.Since(start)
 		if err != nil {
 			msg := err.Error()

@@ -79,6 +79,10 @@ func (r *run) buildOn(ctx context.Context, dest string, hosts []flake.Host) {
 	start := time.Now()
 	b := r.builderConn(dest)
 	failAll := func(err error) {
+		if ctx.Err() != nil {
+			r.buildInterrupted(hosts)
+			return
+		}
 		for _, h := range hosts {
 			e := err
 			if fe, ok := fault.As(err); ok {
@@ -109,6 +113,10 @@ func (r *run) buildOn(ctx context.Context, dest string, hosts []flake.Host) {
 	// Build there; --keep-going builds what it can when one fails.
 	_, berr := b.Conn.Command(ctx, transport.Exec{Argv: append([]string{"nix-store", "--realise", "--keep-going"}, drvs...)})
 	invalid := map[string]bool{}
+	if berr != nil && ctx.Err() != nil {
+		r.buildInterrupted(hosts)
+		return
+	}
 	if berr != nil {
 		res, err := b.Conn.Command(ctx, transport.Exec{Argv: append([]string{"nix-store", "--check-validity", "--print-invalid"}, outs...)})
 		if err != nil {
