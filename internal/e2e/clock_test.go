@@ -1,12 +1,9 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
-	"errors"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -94,43 +91,6 @@ func TestClockSteppedBackDuringTheWindowStillRollsBack(t *testing.T) {
 	}
 }
 
-// runAt runs skiff as a process against the hosts of l, calls at (once)
-// when a line of its standard error contains marker, and returns its exit
-// code and what it printed.
-func runAt(t *testing.T, l *lab.Lab, marker string, at func(), args ...string) (int, string) {
-	t.Helper()
-	cmd := exec.Command(skiffBinary(t), append([]string{"-F", l.SSHConfig(), "--nix-option", "substituters="}, args...)...)
-	cmd.Env = append(cmd.Environ(), "SKIFF_HISTORY="+filepath.Join(t.TempDir(), "history.db"))
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	var out strings.Builder
-	sc := bufio.NewScanner(stderr)
-	seen := false
-	for sc.Scan() {
-		out.WriteString(sc.Text() + "\n")
-		if !seen && strings.Contains(sc.Text(), marker) {
-			seen = true
-			at()
-		}
-	}
-	err = cmd.Wait()
-	code := 0
-	var exit *exec.ExitError
-	if errors.As(err, &exit) {
-		code = exit.ExitCode()
-	}
-	t.Logf("exit %d\n%s", code, out.String())
-	if !seen {
-		t.Fatalf("never saw %q", marker)
-	}
-	return code, out.String()
-}
-
 // holdStartup opens a TCP connection to the host's sshd and holds it
 // unauthenticated for d: with MaxStartups 1, sshd drops every other new
 // connection meanwhile, as a busy sshd does.
@@ -162,11 +122,11 @@ func TestBusySSHDoesNotRollBackAHealthyHost(t *testing.T) {
 	// sshd drops the fresh connections of the first seconds after
 	// activating: they are tried again, and the deploy commits.
 	before := drops(t, h)
-	code, _ := runAt(t, l, "busy1| activating the configuration", func() { holdStartup(t, h, 4*time.Second) },
+	r := runAt(t, l, "busy1| activating the configuration", func(*skiffProc) { holdStartup(t, h, 4*time.Second) },
 		"deploy", "busy1", "--confirm-timeout=10s", "--flake",
 		writeFlake(t, host("busy1", "generation = 2; activationDelay = 2;")))
-	if code != 0 {
-		t.Errorf("exit %d, want 0 (committed)", code)
+	if r.code != 0 {
+		t.Errorf("exit %d, want 0 (committed)", r.code)
 	}
 	if got := profile(t, l, "busy1"); got != "system-2-link" {
 		t.Errorf("profile %q, want system-2-link", got)
@@ -177,15 +137,15 @@ func TestBusySSHDoesNotRollBackAHealthyHost(t *testing.T) {
 
 	// Dropped for the whole window, it is a lockout, and the message
 	// carries ssh's reason.
-	code, out := runAt(t, l, "busy1| activating the configuration", func() { holdStartup(t, h, 20*time.Second) },
+	r = runAt(t, l, "busy1| activating the configuration", func(*skiffProc) { holdStartup(t, h, 20*time.Second) },
 		"deploy", "busy1", confirm, "--flake",
 		writeFlake(t, host("busy1", "generation = 3; activationDelay = 2;")))
-	if code != 4 {
-		t.Errorf("exit %d, want 4 (rolled back)", code)
+	if r.code != 4 {
+		t.Errorf("exit %d, want 4 (rolled back)", r.code)
 	}
-	wantContains(t, "error", out, "busy1: lost SSH access after activation: a new connection failed",
+	wantContains(t, "error", r.stderr, "busy1: lost SSH access after activation: a new connection failed",
 		"closed by the host before authentication (kex_exchange_identification", "rolled back to generation 2")
-	if strings.Contains(out, "failed: )") {
+	if strings.Contains(r.stderr, "failed: )") {
 		t.Error("the verdict has an empty reason")
 	}
 }
