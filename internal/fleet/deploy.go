@@ -330,7 +330,7 @@ func (r *run) copyError(c *remote.Host, argv []string, err error) error {
 	if errors.As(err, &ce) {
 		if strings.Contains(ce.Stderr, "No space left on device") {
 			return fault.Wrap(err, c.Name, fault.Disk,
-				fmt.Sprintf("free space on the host (\"ssh %s sudo nix-collect-garbage\"); the partly copied paths are removed by the next garbage collection", c.Conn.Target.Destination()),
+				fmt.Sprintf("free space on the host (\"%s\"); the partly copied paths are removed by the next garbage collection", c.Conn.ByHand(c.PrivArgv("nix-collect-garbage")...)),
 				"copy to %s ran out of disk space", c.Conn.Target)
 		}
 		if strings.Contains(ce.Stderr, "lacks a valid signature") || strings.Contains(ce.Stderr, "not a trusted user") {
@@ -339,7 +339,7 @@ func (r *run) copyError(c *remote.Host, argv []string, err error) error {
 				"the host's Nix refused the copied paths: %s", command.Tail(ce.Stderr, 1))
 		}
 		return fault.Wrap(err, c.Name, fault.Copy,
-			fmt.Sprintf("run the copy by hand to see more: NIX_SSHOPTS='%s' %s", c.Conn.SSHOpts(), command.Join(argv)),
+			fmt.Sprintf("run the copy by hand to see more: \"NIX_SSHOPTS=%s %s\"", command.Quote(c.Conn.HintOpts()), command.Join(argv)),
 			"copy to %s failed: %s", c.Conn.Target, command.Tail(ce.Stderr, 3))
 	}
 	return fmt.Errorf("%s: copy: %w", c.Name, err)

@@ -161,7 +161,7 @@ func (s *SSH) Command(ctx context.Context, e Exec) (command.Result, error) {
 	if err != nil {
 		var ce *command.Error
 		if errors.As(err, &ce) && ce.ExitCode == 255 {
-			return res, s.classify(ce)
+			return res, s.classify(ctx, ce)
 		}
 		return res, err
 	}
