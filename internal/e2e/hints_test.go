@@ -35,12 +35,15 @@ func hintCommand(t *testing.T, stderr, prefix string) string {
 }
 
 // runHint runs a hint's command as a user would type it: through sh -c,
-// with the test's environment.
+// with the test's environment, in a home of its own (a hint that writes
+// to ~/.ssh must not touch the machine's).
 func runHint(t *testing.T, cmd string) (string, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, "sh", "-c", cmd).CombinedOutput()
+	c := exec.CommandContext(ctx, "sh", "-c", cmd)
+	c.Env = append(os.Environ(), "HOME="+t.TempDir())
+	out, err := c.CombinedOutput()
 	t.Logf("$ %s\n%s(%v)", cmd, out, err)
 	return string(out), err
 }
@@ -271,4 +274,20 @@ func TestSettingTypeErrorsAreUsageErrors(t *testing.T) {
 			t.Errorf("%s: %d logins to web1", tc.settings, got)
 		}
 	}
+}
+
+// A failed build's hint shows the whole log, as printed (nix log needs the
+// experimental features on Nix 2.8; nix-store --read-log does not).
+func TestBuildLogHintRunsAsPrinted(t *testing.T) {
+	broken := `      broken = { config = { deployment.targetHost = "fail1"; system.build.toplevel = derivation {
+        name = "nixos-system-broken"; system = "x86_64-linux"; builder = "/bin/sh";
+        args = [ "-c" "echo compiling the hint test; echo 'oh no: the hint test is missing a dependency' >&2; exit 1" ]; }; }; };
+`
+	r := skiff(t, "deploy", "broken", "--flake", writeFlake(t, broken))
+	wantCode(t, r, 3)
+	out, err := runHint(t, hintCommand(t, r.stderr, "nix"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantContains(t, "log", out, "compiling the hint test", "oh no: the hint test is missing a dependency")
 }

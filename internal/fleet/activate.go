@@ -98,7 +98,6 @@ func previous(st remote.State) string {
 // how it ended: Deployed (confirmed, profile and boot default set),
 // RolledBack (plan.Old runs again, boot default untouched) or Failed.
 func (r *run) supervised(ctx context.Context, c *remote.Host, name string, plan activate.Plan, checks activate.Checks, st remote.State, res *Result) (Status, error) {
-	dest := c.Conn.Target.Destination()
 	before, err := c.FailedUnits(ctx)
 	if errors.Is(err, remote.ErrNoSystemd) {
 		r.report(name, PhaseActivate, "no systemctl on the host: failed units are not checked")
@@ -121,7 +120,7 @@ func (r *run) supervised(ctx context.Context, c *remote.Host, name string, plan 
 			return Failed, err
 		}
 		return Failed, fault.Wrap(err, name, fault.Activation,
-			fmt.Sprintf("see what the host did with \"ssh %s cat %s/state %s/log\"", dest, plan.StateDir(), plan.StateDir()),
+			fmt.Sprintf("see what the host did with \"%s\"", c.Conn.ByHand("cat", plan.StateDir()+"/state", plan.StateDir()+"/log")),
 			"supervised activation: %v", err)
 	}
 	for _, u := range out.NewlyFailed {
@@ -184,13 +183,13 @@ func describe(out activate.Outcome, mode Mode, c *remote.Host, plan activate.Pla
 				dest, c.Conn.Target.Login())
 	case activate.CauseUnconfirmed:
 		return "not confirmed within " + plan.Window.String() + ": the deployer vanished or lost SSH access", fault.SSH,
-			fmt.Sprintf("raise --confirm-timeout if the host is slow to reach; check the connection with \"ssh %s\"", dest)
+			fmt.Sprintf("raise --confirm-timeout if the host is slow to reach; check the connection with \"%s\"", c.Conn.ByHand())
 	case activate.CauseCommit:
 		return out.Reason, fault.Activation,
-			fmt.Sprintf("see %s/log on the host (\"ssh %s cat %s/log\")", plan.StateDir(), dest, plan.StateDir())
+			fmt.Sprintf("see %s/log on the host (\"%s\")", plan.StateDir(), c.Conn.ByHand("cat", plan.StateDir()+"/log"))
 	}
 	return "rolled back by the host: " + out.Reason, fault.Activation,
-		fmt.Sprintf("see %s/log on the host (\"ssh %s cat %s/log\")", plan.StateDir(), dest, plan.StateDir())
+		fmt.Sprintf("see %s/log on the host (\"%s\")", plan.StateDir(), c.Conn.ByHand("cat", plan.StateDir()+"/log"))
 }
 
 func andList(s []string) string {
@@ -268,7 +267,7 @@ func (r *run) rollback(ctx context.Context, c *remote.Host, h flake.Host, st rem
 	}
 	if len(errs) > 0 {
 		return Failed, fault.Wrap(errors.Join(append([]error{cause}, errs...)...), h.Name, fault.Activation,
-			fmt.Sprintf("the rollback failed too: check the host from its console (\"ssh %s\" may still work)", c.Conn.Target.Destination()),
+			fmt.Sprintf("the rollback failed too: check the host from its console (\"%s\" may still work)", c.Conn.ByHand()),
 			"%v; rolling back failed: %v", cause, errors.Join(errs...))
 	}
 	if st.Current == "" && st.Profile == "" {

@@ -40,7 +40,9 @@ func (s *SSH) HintOpts() string {
 
 // ByHand is the ssh command line, quoted for a shell, that a hint prints:
 // ssh with the user's options, then flags, the host's port and login, then
-// the remote command (its words as the remote shell will read them).
+// the remote command. The remote shell reads the command's words again:
+// plain words are printed as they are, anything else is quoted for the
+// remote shell and then, as one argument, for the local one.
 func ByHand(o Options, t Target, flags []string, remote ...string) string {
 	argv := append([]string{"ssh"}, o.UserArgs()...)
 	argv = append(argv, flags...)
@@ -48,6 +50,9 @@ func ByHand(o Options, t Target, flags []string, remote ...string) string {
 		argv = append(argv, "-p", strconv.Itoa(t.Port))
 	}
 	argv = append(argv, t.Destination())
+	if rc := command.Join(remote); rc != strings.Join(remote, " ") {
+		return command.Join(append(argv, rc))
+	}
 	return command.Join(append(argv, remote...))
 }
 

@@ -185,3 +185,21 @@ func TestHintsUseTheSSHConfiguration(t *testing.T) {
 		t.Errorf("ByHand = %q, want %q", got, want)
 	}
 }
+
+// A remote command whose words the remote shell would split or expand is
+// quoted for it, then for the local shell.
+func TestByHandQuotesForBothShells(t *testing.T) {
+	tgt := Target{Host: "web1"}
+	for _, tc := range []struct {
+		remote []string
+		want   string
+	}{
+		{nil, "ssh root@web1"},
+		{[]string{"journalctl", "-u", "demo-web.service", "-n", "50"}, "ssh root@web1 journalctl -u demo-web.service -n 50"},
+		{[]string{"journalctl", "-u", "a b.service"}, `ssh root@web1 'journalctl -u '\''a b.service'\'''`},
+	} {
+		if got := ByHand(Options{}, tgt, nil, tc.remote...); got != tc.want {
+			t.Errorf("ByHand(%q) = %s, want %s", tc.remote, got, tc.want)
+		}
+	}
+}
