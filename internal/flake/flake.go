@@ -350,8 +350,8 @@ const contextMark = "skiff: evaluating "
 // being evaluated.
 const deploymentMark = "the deployment settings of "
 
-// contextRE finds the innermost context (the first in nix's trace).
-var contextRE = regexp.MustCompile(regexp.QuoteMeta(contextMark) + `(` + deploymentMark + `)?(nixos|darwin)Configurations\.([A-Za-z0-9_.-]+)`)
+// contextRE finds the contexts in nix's trace.
+var contextRE = regexp.MustCompile(`(?m)` + regexp.QuoteMeta(contextMark) + `(` + deploymentMark + `)?(nixos|darwin)Configurations\.([A-Za-z0-9_.-]+)\s*$`)
 
 // toplevelAttr is the attribute of a configuration that skiff builds.
 const toplevelAttr = ".config.system.build.toplevel"
@@ -387,26 +387,41 @@ func evalError(err error, ref Ref) error {
 	if ref.Dir != "" {
 		text = storeSrcRE.ReplaceAllString(text, ref.Dir)
 	}
-	var keep []string
-	locs := 0
+	// Nix 2.8 prints "error: MESSAGE" first, then the trace; newer
+	// releases print "error:" alone, the trace, then the message: the
+	// last "error:" line that says something is the message.
+	var errLine string
+	var locs []string
 	for _, l := range strings.Split(text, "\n") {
 		t := strings.TrimSpace(l)
 		switch {
-		case strings.HasPrefix(t, "error:") && len(keep) == 0:
-			keep = append(keep, t)
-		case strings.HasPrefix(t, "at ") && !strings.Contains(t, "«string»") && locs < 2:
-			keep = append(keep, strings.TrimSuffix(t, ":"))
-			locs++
+		case strings.HasPrefix(t, "error:") && strings.TrimSpace(strings.TrimPrefix(t, "error:")) != "":
+			errLine = t
+		case strings.HasPrefix(t, "at ") && !strings.Contains(t, "«string»") && len(locs) < 2:
+			locs = append(locs, strings.TrimSuffix(t, ":"))
 		}
 	}
-	msg := strings.Join(keep, "; ")
+	var keep []string
+	if errLine != "" {
+		keep = append(keep, errLine)
+	}
+	msg := strings.Join(append(keep, locs...), "; ")
 	if msg == "" {
 		msg = command.Tail(text, 3)
 	}
 	if len(msg) > 600 {
 		msg = msg[:600] + "..."
 	}
-	if m := contextRE.FindStringSubmatch(text); m != nil {
+	// The deployment settings' context lies inside the host's: when it
+	// is in the trace at all, the error happened in them. (Nix releases
+	// print traces in opposite orders.)
+	var m []string
+	for _, c := range contextRE.FindAllStringSubmatch(text, -1) {
+		if m == nil || c[1] != "" {
+			m = c
+		}
+	}
+	if m != nil && ValidName(m[3]) {
 		kind, name := KindNixOS, m[3]
 		if m[2] == "darwin" {
 			kind = KindDarwin

@@ -69,6 +69,12 @@ func TestEvalErrorNamesTheHost(t *testing.T) {
 		{"error: no host\n\n       … skiff: evaluating the deployment settings of darwinConfigurations.mac1\n\n       … skiff: evaluating darwinConfigurations.mac1\n",
 			"mac1", "cannot evaluate darwinConfigurations.mac1.config.deployment: error: no host",
 			features + " '/srv/infra#darwinConfigurations.mac1.config.deployment'"},
+		// Newer Nix: "error:" alone, the trace from the outside in, the
+		// message last.
+		{"error:\n       … skiff: evaluating nixosConfigurations.web2\n\n       … skiff: evaluating the deployment settings of nixosConfigurations.web2\n\n" +
+			"       … while evaluating attribute 'targetHost'\n         at /nix/store/7zwfgkq0d3dkcqlxhhy4aja3f4dzvd4s-source/flake.nix:4:9:\n\n       error: web2 has no address\n",
+			"web2", "cannot evaluate nixosConfigurations.web2.config.deployment: error: web2 has no address; at /srv/infra/flake.nix:4:9",
+			features + " '/srv/infra#nixosConfigurations.web2.config.deployment'"},
 		{"error: syntax error, unexpected end of file\n\n       at /nix/store/7zwfgkq0d3dkcqlxhhy4aja3f4dzvd4s-source/flake.nix:5:15:\n",
 			"", "cannot evaluate flake /srv/infra: error: syntax error, unexpected end of file; at /srv/infra/flake.nix:5:15",
 			features + " '/srv/infra#nixosConfigurations' --apply builtins.attrNames"},
