@@ -83,8 +83,23 @@ func fingerprint(t *testing.T, h *lab.Host) string {
 // typed as printed, after skiff has exited: with the -F file skiff was
 // given, the address, port and known_hosts file that configuration names.
 func TestSSHHintsRunAsPrinted(t *testing.T) {
-	l := newLab(t, lab.HostSpec{Name: "hnew"}, lab.HostSpec{Name: "hre"}, lab.HostSpec{Name: "hauth"})
-	flake := writeFlake(t, host("hnew", "")+host("hre", "")+host("hauth", ""))
+	l := newLab(t, lab.HostSpec{Name: "hnew"}, lab.HostSpec{Name: "hre"}, lab.HostSpec{Name: "hauth"}, lab.HostSpec{Name: "hunits"})
+	flake := writeFlake(t, host("hnew", "")+host("hre", "")+host("hauth", "")+host("hunits",
+		`units = { "sshd.service" = { description = "OpenSSH Daemon"; }; "demo-web.service" = { description = "Demo web service"; fails = true; }; };`))
+
+	t.Run("journal of a failed unit", func(t *testing.T) {
+		r := skiffOn(t, l, "deploy", "--flake", flake, "hunits")
+		wantCode(t, r, 3)
+		cmd := hintCommand(t, r.stderr, "ssh ")
+		if !strings.Contains(cmd, "journalctl -u demo-web.service") {
+			t.Fatalf("hint %q does not read the failed unit's journal", cmd)
+		}
+		out, err := runHint(t, cmd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantContains(t, "journal", out, "demo-web.service")
+	})
 
 	t.Run("unknown host key", func(t *testing.T) {
 		h := l.Host("hnew")

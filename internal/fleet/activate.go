@@ -231,8 +231,8 @@ func (r *run) plainActivate(ctx context.Context, c *remote.Host, h flake.Host, s
 			units = "(unnamed)"
 		}
 		return Failed, fault.New(h.Name, fault.Units,
-			fmt.Sprintf("the new system is active; see why with \"ssh %s journalctl -u UNIT -n 50\", fix the configuration and deploy again, or go back with \"skiff rollback %s\"",
-				c.Conn.Target.Destination(), h.Name),
+			fmt.Sprintf("the new system is active; see why with \"%s\", fix the configuration and deploy again, or go back with \"skiff rollback %s\"",
+				c.Conn.ByHand("journalctl", "-u", firstOr(act.FailedUnits, "UNIT"), "-n", "50"), h.Name),
 			"switch-to-configuration %s exited with 4: units failed: %s", r.Mode, units)
 	}
 	err = fault.New(h.Name, fault.Activation,
