@@ -274,7 +274,7 @@ func TestDiskFullBeforeCommitSaysOutOfDiskSpace(t *testing.T) {
 	wantContains(t, "output", r.stderr,
 		"id1: done: rolled back: out of disk space: setting the system profile failed (",
 		"); rolled back to generation 1",
-		`skiff: hint: free space on the host: run "skiff gc id1 --keep 5" to delete old generations and collect garbage, or deploy with --gc`)
+		`skiff: hint: free space on the host: run "skiff gc id1 --keep 5 --flake `, "to delete old generations and collect garbage, or deploy with --gc")
 	wantSummaryRow(t, summaryRow(t, r.stdout, h), "rolled back", "1", "2 paths, 5.4KiB", "disk")
 
 	unfill()
@@ -295,7 +295,7 @@ func TestDiskFullBeforeCommitSaysOutOfDiskSpace(t *testing.T) {
 	wantContains(t, "output", r.stderr,
 		"id1: done: failed: out of disk space: reading the host's store failed (",
 		"); nothing on the host changed",
-		`skiff: hint: free space on the host: run "skiff gc id1 --keep 5"`)
+		`skiff: hint: free space on the host: run "skiff gc id1 --keep 5 --flake `)
 	wantSummaryRow(t, summaryRow(t, r.stdout, h), "failed", "1", "-", "disk")
 
 	// A copy the disk preflight refuses copied nothing: 96 MiB do not fit.

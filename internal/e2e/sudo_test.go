@@ -41,13 +41,13 @@ func TestSudoPasswordReachesOnlySudo(t *testing.T) {
 	if _, err := l.Host("cached").Exec(t.Context(), "sh", "-c", `echo "Defaults timestamp_type=global" >>/etc/sudoers`); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := sshTo(t, l, "cached", pw+"\n", "sudo -S -p '' -v"); err != nil {
+	if _, err := sshAsDeploy(t, l, "cached", pw+"\n", "sudo -S -p '' -v"); err != nil {
 		t.Fatalf("take a sudo ticket on cached: %v", err)
 	}
-	if _, err := sshTo(t, l, "cached", "", "sudo -n true"); err != nil {
+	if _, err := sshAsDeploy(t, l, "cached", "", "sudo -n true"); err != nil {
 		t.Fatalf("cached has no sudo ticket: %v", err)
 	}
-	if _, err := sshTo(t, l, "askpw", "", "sudo -n true"); err == nil {
+	if _, err := sshAsDeploy(t, l, "askpw", "", "sudo -n true"); err == nil {
 		t.Fatal("sudo on askpw does not ask for a password")
 	}
 
@@ -130,8 +130,8 @@ func TestSudoPasswordReachesOnlySudo(t *testing.T) {
 	}
 }
 
-// sshTo runs the remote command line as deploy on a lab host, with stdin.
-func sshTo(t *testing.T, l *lab.Lab, host, stdin, command string) (string, error) {
+// sshAsDeploy runs the remote command line as deploy on a lab host, with stdin.
+func sshAsDeploy(t *testing.T, l *lab.Lab, host, stdin, command string) (string, error) {
 	t.Helper()
 	cmd := exec.CommandContext(t.Context(), "ssh", "-F", l.SSHConfig(), "-o", "BatchMode=yes", "deploy@"+host, "--", command)
 	cmd.Stdin = strings.NewReader(stdin)

@@ -98,7 +98,6 @@ func previous(st remote.State) string {
 // how it ended: Deployed (confirmed, profile and boot default set),
 // RolledBack (plan.Old runs again, boot default untouched) or Failed.
 func (r *run) supervised(ctx context.Context, c *remote.Host, name string, plan activate.Plan, checks activate.Checks, st remote.State, res *Result) (Status, error) {
-	dest := c.Conn.Target.Destination()
 	window := r.Safety.Confirm() + checks.Budget()
 	r.waitOf(name).set("skiff waits for switch-to-configuration test to end on the host, then checks the host and confirms over a new ssh connection "+
 		"(at most %s after the activation ends; unconfirmed, the host returns to %s by itself)", window, previous(st))
@@ -130,7 +129,7 @@ func (r *run) supervised(ctx context.Context, c *remote.Host, name string, plan 
 			return Failed, err
 		}
 		return Failed, fault.Wrap(err, name, fault.Activation,
-			fmt.Sprintf("see what the host did with \"ssh %s cat %s/state %s/log\"", dest, plan.StateDir(), plan.StateDir()),
+			fmt.Sprintf("see what the host did with \"%s\"", c.Conn.ByHand("cat", plan.StateDir()+"/state", plan.StateDir()+"/log")),
 			"supervised activation: %v", err)
 	}
 	for _, u := range out.NewlyFailed {
@@ -209,13 +208,13 @@ func describe(out activate.Outcome, mode Mode, c *remote.Host, plan activate.Pla
 				dest, c.Conn.Target.Login())
 	case activate.CauseUnconfirmed:
 		return "not confirmed within " + plan.Window.String() + ": the deployer vanished or lost SSH access", fault.SSH,
-			fmt.Sprintf("raise --confirm-timeout if the host is slow to reach; check the connection with \"ssh %s\"", dest)
+			fmt.Sprintf("raise --confirm-timeout if the host is slow to reach; check the connection with \"%s\"", c.Conn.ByHand())
 	case activate.CauseCommit:
 		return out.Reason, fault.Activation,
-			fmt.Sprintf("see %s/log on the host (\"ssh %s cat %s/log\")", plan.StateDir(), dest, plan.StateDir())
+			fmt.Sprintf("see %s/log on the host (\"%s\")", plan.StateDir(), c.Conn.ByHand("cat", plan.StateDir()+"/log"))
 	}
 	return "rolled back by the host: " + out.Reason, fault.Activation,
-		fmt.Sprintf("see %s/log on the host (\"ssh %s cat %s/log\")", plan.StateDir(), dest, plan.StateDir())
+		fmt.Sprintf("see %s/log on the host (\"%s\")", plan.StateDir(), c.Conn.ByHand("cat", plan.StateDir()+"/log"))
 }
 
 func andList(s []string) string {
@@ -258,8 +257,8 @@ func (r *run) plainActivate(ctx context.Context, c *remote.Host, h flake.Host, s
 			units = "(unnamed)"
 		}
 		return Failed, fault.New(h.Name, fault.Units,
-			fmt.Sprintf("the new system is active; see why with \"ssh %s journalctl -u UNIT -n 50\", fix the configuration and deploy again, or go back with \"skiff rollback %s\"",
-				c.Conn.Target.Destination(), h.Name),
+			fmt.Sprintf("the new system is active; see why with \"%s\", fix the configuration and deploy again, or go back with \"skiff rollback %s\"",
+				c.Conn.ByHand("journalctl", "-u", firstOr(act.FailedUnits, "UNIT"), "-n", "50"), h.Name),
 			"switch-to-configuration %s exited with 4: units failed: %s", r.Mode, units)
 	}
 	err = fault.New(h.Name, fault.Activation,
@@ -294,7 +293,7 @@ func (r *run) rollback(ctx context.Context, c *remote.Host, h flake.Host, st rem
 	}
 	if len(errs) > 0 {
 		return Failed, fault.Wrap(errors.Join(append([]error{cause}, errs...)...), h.Name, fault.Activation,
-			fmt.Sprintf("the rollback failed too: check the host from its console (\"ssh %s\" may still work)", c.Conn.Target.Destination()),
+			fmt.Sprintf("the rollback failed too: check the host from its console (\"%s\" may still work)", c.Conn.ByHand()),
 			"%v; rolling back failed: %v", cause, errors.Join(errs...))
 	}
 	if st.Current == "" && st.Profile == "" {

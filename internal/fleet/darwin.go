@@ -188,7 +188,7 @@ func (r *run) darwinRollback(ctx context.Context, c *remote.Host, h flake.Host, 
 	}
 	if len(errs) > 0 {
 		return Failed, fault.Wrap(errors.Join(append([]error{cause}, errs...)...), h.Name, fault.Activation,
-			fmt.Sprintf("the rollback failed too: check the host (\"ssh %s\" may still work)", c.Conn.Target.Destination()),
+			fmt.Sprintf("the rollback failed too: check the host (\"%s\" may still work)", c.Conn.ByHand()),
 			"%v; rolling back failed: %v", cause, errors.Join(errs...))
 	}
 	if old == "" {

@@ -268,7 +268,7 @@ func (r *run) deployHost(ctx context.Context, h flake.Host) Result {
 	}
 	if tooFull() {
 		return finish(Failed, fault.New(h.Name, fault.Disk,
-			fmt.Sprintf("run \"skiff gc %s --keep %d\" to delete old generations and collect garbage, or deploy with --gc", h.Name, r.gcKeep()),
+			r.diskHint(h.Name),
 			"needs %s in /nix/store, %s free (keeping %s spare); nothing was copied",
 			human.Bytes(need), human.Bytes(store.Free), human.Bytes(DiskMargin)))
 	}
@@ -375,7 +375,7 @@ func (r *run) copyError(c *remote.Host, argv []string, err error) error {
 				"the host's Nix refused the copied paths: %s", command.Tail(ce.Stderr, 1))
 		}
 		return fault.Wrap(err, c.Name, fault.Copy,
-			fmt.Sprintf("run the copy by hand to see more: NIX_SSHOPTS='%s' %s", c.Conn.SSHOpts(), command.Join(argv)),
+			fmt.Sprintf("run the copy by hand to see more: \"NIX_SSHOPTS=%s %s\"", command.Quote(c.Conn.HintOpts()), command.Join(argv)),
 			"copy to %s failed: %s", c.Conn.Target, command.Tail(ce.Stderr, 3))
 	}
 	return fmt.Errorf("%s: copy: %w", c.Name, err)

@@ -86,7 +86,18 @@ func parseDfFree(out string) (int64, error) {
 
 // diskHint says how to free space on a host whose disk filled up.
 func (r *run) diskHint(host string) string {
-	return fmt.Sprintf("free space on the host: run \"skiff gc %s --keep %d\" to delete old generations and collect garbage, or deploy with --gc", host, r.gcKeep())
+	return "free space on the host: run \"" + r.gcCommand(host) + "\" to delete old generations and collect garbage, or deploy with --gc"
+}
+
+// gcCommand is the skiff gc command line, runnable as printed after this
+// run: the same flake, ssh options and login as the deploy.
+func (r *run) gcCommand(host string) string {
+	argv := []string{"skiff", "gc", host, "--keep", strconv.Itoa(r.gcKeep()), "--flake", r.Flake.URL}
+	argv = append(argv, r.SSH.UserArgs()...)
+	if r.User != "" {
+		argv = append(argv, "--target-user", r.User)
+	}
+	return command.Join(argv)
 }
 
 // stderrLines are the lines of err's standard error, when it is a failed

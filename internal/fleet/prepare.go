@@ -383,10 +383,10 @@ func (r *run) buildFailed(ctx context.Context, hosts []flake.Host, err error) {
 			continue
 		}
 		msg := "its system failed to build"
-		hint := fmt.Sprintf("see the whole log with \"nix log %s\"", h.DrvPath)
+		hint := fmt.Sprintf("see the whole log with \"nix-store --read-log %s\"", h.DrvPath)
 		if drv != "" {
 			msg = fmt.Sprintf("its system failed to build: %s failed", drv)
-			hint = fmt.Sprintf("see the whole log with \"nix log %s\"", drv)
+			hint = fmt.Sprintf("see the whole log with \"nix-store --read-log %s\"", drv)
 		}
 		if logTail != "" {
 			msg += "; last log lines:\n" + logTail

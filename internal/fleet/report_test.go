@@ -10,6 +10,7 @@ import (
 
 	"github.com/skiffdeploy/skiff/internal/command"
 	"github.com/skiffdeploy/skiff/internal/fault"
+	"github.com/skiffdeploy/skiff/internal/flake"
 	"github.com/skiffdeploy/skiff/internal/remote"
 	"github.com/skiffdeploy/skiff/internal/transport"
 )
@@ -75,7 +76,7 @@ func TestParseDfFree(t *testing.T) {
 // the plain path's SetProfile failure (classified disk by package remote)
 // reaches the summary as "out of disk space".
 func TestProfileFailedOnAFullDiskSaysOutOfDiskSpace(t *testing.T) {
-	r := &run{}
+	r := &run{Options: Options{Flake: flake.Ref{URL: "/srv/infra"}, SSH: transport.Options{ConfigFile: "/lab/ssh_config"}}}
 	ce := &command.Error{Argv: []string{"ssh"}, ExitCode: 1, Stderr: "error: writing to file: No space left on device\n"}
 	cause := fault.Wrap(ce, "web1", fault.Disk, "free space", "set the system profile: no space left on the host's disk")
 	err := r.outOfSpace(context.Background(), nil, "web1", "setting the system profile failed",
@@ -86,7 +87,7 @@ func TestProfileFailedOnAFullDiskSaysOutOfDiskSpace(t *testing.T) {
 	}
 	want := fault.Error{Host: "web1", Class: fault.Disk,
 		Msg:  "out of disk space: setting the system profile failed (No space left on device); nothing was activated, the host still runs generation 3",
-		Hint: `free space on the host: run "skiff gc web1 --keep 5" to delete old generations and collect garbage, or deploy with --gc`}
+		Hint: `free space on the host: run "skiff gc web1 --keep 5 --flake /srv/infra -F /lab/ssh_config" to delete old generations and collect garbage, or deploy with --gc`}
 	if d := cmp.Diff(want, fault.Error{Host: fe.Host, Class: fe.Class, Msg: fe.Msg, Hint: fe.Hint}); d != "" {
 		t.Errorf("(-want +got)\n%s", d)
 	}
@@ -107,7 +108,7 @@ func TestCopyFillingTheDiskSaysOutOfDiskSpace(t *testing.T) {
 		Stderr: "error: writing to file: No space left on device\n"}
 	fe, ok := fault.As(r.copyError(c, ce.Argv, ce))
 	if !ok || fe.Class != fault.Disk || !strings.HasPrefix(fe.Msg, "out of disk space: the copy to root@web1 filled the host's disk (No space left on device)") ||
-		!strings.Contains(fe.Hint, `"skiff gc web1 --keep 5"`) {
+		!strings.Contains(fe.Hint, `"skiff gc web1 --keep 5 --flake`) {
 		t.Errorf("%#v", fe)
 	}
 }

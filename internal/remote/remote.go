@@ -57,7 +57,7 @@ func (h *Host) run(ctx context.Context, what string, e transport.Exec) (command.
 	}
 	if strings.Contains(ce.Stderr, "No space left on device") {
 		return res, fault.Wrap(err, h.Name, fault.Disk,
-			fmt.Sprintf("free space in /nix/store: \"ssh %s sudo nix-collect-garbage\" after deleting old generations", h.Conn.Target.Destination()),
+			fmt.Sprintf("free space in /nix/store: \"%s\" after deleting old generations", h.Conn.ByHand(h.PrivArgv("nix-collect-garbage")...)),
 			"%s: no space left on the host's disk", what)
 	}
 	return res, fmt.Errorf("%s: %s: %w", h.Name, what, err)

@@ -166,7 +166,7 @@ func (s *SSH) Command(ctx context.Context, e Exec) (command.Result, error) {
 		// An ssh stopped by ctx (it exits 255 with nothing to say once
 		// connected) did not fail to reach the host.
 		if errors.As(err, &ce) && ce.ExitCode == 255 && ctx.Err() == nil {
-			return res, s.classify(ce)
+			return res, s.classify(ctx, ce)
 		}
 		return res, err
 	}
