@@ -153,9 +153,11 @@ func (b *Bench) WriteFlake(hosts []string, gen int, baseSize int64) (string, err
 }
 
 // Build builds the hosts' systems of flake (untimed), so that the measured
-// deploys find them in the store, as a rebuild after an edit finds most.
+// deploys find them in the store, as a rebuild after an edit finds most. It
+// leaves Nix's evaluation cache cold: after an edit, nixos-rebuild evaluates.
 func Build(ctx context.Context, flake string, hosts []string) error {
-	args := []string{"--extra-experimental-features", "nix-command flakes", "--option", "substituters", "", "build", "--no-link", "--json"}
+	args := []string{"--extra-experimental-features", "nix-command flakes", "--option", "substituters", "",
+		"--option", "eval-cache", "false", "build", "--no-link", "--json"}
 	for _, h := range hosts {
 		args = append(args, flake+"#nixosConfigurations."+h+".config.system.build.toplevel")
 	}
