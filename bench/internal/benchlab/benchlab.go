@@ -12,6 +12,7 @@ import (
 	"context"
 	_ "embed"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -163,6 +164,10 @@ func Build(ctx context.Context, flake string, hosts []string) error {
 	}
 	out, err := exec.CommandContext(ctx, "nix", args...).Output()
 	if err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			err = fmt.Errorf("%w\n%s", err, ee.Stderr)
+		}
 		return fmt.Errorf("nix build: %w", err)
 	}
 	var res []struct{ Outputs map[string]string }
