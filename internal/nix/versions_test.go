@@ -1,10 +1,15 @@
 package nix
 
 import (
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/skiffdeploy/skiff/internal/command"
 )
 
 // The version strings of the releases users run, as "nix --version" prints
@@ -129,5 +134,37 @@ func TestConfigShowArgsByRelease(t *testing.T) {
 		if d := cmp.Diff(tc.want, ConfigShowArgs(mustVersion(t, tc.out))); d != "" {
 			t.Errorf("%q: (-want +got)\n%s", tc.out, d)
 		}
+	}
+}
+
+// ConfigShow: a nix that numbers itself past 2.20 but only knows
+// show-config (a fork) still has its configuration read, and one that
+// knows neither reports the first error.
+func TestReadBuildConfigFallsBack(t *testing.T) {
+	dir := t.TempDir()
+	script := `#!/bin/sh
+case "$*" in
+*--version*) echo "nix (Nix) 2.26.3" ;;
+*show-config*) [ -e "$0.broken" ] && exit 1; echo '{"system":{"value":"x86_64-linux"},"extra-platforms":{"value":["i686-linux"]},"builders":{"value":""}}' ;;
+*) echo "error: 'config' is not a recognised command" >&2; exit 1 ;;
+esac
+`
+	if err := os.WriteFile(filepath.Join(dir, "nix"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", dir+":"+os.Getenv("PATH"))
+	n := &Nix{Run: &command.Runner{}}
+	c, err := n.ReadBuildConfig(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.System != "x86_64-linux" || !slices.Equal(c.ExtraPlatforms, []string{"i686-linux"}) {
+		t.Errorf("config %+v", c)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "nix.broken"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.ReadBuildConfig(t.Context()); err == nil || !strings.Contains(err.Error(), "config") {
+		t.Errorf("neither form works: %v, want the error of config show", err)
 	}
 }
