@@ -103,7 +103,7 @@ func TestDeployerRunsTheReleasesNix(t *testing.T) {
 		}
 		t.Skipf("skipping: %v", err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute) // a first tree build
 	defer cancel()
 	shared := t.TempDir()
 	d, err := NewDeployer(ctx, DeployerOptions{Release: Trixie, Dir: t.TempDir(), Binds: []string{shared}, Logf: t.Logf})
