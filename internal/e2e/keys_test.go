@@ -149,6 +149,20 @@ func TestKeys(t *testing.T) {
 		t.Errorf("k2: the post-activation key is %q after a confirmed deploy", got)
 	}
 
+	// A host already up to date still gets its keys (they change without
+	// the system changing).
+	os.WriteFile(pre, []byte(secret+"-pre-v3"), 0o600)
+	r = run("deploy", "--ask-sudo-password", "--json", confirm, "--flake", flakeOf(3, extra), "k2")
+	wantCode(t, r, 0)
+	_, sum = parseJSON(t, r.stdout)
+	if res := results(sum); res["k2"] != "up to date" {
+		t.Errorf("results %v, want k2 up to date", res)
+	}
+	if got := keyState(t, l, "k2", "/run/keys/pre"); got != "600 root root "+secret+"-pre-v3" {
+		t.Errorf("k2: up to date, /run/keys/pre is %q", got)
+	}
+	os.WriteFile(pre, []byte(secret+"-pre\nsecond line"), 0o600)
+
 	// upload-keys alone writes both kinds, and changes nothing else.
 	for _, h := range []string{"k1", "kpw"} {
 		labHost(t, l, h, "rm", "-f", "/run/keys/pre", "/run/keys/post")

@@ -19,7 +19,9 @@ import (
 //     dry-activate);
 //   - post-activation keys are written after a deploy ended Deployed (for
 //     the supervised switch: confirmed and committed), never after a
-//     rollback.
+//     rollback;
+//   - a host already up to date gets all its keys at once (upToDateKeys):
+//     keys change without the system changing (a rotated keyCommand).
 // The contents stay in memory (keys.Key) and reach each host on the
 // standard input of one ssh command (remote.Host.WriteKeys).
 
@@ -96,6 +98,18 @@ func (r *run) postActivationKeys(ctx context.Context, c *remote.Host, h flake.Ho
 		}
 		*status, *err = Failed, werr
 	}
+}
+
+// upToDateKeys writes all the keys of a host that needs no activation.
+func (r *run) upToDateKeys(ctx context.Context, c *remote.Host, h flake.Host) error {
+	r.mu.Lock()
+	ks := r.keys[h.Name]
+	r.mu.Unlock()
+	if len(ks) == 0 || !r.Mode.writesKeys() {
+		return nil
+	}
+	r.report(h.Name, PhaseActivate, "up to date; writing its %d key(s): %s", len(ks), keyPaths(ks))
+	return c.WriteKeys(ctx, ks)
 }
 
 func keyPaths(ks []keys.Key) string {
