@@ -262,3 +262,20 @@ func TestKeys(t *testing.T) {
 		}
 	}
 }
+
+// A nix-darwin host gets its keys the same way: pre-activation keys before
+// its activation (a health check sees them), post-activation keys after.
+func TestKeysOnDarwin(t *testing.T) {
+	l := newLab(t, lab.HostSpec{Name: "kmac", Darwin: true})
+	keys := `deployment.keys = { pre.text = "pre"; post = { text = "post"; uploadAt = "post-activation"; }; };
+		deployment.healthChecks = { commands = [ "test -f /run/keys/pre" "! test -e /run/keys/post" ]; timeout = 2; };`
+	r := skiffOn(t, l, "deploy", "--flake", writeMixedFlake(t, "", mac("kmac", "generation = 1; "+keys)))
+	wantCode(t, r, 0)
+	wantContains(t, "progress", r.stderr, "kmac: activate: writing 1 pre-activation key(s): /run/keys/pre",
+		"kmac: activate: writing 1 post-activation key(s): /run/keys/post")
+	for path, want := range map[string]string{"/run/keys/pre": "600 root root pre", "/run/keys/post": "600 root root post"} {
+		if got := keyState(t, l, "kmac", path); got != want {
+			t.Errorf("%s is %q, want %q", path, got, want)
+		}
+	}
+}

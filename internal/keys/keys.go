@@ -199,7 +199,7 @@ func Read(ctx context.Context, run *command.Runner, host string, specs map[strin
 		seen[s.Path()] = a
 		data, err := readOne(ctx, run, s)
 		if err != nil {
-			return nil, fault.Wrap(err, host, Class, hintOf(s), "key %q: %v", a, err)
+			return nil, fault.Wrap(err, host, Class, hintOf(a, s), "key %q: %v", a, err)
 		}
 		out = append(out, Key{Spec: s, data: data})
 	}
@@ -209,12 +209,12 @@ func Read(ctx context.Context, run *command.Runner, host string, specs map[strin
 // Path is where the key is written on the host.
 func (s Spec) Path() string { return s.DestDir + "/" + s.Name }
 
-func hintOf(s Spec) string {
+func hintOf(attr string, s Spec) string {
 	switch {
 	case s.KeyCommand != nil && s.Text == nil && s.KeyFile == "":
 		return fmt.Sprintf("run \"%s\" by hand on this machine; it must print the key and exit with 0 within %s", command.Join(s.KeyCommand), CommandTimeout)
 	case s.KeyFile != "" && s.Text == nil && s.KeyCommand == nil:
-		return "create the file on this machine, or change deployment.keys." + s.Name + ".keyFile"
+		return "create the file on this machine, or change deployment.keys." + attr + ".keyFile"
 	}
 	return keyHint
 }
