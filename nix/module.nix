@@ -7,9 +7,8 @@
 # this module, reading `deployment` as plain attributes.
 #
 # The options mirror what skiff reads (internal/flake: Settings); a test
-# there fails when the two lists differ. `keys` is declared with colmena's
-# schema so that configurations written for colmena evaluate unchanged;
-# skiff does not upload keys.
+# there fails when the two lists differ. `keys` uses colmena's schema, so
+# that configurations written for colmena deploy unchanged.
 #
 # Only `lib.mkOption`, `lib.types` and builtins are used, so a test can
 # evaluate the declarations with a small stub of lib (there is no nixpkgs in
@@ -146,9 +145,13 @@ in
       type = types.attrsOf (types.submodule keyOptions);
       default = { };
       description = ''
-        Keys in colmena's schema, declared so that configurations written for
-        colmena evaluate unchanged. skiff does not upload keys: deliver them
-        with your secrets tool (agenix, sops-nix) or colmena.
+        Secrets written on the host by skiff, in colmena's schema. Their
+        content is read on the deploying machine at deploy time (text,
+        keyFile or keyCommand) and travels over ssh on standard input: it
+        never enters the Nix store (except `text`, which is part of the
+        configuration), argv, logs or the history. Pre-activation keys are
+        written before the new system is activated, post-activation keys
+        after a confirmed deploy; `skiff upload-keys` writes them alone.
       '';
     };
   };

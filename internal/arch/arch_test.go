@@ -18,6 +18,7 @@ var forbidden = map[string][]string{
 	"internal/fault":     {"internal/"},
 	"internal/flake":     {"internal/cli", "internal/ui", "internal/fleet", "internal/remote", "internal/transport", "github.com/spf13/cobra"},
 	"internal/fleet":     {"internal/cli", "internal/ui", "github.com/spf13/cobra"},
+	"internal/keys":      {"internal/cli", "internal/ui", "internal/fleet", "internal/remote", "internal/transport", "internal/flake", "github.com/spf13/cobra"},
 	"internal/history":   {"internal/cli", "internal/ui", "internal/fleet", "github.com/spf13/cobra"},
 	"internal/nix":       {"internal/cli", "internal/ui", "internal/fleet", "internal/remote", "internal/transport", "github.com/spf13/cobra"},
 	"internal/remote":    {"internal/cli", "internal/ui", "internal/fleet", "internal/activate", "github.com/spf13/cobra"},

@@ -19,7 +19,7 @@ import (
 func TestEveryHostCommandTakesOn(t *testing.T) {
 	root := newRoot(&globals{stdout: &bytes.Buffer{}, stderr: &bytes.Buffer{}, stdin: strings.NewReader("")})
 	want := map[string]bool{"deploy": true, "diff": true, "status": true, "doctor": true, "gc": true,
-		"generations": true, "rollback": true, "history": true, "build": true, "exec": true}
+		"generations": true, "rollback": true, "history": true, "build": true, "exec": true, "upload-keys": true}
 	seen := map[string]bool{}
 	for _, c := range root.Commands() {
 		names := strings.Contains(c.Use, "HOST")

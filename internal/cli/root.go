@@ -119,6 +119,7 @@ builds locally, copies only the store paths a host lacks, and activates.
 	root.AddCommand(newGenerations(g))
 	root.AddCommand(newDiff(g))
 	root.AddCommand(newRollback(g))
+	root.AddCommand(newUploadKeys(g))
 	root.AddCommand(newCompletion(g), newMan(g))
 	completeHosts(root, g)
 	return root

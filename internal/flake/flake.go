@@ -14,6 +14,7 @@ import (
 
 	"github.com/skiffdeploy/skiff/internal/command"
 	"github.com/skiffdeploy/skiff/internal/fault"
+	"github.com/skiffdeploy/skiff/internal/keys"
 	"github.com/skiffdeploy/skiff/internal/nix"
 )
 
@@ -71,6 +72,9 @@ type Settings struct {
 	BuildHost string `json:"buildHost"`
 	// HealthChecks run after activation, before the new system is kept.
 	HealthChecks HealthChecks `json:"healthChecks"`
+	// Keys are the host's secrets (colmena's deployment.keys), by
+	// attribute name, with colmena's defaults filled in and checked.
+	Keys map[string]keys.Spec `json:"keys"`
 }
 
 // HealthChecks are a host's checks after activation: commands run on the
@@ -148,6 +152,7 @@ func evalExpr(sels []Selector) string {
 		"matches = n: s: if s.kind == \"name\" then n == s.value else if s.kind == \"glob\" then builtins.match s.regex n != null else builtins.elem s.value (tagsOf n); " +
 		"pick = if sels == null then names else builtins.filter (n: builtins.any (matches n) sels) names; " +
 		"hasTags = sels != null && builtins.any (s: s.kind == \"tag\") sels; " +
+		keyFilesExpr +
 		// Each host is evaluated under an error context naming its
 		// attribute, which evalError reads back from the trace; its
 		// values are forced inside it (all strings, cheap).
@@ -155,7 +160,7 @@ func evalExpr(sels []Selector) string {
 		"in builtins.addErrorContext \"" + contextMark + "${kind}Configurations.${name}\" (" +
 		"if !(cfg ? config.system.build.toplevel) then { inherit kind; notSystem = true; } else " +
 		"let c = cfg.config; p = c.nixpkgs or {}; t = c.system.build.toplevel; r = { " +
-		"inherit kind; deployment = builtins.addErrorContext \"" + contextMark + deploymentMark + "${kind}Configurations.${name}\" (builtins.toJSON (c.deployment or {})); drvPath = t.drvPath; out = t.outPath; buildSystem = t.system or null; " +
+		"inherit kind; deployment = builtins.addErrorContext \"" + contextMark + deploymentMark + "${kind}Configurations.${name}\" (builtins.toJSON (keyFilesAsStrings (c.deployment or {}))); drvPath = t.drvPath; out = t.outPath; buildSystem = t.system or null; " +
 		"system = (p.hostPlatform or {}).system or p.system or null; }; in builtins.deepSeq r r); " +
 		"in { inherit names; both = builtins.filter (n: builtins.hasAttr n darwin) (builtins.attrNames nixos); " +
 		"tags = if hasTags then builtins.listToAttrs (map (n: { name = n; value = tagsOf n; }) names) else {}; " +
@@ -221,6 +226,7 @@ func Evaluate(ctx context.Context, n *nix.Nix, ref Ref, selectors []string) ([]H
 		if err := h.check(); err != nil {
 			return nil, err
 		}
+		h.Deployment.Keys = keyFilesInFlake(h.Deployment.Keys, ref)
 		hosts = append(hosts, h)
 	}
 	return hosts, nil
@@ -311,6 +317,11 @@ func (h Host) check() error {
 	}
 	if err := h.checkHealth(); err != nil {
 		return err
+	}
+	for attr, k := range d.Keys {
+		if err := k.Check(h.Name, attr); err != nil {
+			return err
+		}
 	}
 	if h.DrvPath == "" || h.OutPath == "" {
 		return errors.New(h.Name + ": configuration has no system.build.toplevel")

@@ -13,6 +13,9 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+
+	"github.com/skiffdeploy/skiff/internal/keys"
 )
 
 // stubLib is the part of nixpkgs' lib that nix/module.nix uses, reduced to
@@ -136,7 +139,7 @@ func jsonNames(v any) []string {
 	return names
 }
 
-func keys[V any](m map[string]V) []string {
+func sortedKeys[V any](m map[string]V) []string {
 	var ks []string
 	for k := range m {
 		ks = append(ks, k)
@@ -146,8 +149,8 @@ func keys[V any](m map[string]V) []string {
 }
 
 // declaredNotRead are options the module declares that skiff does not
-// read: colmena's keys, so that colmena configurations evaluate unchanged.
-var declaredNotRead = []string{"keys"}
+// read (none so far).
+var declaredNotRead []string
 
 // TestModuleDeclaresWhatSkiffReads fails when nix/module.nix and the
 // settings skiff decodes (Settings, HealthChecks) name different options.
@@ -155,12 +158,15 @@ func TestModuleDeclaresWhatSkiffReads(t *testing.T) {
 	opts := moduleOptions(t)
 	want := append(jsonNames(Settings{}), declaredNotRead...)
 	sort.Strings(want)
-	if diff := cmp.Diff(want, keys(opts)); diff != "" {
+	if diff := cmp.Diff(want, sortedKeys(opts)); diff != "" {
 		t.Errorf("deployment options of nix/module.nix differ from the settings skiff reads (-read +declared):\n%s", diff)
 	}
 	hc := opts["healthChecks"].Type.Options
-	if diff := cmp.Diff(jsonNames(HealthChecks{}), keys(hc)); diff != "" {
+	if diff := cmp.Diff(jsonNames(HealthChecks{}), sortedKeys(hc)); diff != "" {
 		t.Errorf("deployment.healthChecks options differ from HealthChecks (-read +declared):\n%s", diff)
+	}
+	if diff := cmp.Diff(jsonNames(keys.Spec{}), sortedKeys(opts["keys"].Type.Elem.Options)); diff != "" {
+		t.Errorf("deployment.keys.* options differ from keys.Spec (-read +declared):\n%s", diff)
 	}
 	types := map[string]string{}
 	for name, o := range opts {
@@ -210,7 +216,7 @@ func TestModuleDefaultsMeanNoSettings(t *testing.T) {
 		t.Fatalf("skiff cannot decode the module's defaults %s: %v", b, err)
 	}
 	want := Settings{TargetUser: "root", HealthChecks: HealthChecks{Timeout: 10}}
-	if diff := cmp.Diff(want, got, cmp.Comparer(func(a, b []string) bool { return len(a) == 0 && len(b) == 0 || reflect.DeepEqual(a, b) })); diff != "" {
+	if diff := cmp.Diff(want, got, cmpopts.EquateEmpty()); diff != "" {
 		t.Errorf("module defaults decode to (-want +got):\n%s", diff)
 	}
 	h := Host{Name: "web1", DrvPath: "/nix/store/a.drv", OutPath: "/nix/store/a", Deployment: got}

@@ -89,6 +89,10 @@ func decodeSettings(host string, raw json.RawMessage) (Settings, error) {
 			return s, err
 		}
 	}
+	var err error
+	if s.Keys, err = decodeKeys(host, m["keys"]); err != nil {
+		return s, err
+	}
 	hc, ok := m["healthChecks"]
 	if !ok || isNull(hc) {
 		return s, nil

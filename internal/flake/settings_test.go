@@ -9,13 +9,19 @@ import (
 
 	"github.com/skiffdeploy/skiff/internal/command"
 	"github.com/skiffdeploy/skiff/internal/fault"
+	"github.com/skiffdeploy/skiff/internal/keys"
 )
 
 func TestDecodeSettings(t *testing.T) {
 	got, err := decodeSettings("web1", json.RawMessage(`{"targetHost":"10.0.0.5","targetPort":2222,"targetUser":"deploy","tags":["web","eu"],"critical":true,`+
-		`"buildHost":"builder","healthChecks":{"commands":["true"],"urls":["http://x/"],"timeout":5},"keys":{"a":1},"targetPort2":"x"}`))
+		`"buildHost":"builder","healthChecks":{"commands":["true"],"urls":["http://x/"],"timeout":5},"keys":{"a":{"keyCommand":["pass","show","a"],"user":"deploy","uploadAt":"post-activation"},"b":{"text":"x","name":"b.pem","destDir":"/var/keys","permissions":"0640","group":"keys","keyFile":null}},"targetPort2":"x"}`))
+	text := "x"
 	want := Settings{TargetHost: "10.0.0.5", TargetPort: 2222, TargetUser: "deploy", Tags: []string{"web", "eu"}, Critical: true, BuildHost: "builder",
-		HealthChecks: HealthChecks{Commands: []string{"true"}, URLs: []string{"http://x/"}, Timeout: 5}}
+		HealthChecks: HealthChecks{Commands: []string{"true"}, URLs: []string{"http://x/"}, Timeout: 5},
+		Keys: map[string]keys.Spec{
+			"a": {Name: "a", KeyCommand: []string{"pass", "show", "a"}, DestDir: "/run/keys", User: "deploy", Group: "root", Permissions: "0600", UploadAt: "post-activation"},
+			"b": {Name: "b.pem", Text: &text, DestDir: "/var/keys", User: "root", Group: "keys", Permissions: "0640", UploadAt: "pre-activation"},
+		}}
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,6 +53,11 @@ func TestDecodeSettingsNamesTheWrongType(t *testing.T) {
 		{`{"healthChecks":{"commands":"true"}}`, `deployment.healthChecks.commands must be a list of strings, not a string ("true")`},
 		{`{"healthChecks":{"urls":[null]}}`, `element 1 of deployment.healthChecks.urls must be a string, not null`},
 		{`{"healthChecks":{"timeout":"10s"}}`, `deployment.healthChecks.timeout must be an integer (seconds), not a string ("10s")`},
+		{`{"keys":["a"]}`, `deployment.keys must be an attribute set of keys, not a list`},
+		{`{"keys":{"a":"secret"}}`, `deployment.keys.a must be an attribute set, not a string`},
+		{`{"keys":{"a":{"text":["secret"]}}}`, `deployment.keys.a.text must be a string, not a list`},
+		{`{"keys":{"a":{"keyCommand":"pass show a"}}}`, `deployment.keys.a.keyCommand must be a list of strings, not a string ("pass show a")`},
+		{`{"keys":{"a":{"permissions":600}}}`, `deployment.keys.a.permissions must be a string, not an integer (600)`},
 	} {
 		_, err := decodeSettings("web1", json.RawMessage(tc.json))
 		fe, ok := fault.As(err)

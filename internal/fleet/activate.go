@@ -27,7 +27,7 @@ const Health fault.Class = "health"
 // once the deployer has proved, over a fresh connection, that it can still
 // get in and the host is healthy. boot, test, dry-activate and
 // --magic-rollback=false keep NixOS's meanings (plainActivate).
-func (r *run) activate(ctx context.Context, c *remote.Host, h flake.Host, st remote.State, res *Result) (Status, error) {
+func (r *run) activate(ctx context.Context, c *remote.Host, h flake.Host, st remote.State, res *Result) (status Status, err error) {
 	if h.Darwin() {
 		return r.activateDarwin(ctx, c, h, st, res)
 	}
@@ -39,6 +39,10 @@ func (r *run) activate(ctx context.Context, c *remote.Host, h flake.Host, st rem
 		return Failed, err
 	}
 	defer lock.Release()
+	if err := r.preActivationKeys(ctx, c, h); err != nil {
+		return Failed, err
+	}
+	defer r.postActivationKeys(ctx, c, h, &status, &err)
 	// Another deploy may have changed the host since it was connected to.
 	if now, err := c.ReadState(ctx); err == nil {
 		st = now

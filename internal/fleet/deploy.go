@@ -201,6 +201,9 @@ func (r *run) deployHost(ctx context.Context, h flake.Host) Result {
 
 	if !r.Force && upToDate(r.Mode, st, h.OutPath) {
 		res.NewGen = st.Generation
+		if err := r.upToDateKeys(ctx, c, h); err != nil {
+			return finish(Failed, err)
+		}
 		return finish(UpToDate, nil)
 	}
 	if h.Darwin() {

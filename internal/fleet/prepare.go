@@ -12,6 +12,7 @@ import (
 	"github.com/skiffdeploy/skiff/internal/command"
 	"github.com/skiffdeploy/skiff/internal/fault"
 	"github.com/skiffdeploy/skiff/internal/flake"
+	"github.com/skiffdeploy/skiff/internal/keys"
 	"github.com/skiffdeploy/skiff/internal/nix"
 	"github.com/skiffdeploy/skiff/internal/remote"
 	"github.com/skiffdeploy/skiff/internal/transport"
@@ -66,6 +67,7 @@ type run struct {
 	builders    map[string]*remote.Host // build hosts by destination
 	builtOn     map[string]*remote.Host // host → the build host that built its system
 	waits       map[string]*activationWait
+	keys        map[string][]keys.Key // read by readKeys; never logged
 	mu          sync.Mutex
 }
 
@@ -113,6 +115,9 @@ func Prepare(ctx context.Context, o Options, build bool) (*Session, error) {
 			Conn: &transport.SSH{Target: TargetOf(h, o.User), Options: o.SSH, Run: o.Runner, Name: h.Name}}
 	}
 
+	if build && o.Mode.writesKeys() {
+		r.readKeys(ctx)
+	}
 	var wg sync.WaitGroup
 	if build {
 		r.checkPlatforms(ctx)
