@@ -30,7 +30,7 @@ build {
     fileset = lib.fileset.unions [ ../go.mod ../go.sum ../cmd ../internal ../bench ];
   };
 
-  vendorHash = "sha256-kgpupScc7dLeQuBAsrNhBYtjFVRVh4efBA1ijPbW+b8=";
+  vendorHash = "sha256-j2CxGatAQMBPFI8dnNwgV8ONXgpECxui3dBnTuQYc8w=";
 
   subPackages = [ "cmd/skiff" ];
   env.CGO_ENABLED = "0";
