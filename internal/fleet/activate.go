@@ -53,9 +53,33 @@ func (r *run) activate(ctx context.Context, c *remote.Host, h flake.Host, st rem
 	return r.plainActivate(ctx, c, h, st, res)
 }
 
-// lock takes the host's deploy lock.
+// GCLockWait bounds how long a deploy waits for a skiff gc holding the
+// host's deploy lock.
+const GCLockWait = 10 * time.Minute
+
+// lock takes the host's deploy lock. A skiff gc holding it is waited for
+// (a gc is short, and it skips hosts a deploy holds); another deploy is
+// not.
 func (r *run) lock(ctx context.Context, c *remote.Host) (*remote.Lock, error) {
-	l, err := c.Lock(ctx, lockOwner(), r.Safety.BreakLock)
+	var l *remote.Lock
+	var err error
+	waited := false
+	for deadline := time.Now().Add(GCLockWait); ; {
+		l, err = c.Lock(ctx, LockOwner(""), r.Safety.BreakLock)
+		var held *remote.HeldError
+		if err == nil || !errors.As(err, &held) || held.Holder.Op != remote.OpGC || time.Now().After(deadline) {
+			break
+		}
+		if !waited {
+			r.report(c.Name, PhaseActivate, "waiting for skiff gc of %s to finish (it holds the host's deploy lock)", held.Holder)
+			waited = true
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -70,15 +94,16 @@ func (r *run) lock(ctx context.Context, c *remote.Host) (*remote.Lock, error) {
 
 var ownerRE = regexp.MustCompile(`[^A-Za-z0-9._@-]`)
 
-// lockOwner says who this deploy is, for the host's lock.
-func lockOwner() remote.LockOwner {
+// LockOwner says who this skiff process is, for a host's deploy lock;
+// op is remote.OpGC for skiff gc, empty for a deploy or rollback.
+func LockOwner(op string) remote.LockOwner {
 	name := os.Getenv("USER")
 	if u, err := user.Current(); err == nil {
 		name = u.Username
 	}
 	machine, _ := os.Hostname()
 	clean := func(s string) string { return ownerRE.ReplaceAllString(s, "_") }
-	return remote.LockOwner{User: clean(name), Machine: clean(machine), PID: os.Getpid(), Since: time.Now().UTC().Format(time.RFC3339)}
+	return remote.LockOwner{User: clean(name), Machine: clean(machine), PID: os.Getpid(), Since: time.Now().UTC().Format(time.RFC3339), Op: op}
 }
 
 func checksOf(h flake.Host) activate.Checks {
@@ -109,8 +134,10 @@ func (r *run) supervised(ctx context.Context, c *remote.Host, name string, plan 
 	plan.Window = r.Safety.Confirm() + checks.Budget()
 	r.report(name, PhaseActivate, "switch-to-configuration test under a supervisor (%s); unless confirmed within %s the host returns to %s",
 		plan.StateDir(), plan.Window, previous(st))
+	var log outputTail
 	out, err := activate.Run(ctx, &activate.Remote{Host: c}, plan, r.Safety, checks, before, activate.Hooks{
 		Output: func(l string) {
+			log.add(l)
 			r.Reporter.Event(Event{Time: time.Now(), Host: name, Phase: PhaseActivate, Msg: l, Output: true})
 		},
 		Note: func(f string, a ...any) { r.report(name, PhaseActivate, f, a...) },
@@ -128,6 +155,12 @@ func (r *run) supervised(ctx context.Context, c *remote.Host, name string, plan 
 		r.report(name, PhaseActivate, "%s failed; its last %d journal lines:", u, activate.JournalLines)
 		for _, l := range strings.Split(out.Journals[u], "\n") {
 			r.Reporter.Event(Event{Time: time.Now(), Host: name, Phase: PhaseActivate, Msg: l, Output: true})
+		}
+	}
+	if out.Cause == activate.CauseCommit {
+		// The supervisor's log has nix-env's reason.
+		if why := log.nixError(); why != "" {
+			out.Reason += ": " + why
 		}
 	}
 	cause, class, hint := describe(out, r.Mode, c, plan)
@@ -191,6 +224,54 @@ func describe(out activate.Outcome, mode Mode, c *remote.Host, plan activate.Pla
 	}
 	return "rolled back by the host: " + out.Reason, fault.Activation,
 		fmt.Sprintf("see %s/log on the host (\"ssh %s cat %s/log\")", plan.StateDir(), dest, plan.StateDir())
+}
+
+// outputTail keeps the last lines of a supervisor's output.
+type outputTail struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (t *outputTail) add(l string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.lines = append(t.lines, l)
+	if len(t.lines) > 200 {
+		t.lines = append([]string(nil), t.lines[100:]...)
+	}
+}
+
+// nixError is the last error Nix printed (nix-env failing to set the
+// profile), with the lines that explain it: "don't know how to build
+// these paths:" and the paths listed under it. Empty when there is none.
+func (t *outputTail) nixError() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	last := -1
+	for i, l := range t.lines {
+		if strings.HasPrefix(l, "error:") {
+			last = i
+		}
+	}
+	if last < 0 {
+		return ""
+	}
+	first := last
+	for first > 0 && first > last-10 {
+		p := t.lines[first-1]
+		if !strings.HasPrefix(p, "  /") && !strings.HasPrefix(p, "don't know how to build") {
+			break
+		}
+		first--
+	}
+	why := ""
+	for _, l := range t.lines[first:last] {
+		why += strings.TrimSpace(l) + " "
+	}
+	if why != "" {
+		why = strings.TrimSpace(why) + "; "
+	}
+	return why + strings.TrimSpace(t.lines[last])
 }
 
 func andList(s []string) string {
