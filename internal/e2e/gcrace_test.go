@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -176,5 +177,15 @@ func TestGCSkipsAHostADeployHoldsAndTheRootGoesWithTheDeploy(t *testing.T) {
 	wantCode(t, skiffOn(t, l, "diff", "gclock1", "--flake", writeFlake(t, host("gclock1", "generation = 7;"))), 0)
 	if roots := rootsOn(t, l, "gclock1"); len(roots) != 0 {
 		t.Errorf("GC roots left after dry-activate, boot, a rolled back deploy and diff: %v", roots)
+	}
+
+	// Roots left by killed deployers: one two days old goes with the next
+	// deploy's query, a recent one (its deploy may still copy) stays.
+	labHost(t, l, "gclock1", "sh", "-c", `cur=$(readlink /run/current-system) &&
+ln -s "$cur" /run/skiff/roots/killed-long-ago && touch -h -d "2 days ago" /run/skiff/roots/killed-long-ago &&
+ln -s "$cur" /run/skiff/roots/still-copying`)
+	deployOK(t, l, "gclock1", 8, "")
+	if roots := rootsOn(t, l, "gclock1"); !slices.Equal(roots, []string{"still-copying"}) {
+		t.Errorf("GC roots after sweeping: %v, want only the recent one", roots)
 	}
 }
