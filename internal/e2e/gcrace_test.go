@@ -189,3 +189,19 @@ ln -s "$cur" /run/skiff/roots/still-copying`)
 		t.Errorf("GC roots after sweeping: %v, want only the recent one", roots)
 	}
 }
+
+// A commit whose nix-env cannot set the system profile says why, in
+// nix-env's words, not only that it failed. (The health check, run just
+// before the commit, makes the profiles read-only.)
+func TestFailedCommitCarriesNixEnvsReason(t *testing.T) {
+	l := newLab(t, lab.HostSpec{Name: "commit1"})
+	deployOK(t, l, "commit1", 1, "")
+	r := skiffOn(t, l, "deploy", "commit1", confirm, "--flake", writeFlake(t, host("commit1",
+		`generation = 2; deployment.healthChecks = { commands = [ "mount --bind /nix/var/nix/profiles /nix/var/nix/profiles && mount -o remount,bind,ro /nix/var/nix/profiles" ]; };`)))
+	labHost(t, l, "commit1", "umount", "/nix/var/nix/profiles")
+	wantCode(t, r, 4)
+	wantContains(t, "error", r.stderr, "skiff: error: commit1: setting the system profile failed: error: ", "Read-only file system")
+	if got := profile(t, l, "commit1"); got != "system-1-link" {
+		t.Errorf("profile %q, want system-1-link", got)
+	}
+}
