@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by scripts/demo, scripts/test and .ci/run: installs what skiff's
 # demo and tests need on a fresh Debian machine, when it is missing.
 # Needs root (apt-get). Go itself is expected at /usr/local/go or on PATH.
@@ -18,6 +19,8 @@ skiff_deps() {
 	# The systemd test hosts (internal/lab/nspawn).
 	[ -x /usr/bin/systemd-nspawn ] || need+=(systemd-container)
 	[ -x /usr/sbin/debootstrap ] || need+=(debootstrap)
+	# scripts/test checks scripts/* and the host-side scripts with it.
+	command -v shellcheck >/dev/null 2>&1 || need+=(shellcheck)
 	if [ ${#need[@]} -gt 0 ]; then
 		echo "installing ${need[*]}" >&2
 		export DEBIAN_FRONTEND=noninteractive

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/skiffdeploy/skiff/internal/fault"
 )
 
 // Target is the host side of the protocol; Remote implements it over SSH.
@@ -63,12 +65,15 @@ func (c Checks) Budget() time.Duration {
 
 // Timing of the deployer's side.
 const (
-	PollInterval   = 50 * time.Millisecond  // supervisor status polls
-	RetryInterval  = 500 * time.Millisecond // fresh-connection confirm attempts
-	CheckInterval  = time.Second            // health-check attempts
-	StartTimeout   = 30 * time.Second       // the supervisor must report within this
-	JournalLines   = 50
-	maxPollFailure = 3 // consecutive poll failures tolerated after the window ended
+	PollInterval  = 50 * time.Millisecond // supervisor status polls
+	CheckInterval = time.Second           // health-check attempts
+	// Fresh-connection confirm attempts back off from ConfirmBackoff,
+	// doubling up to ConfirmBackoffMax.
+	ConfirmBackoff    = 250 * time.Millisecond
+	ConfirmBackoffMax = 2 * time.Second
+	StartTimeout      = 30 * time.Second // the supervisor must report within this
+	JournalLines      = 50
+	maxPollFailure    = 3 // consecutive poll failures tolerated after the window ended
 )
 
 // Cause says why a rollback happened.
@@ -164,7 +169,7 @@ func Run(ctx context.Context, t Target, plan Plan, o Options, checks Checks, bef
 	if !st.Final() {
 		if decision == "commit" {
 			hk.Note("confirming over a new ssh connection")
-			err := retryUntil(ctx, deadline, RetryInterval, func(ctx context.Context) error {
+			err := confirmFresh(ctx, deadline, func(ctx context.Context) error {
 				return t.Decide(ctx, plan, "commit", true)
 			})
 			switch {
@@ -296,6 +301,73 @@ func runChecks(ctx context.Context, t Target, c Checks) []string {
 }
 
 func quoteName(s string) string { return "\"" + s + "\"" }
+
+// confirmFresh calls try (the confirmation over a fresh connection) until
+// it gets through, returns ErrTooLate, or gives a lockout verdict, which
+// needs a definite answer: authentication refused, connection refused or a
+// changed host key end the attempts at once; any other failure (sshd
+// dropping connections before authentication when busy, a reset during key
+// exchange, an attempt that timed out, ssh exiting without a reason) is
+// tried again, with a backoff, until deadline; failing until then is a
+// lockout too. It returns the most telling failure: a definite one, else
+// the last attempt that failed by itself rather than being cut by the
+// deadline.
+func confirmFresh(ctx context.Context, deadline time.Time, try func(context.Context) error) error {
+	var last error
+	wait := ConfirmBackoff
+	for {
+		begun := time.Now()
+		actx, cancel := context.WithDeadline(ctx, deadline)
+		err := try(actx)
+		cut := actx.Err() != nil
+		cancel()
+		if err == nil || errors.Is(err, ErrTooLate) {
+			return err
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if Definite(err) {
+			return err
+		}
+		if cut {
+			// ssh stopped by the deadline has nothing to say.
+			err = &cutError{after: time.Since(begun)}
+		}
+		if !cut || last == nil {
+			last = err
+		}
+		if !time.Now().Add(wait).Before(deadline) {
+			return last
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, ConfirmBackoffMax)
+	}
+}
+
+// Definite reports whether a failed fresh connection proves a lockout on
+// its own: the host refused the key, the connection, or presents another
+// host key.
+func Definite(err error) bool {
+	switch fault.ClassOf(err) {
+	case fault.Auth, fault.Refused, fault.HostKey:
+		return true
+	}
+	return false
+}
+
+// cutError is an attempt stopped by the end of the confirm window. It
+// hides what the stopped ssh said (nothing useful), so that no message
+// reads like a failure of ssh with an empty reason.
+type cutError struct{ after time.Duration }
+
+func (e *cutError) Error() string {
+	return fmt.Sprintf("no answer within the confirm window: the new connection was still pending when it ran out, %s after it started", e.after.Round(100*time.Millisecond))
+}
 
 // retryUntil calls fn until it succeeds, returns ErrTooLate, or deadline
 // passes (at least once); it returns fn's last error. Each attempt is

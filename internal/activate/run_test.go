@@ -8,6 +8,8 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/skiffdeploy/skiff/internal/fault"
 )
 
 // fakeHost plays the supervisor in memory, on synctest's clock.
@@ -16,9 +18,10 @@ type fakeHost struct {
 	code       int           // its exit code
 	before     []string      // failed units (FailedUnits answers after on later calls)
 	after      []string
-	freshErr   error             // every fresh Decide fails with it
-	lostAt     time.Duration     // > 0: every call fails from this long after launch
-	check      func(n int) error // n-th call of Check
+	freshErr   error                                  // every fresh Decide fails with it
+	fresh      func(ctx context.Context, n int) error // else the n-th fresh Decide's failure
+	lostAt     time.Duration                          // > 0: every call fails from this long after launch
+	check      func(n int) error                      // n-th call of Check
 	mu         sync.Mutex
 	start      time.Time
 	plan       Plan
@@ -31,7 +34,12 @@ type fakeHost struct {
 	decidedBy  string
 }
 
-var errSSH = errors.New("ssh: Permission denied (publickey)")
+// errSSH is a refused key: a definite lockout.
+var errSSH = fault.New("h", fault.Auth, "authorize your key", "authentication as root refused: key not authorized (root@h: Permission denied (publickey).)")
+
+// errBusy is sshd dropping a connection before authentication (MaxStartups):
+// worth another try.
+var errBusy = fault.New("h", fault.SSH, "run ssh -v", "ssh to root@h failed: closed by the host before authentication (kex_exchange_identification: Connection closed by remote host)")
 
 func (f *fakeHost) lost() bool {
 	return f.lostAt > 0 && time.Since(f.start) >= f.lostAt
@@ -93,6 +101,14 @@ func (f *fakeHost) Decide(ctx context.Context, p Plan, decision string, fresh bo
 		f.mu.Unlock()
 		if f.freshErr != nil {
 			return f.freshErr
+		}
+		if f.fresh != nil {
+			f.mu.Lock()
+			n := f.freshTries
+			f.mu.Unlock()
+			if err := f.fresh(ctx, n); err != nil {
+				return err
+			}
 		}
 	}
 	if f.lost() {
@@ -167,23 +183,101 @@ func TestLockoutRollsBackBeforeTheWindowEnds(t *testing.T) {
 		if !out.RolledBack || out.Cause != CauseLostAccess || !errors.Is(out.AccessErr, errSSH) {
 			t.Fatalf("outcome %+v, want rolled back for lost access", out)
 		}
-		if f.decidedBy != "deployer" || !strings.Contains(f.decided, "lost SSH access") {
+		if f.decidedBy != "deployer" || !strings.Contains(f.decided, "lost SSH access") || !strings.Contains(f.decided, "Permission denied") {
 			t.Errorf("decided by %s: %q", f.decidedBy, f.decided)
 		}
-		// Retried every RetryInterval until 1s (the margin) before the
-		// supervisor's window, then asked for the rollback.
-		if f.decidedAt > time.Second+4*time.Second {
-			t.Errorf("rollback asked %s after launch, after the window", f.decidedAt)
+		// A refused key is a definite answer: no second attempt, the
+		// rollback is asked for at once.
+		if f.freshTries != 1 || f.decidedAt > time.Second+PollInterval {
+			t.Errorf("%d fresh attempts, rollback asked %s after launch", f.freshTries, f.decidedAt)
 		}
-		if want := int((3*time.Second)/RetryInterval) - 1; f.freshTries < want {
-			t.Errorf("%d fresh attempts, want at least %d", f.freshTries, want)
+	})
+}
+
+// A busy sshd drops the first fresh connections of the window: they are
+// tried again with a backoff, and the host commits.
+func TestBusyHostIsRetriedAndCommits(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := &fakeHost{activation: time.Second, fresh: func(_ context.Context, n int) error {
+			if n <= 4 {
+				return errBusy
+			}
+			return nil
+		}}
+		out, err := run(t, f, Options{ConfirmTimeout: 10 * time.Second}, Checks{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !out.Committed || out.Cause != CauseNone || out.AccessErr != nil {
+			t.Fatalf("outcome %+v, want committed", out)
+		}
+		// Attempts at 0, 0.25, 0.75, 1.75 and 3.75 s after activating.
+		if at := f.decidedAt - time.Second - 3750*time.Millisecond; f.freshTries != 5 || at < 0 || at > PollInterval {
+			t.Errorf("%d fresh attempts, confirmed %s after launch", f.freshTries, f.decidedAt)
+		}
+	})
+}
+
+// Transient failures until the window ends are a lockout, and the verdict
+// carries ssh's reason.
+func TestTransientFailuresUntilTheWindowEndsAreALockout(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := &fakeHost{activation: time.Second, freshErr: errBusy}
+		out, err := run(t, f, Options{ConfirmTimeout: 10 * time.Second}, Checks{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !out.RolledBack || out.Cause != CauseLostAccess || !errors.Is(out.AccessErr, errBusy) {
+			t.Fatalf("outcome %+v, want rolled back for lost access", out)
+		}
+		if !strings.Contains(f.decided, "closed by the host before authentication (kex_exchange_identification") {
+			t.Errorf("decision %q lacks ssh's reason", f.decided)
+		}
+		// 0, .25, .75, 1.75, 3.75, 5.75, 7.75 s: the deadline is 9 s.
+		if f.freshTries != 7 || f.decidedAt > 10*time.Second {
+			t.Errorf("%d fresh attempts, rollback asked %s after launch", f.freshTries, f.decidedAt)
+		}
+	})
+}
+
+// An attempt stopped by the end of the window says so; an ssh stopped
+// that way has no reason to give, and the verdict never reads "ssh to
+// HOST failed: " with nothing after it.
+func TestAnAttemptCutByTheWindowSaysSo(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := &fakeHost{activation: time.Second, fresh: func(ctx context.Context, n int) error {
+			<-ctx.Done() // connected, but the host is too slow to answer
+			return fault.New("h", fault.SSH, "run ssh -v", "ssh to root@h failed: ")
+		}}
+		out, err := run(t, f, Options{ConfirmTimeout: 4 * time.Second}, Checks{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !out.RolledBack || out.Cause != CauseLostAccess {
+			t.Fatalf("outcome %+v, want rolled back for lost access", out)
+		}
+		msg := out.AccessErr.Error()
+		if _, isFault := fault.As(out.AccessErr); isFault || !strings.Contains(msg, "no answer within the confirm window") || !strings.Contains(msg, "3s after it started") {
+			t.Errorf("access error %q", msg)
+		}
+		// A cut attempt does not hide an earlier, telling failure.
+		f = &fakeHost{activation: time.Second, fresh: func(ctx context.Context, n int) error {
+			if n == 1 {
+				return errBusy
+			}
+			<-ctx.Done()
+			return ctx.Err()
+		}}
+		out, _ = run(t, f, Options{ConfirmTimeout: 4 * time.Second}, Checks{})
+		if !errors.Is(out.AccessErr, errBusy) {
+			t.Errorf("access error %v, want the dropped connection", out.AccessErr)
 		}
 	})
 }
 
 func TestHostTimesOutWhenTheDeployerLosesEverything(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		f := &fakeHost{activation: time.Second, freshErr: errSSH, lostAt: time.Second + PollInterval}
+		f := &fakeHost{activation: time.Second, freshErr: errBusy, lostAt: time.Second + PollInterval}
 		start := time.Now()
 		_, err := run(t, f, Options{ConfirmTimeout: 3 * time.Second}, Checks{})
 		if err == nil || !strings.Contains(err.Error(), "lost contact") || !strings.Contains(err.Error(), "rolls back by itself") {

@@ -2,6 +2,7 @@ package activate
 
 import (
 	"crypto/rand"
+	_ "embed"
 	"encoding/hex"
 	"fmt"
 	"regexp"
@@ -88,89 +89,53 @@ func (p Plan) validate() error {
 	return nil
 }
 
-// Supervisor is the script that owns the rollback decision on the host.
-// Arguments: DIR NEW OLD WINDOW_SECONDS GENERATION (OLD and GENERATION may
-// be empty). Its state file holds one line: "activating", "activated RC",
-// "committing", "committed PROFILE_LINK", "rolling-back REASON",
-// "rolled-back RC REASON" or "stranded REASON" (no previous system).
-const Supervisor = `set -u
-dir=$1 new=$2 old=$3 window=$4 gen=$5
-P=/nix/var/nix/profiles/system
-exec </dev/null >>"$dir/log" 2>&1
-echo $$ >"$dir/pid"
-st() { printf '%s\n' "$*" >"$dir/state.tmp" && mv -f "$dir/state.tmp" "$dir/state"; }
-decide() { printf '%s\n' "$1" >"$dir/decision.tmp" && mv -f "$dir/decision.tmp" "$dir/decision"; }
-nap() { sleep 0.05 2>/dev/null || sleep 1; }
-st activating
-"$new/bin/switch-to-configuration" test
-rc=$?
-st "activated $rc"
-end=$(( $(date +%s) + window + 1 ))
-while [ ! -e "$dir/decision" ]; do
-	if [ "$(date +%s)" -ge "$end" ] && mkdir "$dir/decided" 2>/dev/null; then
-		decide "rollback not confirmed within ${window}s: the deployer vanished or lost SSH access"
-	fi
-	[ -e "$dir/decision" ] || nap
-done
-read -r verb reason <"$dir/decision" || true
-if [ "$verb" = commit ]; then
-	st committing
-	oldlink=$(readlink "$P" 2>/dev/null) || oldlink=
-	if [ -n "$gen" ]; then
-		nix-env -p "$P" --switch-generation "$gen"
-	else
-		nix-env -p "$P" --set "$new"
-	fi
-	if [ $? -ne 0 ]; then
-		verb=rollback reason="setting the system profile failed"
-	elif ! "$new/bin/switch-to-configuration" boot; then
-		newlink=$(readlink "$P")
-		if [ -n "$oldlink" ]; then
-			o=${oldlink#system-}; o=${o%-link}
-			nix-env -p "$P" --switch-generation "$o"
-			if [ -z "$gen" ]; then
-				n=${newlink#system-}; n=${n%-link}
-				nix-env -p "$P" --delete-generations "$n"
-			fi
-			"$(readlink -f "$P")/bin/switch-to-configuration" boot
-		else
-			rm -f "$P" "$P-${newlink#system-}"
-		fi
-		verb=rollback reason="making the new system the boot default failed"
-	else
-		st "committed $(readlink "$P")"
-		rm -f "$dir/pid"
-		exit 0
-	fi
-fi
-st "rolling-back $reason"
-if [ -z "$old" ]; then
-	st "stranded $reason"
-	rm -f "$dir/pid"
-	exit 1
-fi
-"$old/bin/switch-to-configuration" test
-st "rolled-back $? $reason"
-rm -f "$dir/pid"
-`
+// The host-side scripts are files beside this one (scripts/*.sh, POSIX
+// sh, shellchecked and run under dash by the tests). Each takes its data
+// as positional arguments, never inside the script.
+var (
+	// Supervisor is the script that owns the rollback decision on the
+	// host. Arguments: DIR NEW OLD WINDOW_SECONDS GENERATION (OLD and
+	// GENERATION may be empty). Its state file holds one line:
+	// "activating", "activated RC", "committing", "committed
+	// PROFILE_LINK", "rolling-back REASON", "rolled-back RC REASON" or
+	// "stranded REASON" (no previous system). Its window is counted on the
+	// host's monotonic clock, never on the wall clock.
+	//
+	//go:embed scripts/supervisor.sh
+	Supervisor string
 
-// launchScript makes the supervisor's directory and starts the detached
-// supervisor given as "$@", with no input and output to a file.
-const launchScript = `dir=$1; shift
-umask 077
-mkdir -p /run/skiff && mkdir "$dir" || exit 1
-if ! "$@" </dev/null >"$dir/launch.log" 2>&1; then cat "$dir/launch.log" >&2; exit 1; fi`
+	// launchScript makes the supervisor's directory and starts the
+	// detached supervisor given as "$@", with no input and output to a
+	// file.
+	//
+	//go:embed scripts/launch.sh
+	launchScript string
 
-// launchFileScript is launchScript for a transient systemd unit: it also
-// writes the supervisor script ($2) to DIR/supervisor, which the unit runs.
-// systemd expands $NAME, ${NAME} and $$ on a unit's command line when it
-// starts it (systemd-run cannot turn that off before systemd 254), which
-// would rewrite the script if it were an argument.
-const launchFileScript = `dir=$1 script=$2; shift 2
-umask 077
-mkdir -p /run/skiff && mkdir "$dir" || exit 1
-printf '%s\n' "$script" >"$dir/supervisor" || exit 1
-if ! "$@" </dev/null >"$dir/launch.log" 2>&1; then cat "$dir/launch.log" >&2; exit 1; fi`
+	// launchFileScript is launchScript for a transient systemd unit: it
+	// also writes the supervisor script ($2) to DIR/supervisor, which the
+	// unit runs (systemd expands "$" on a unit's command line).
+	//
+	//go:embed scripts/launch-file.sh
+	launchFileScript string
+
+	// detectScript prints "systemd" when the host runs systemd.
+	//
+	//go:embed scripts/detect.sh
+	detectScript string
+
+	// statusScript prints the supervisor's state line, whether it still
+	// runs, then its output from an offset, after waiting on the host for
+	// news (see the script for why liveness is read before the state).
+	//
+	//go:embed scripts/status.sh
+	statusScript string
+
+	// decideScript records a decision unless one was taken already (exit
+	// 3: too late).
+	//
+	//go:embed scripts/decide.sh
+	decideScript string
+)
 
 // LaunchArgv is the command that starts the supervisor of p on a host:
 // a transient systemd unit when systemd runs there, else a new session.
@@ -195,34 +160,6 @@ func LaunchArgv(p Plan, systemd bool) ([]string, error) {
 	argv := []string{"sh", "-c", launchScript, "sh", p.StateDir(), "setsid", "-f", "/bin/sh", "-c", Supervisor, "skiff-supervisor"}
 	return append(argv, args...), nil
 }
-
-// detectScript prints "systemd" when the host runs systemd.
-const detectScript = `if [ -d /run/systemd/system ] && command -v systemd-run >/dev/null 2>&1; then echo systemd; else echo plain; fi`
-
-// statusScript prints the supervisor's state line, whether it still runs
-// (1 or 0), then its output from byte offset $2 (1-based). It first waits
-// on the host, up to $4 tenths of a second, for something to report: a
-// state other than $3, the supervisor gone, or new output; so a watcher
-// needs few round trips and still hears of a change at once. Liveness is
-// read before the state: the supervisor writes its final state before it
-// removes its pid file, so "not running" always comes with a final state.
-const statusScript = `d=$1 off=$2 last=$3 n=$4
-while :; do
-	a=0
-	if [ -f "$d/pid" ] && kill -0 "$(cat "$d/pid")" 2>/dev/null; then a=1; fi
-	s=$(cat "$d/state" 2>/dev/null) || s=
-	size=$(wc -c <"$d/log" 2>/dev/null) || size=0
-	if [ "$s" != "$last" ] || [ "$a" = 0 ] || [ "$size" -ge "$off" ] || [ "$n" -le 0 ]; then break; fi
-	n=$((n - 1))
-	sleep 0.1 2>/dev/null || n=0
-done
-printf '%s\n%s\n' "$s" "$a"
-tail -c +"$2" "$d/log" 2>/dev/null || true`
-
-// decideScript records the decision $2 unless one was taken already
-// (exit 3: too late).
-const decideScript = `mkdir "$1/decided" 2>/dev/null || exit 3
-printf '%s\n' "$2" >"$1/decision.tmp" && mv -f "$1/decision.tmp" "$1/decision"`
 
 // State is what a supervisor reports.
 type State struct {

@@ -17,7 +17,6 @@ type deployOptions struct {
 	targetUser string
 	parallel   int
 	force      bool
-	on         []string
 	canary     int
 	failFast   bool
 	json       bool
@@ -65,11 +64,10 @@ Modes (as nixos-rebuild):
 	f.StringVar(&o.targetUser, "target-user", "", "log in as `USER` on every host (default: deployment.targetUser, else root); a user other than root uses sudo -n")
 	f.IntVarP(&o.parallel, "parallel", "p", 10, "deploy at most `N` hosts at once")
 	f.BoolVar(&o.force, "force", false, "activate even hosts that already run the new system")
-	f.StringSliceVar(&o.on, "on", nil, "select hosts: `NAMES`, globs and @tags, comma separated")
 	f.IntVar(&o.canary, "canary", 0, "deploy `N` hosts first and stop if any of them fails")
 	f.BoolVar(&o.failFast, "fail-fast", false, "once a host fails, deploy no more hosts")
 	f.BoolVar(&o.json, "json", false, "print JSON Lines on stdout: an event per phase change, then a summary")
-	f.BoolVar(&o.askSudo, "ask-sudo-password", false, "ask once for the sudo password of the login user and give it to sudo on each host")
+	f.BoolVar(&o.askSudo, "ask-sudo-password", false, "ask once for the sudo password of the login user and give it to sudo on each host whose sudo asks for it")
 	f.BoolVar(&o.gc, "gc", false, "when a host lacks room for the copy, delete old generations and collect garbage there first")
 	f.IntVar(&o.gcKeep, "gc-keep", fleet.DefaultGCKeep, "with --gc: keep the newest `N` generations")
 	f.BoolVar(&o.substitute, "use-substitutes", false, "let each host fetch what it can from its own substituters (nix copy --substitute-on-destination)")
@@ -77,7 +75,7 @@ Modes (as nixos-rebuild):
 	f.StringVar(&o.buildHost, "build-host", "", "build every host's system on `[USER@]HOST` (over ssh) instead of here; overrides deployment.buildHost")
 	addPlanFlags(f, &o.plan)
 	addSafetyFlags(f, &safety)
-	return c
+	return withOn(c)
 }
 
 func runDeploy(ctx context.Context, g *globals, o deployOptions, safety activate.Options, hosts []string) error {
@@ -103,7 +101,6 @@ func runDeploy(ctx context.Context, g *globals, o deployOptions, safety activate
 	if o.buildHost != "" && !flake.ValidBuildHost(o.buildHost) {
 		return usageError{errorf("invalid --build-host %q (want HOST or USER@HOST)", o.buildHost)}
 	}
-	hosts = append(hosts, o.on...)
 	rc, err := g.reach(hosts)
 	if err != nil {
 		return err
@@ -116,12 +113,18 @@ func runDeploy(ctx context.Context, g *globals, o deployOptions, safety activate
 			return err
 		}
 	}
+	// The password leaves skiff towards sudo only (internal/remote/sudo.go);
+	// red keeps it out of everything else this command shows or records.
+	red := newRedactor(password)
+	screen := g // the live view draws on the terminal itself, from redacted events
+	g, flush := red.globals(g)
+	defer flush()
 	beforeDeploy, err := o.plan.hook(g, o.parallel)
 	if err != nil {
 		return err
 	}
 	run := g.runner()
-	out := g.output(o.json)
+	out := screen.output(o.json)
 	start := time.Now()
 	results, err := fleet.Deploy(ctx, fleet.Options{
 		Flake:          ref,
@@ -141,11 +144,12 @@ func runDeploy(ctx context.Context, g *globals, o deployOptions, safety activate
 		SudoPassword:   password,
 		Runner:         run,
 		Nix:            g.nix(run),
-		Reporter:       out.reporter,
+		Reporter:       red.Reporter(out.reporter),
 		BeforeDeploy:   beforeDeploy,
 		Safety:         safety,
 	})
 	out.close()
+	results, err = red.Results(results), red.Error(err)
 	if err != nil {
 		return err
 	}
@@ -169,14 +173,15 @@ func runDeploy(ctx context.Context, g *globals, o deployOptions, safety activate
 }
 
 // exitCodeOf maps host results to the exit code: 4 when a host was rolled
-// back, else 3 when a host failed or was skipped, else 0.
+// back, else 3 when a host failed, was skipped or interrupted, else 0. An
+// interrupted run exits 130 whatever its hosts' results (runDeploy).
 func exitCodeOf(results []fleet.Result) int {
 	code := ExitOK
 	for _, r := range results {
 		switch {
 		case r.Status == fleet.RolledBack:
 			code = ExitRolledBack
-		case (r.Status == fleet.Failed || r.Status == fleet.Skipped) && code != ExitRolledBack:
+		case (r.Status == fleet.Failed || r.Status == fleet.Skipped || r.Status == fleet.Interrupted) && code != ExitRolledBack:
 			code = ExitHostsFailed
 		}
 	}

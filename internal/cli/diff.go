@@ -12,7 +12,6 @@ import (
 type diffOptions struct {
 	targetUser string
 	parallel   int
-	on         []string
 	json       bool
 }
 
@@ -52,16 +51,14 @@ Exit codes:
 	f := c.Flags()
 	f.StringVar(&o.targetUser, "target-user", "", "log in as `USER` on every host (default: deployment.targetUser, else root); a user other than root uses sudo -n")
 	f.IntVarP(&o.parallel, "parallel", "p", 10, "check at most `N` hosts at once")
-	f.StringSliceVar(&o.on, "on", nil, "select hosts: `NAMES`, globs and @tags, comma separated")
 	f.BoolVar(&o.json, "json", false, "print the plan as JSON on stdout")
-	return c
+	return withOn(c)
 }
 
 func runDiff(ctx context.Context, g *globals, o diffOptions, hosts []string) error {
 	if err := checkHostFlags(o.parallel, o.targetUser); err != nil {
 		return err
 	}
-	hosts = append(hosts, o.on...)
 	rc, err := g.reach(hosts)
 	if err != nil {
 		return err

@@ -57,7 +57,7 @@ Exit codes:
 	f.IntVarP(&o.parallel, "parallel", "p", 10, "check at most `N` hosts at once")
 	f.DurationVar(&o.timeout, "timeout", doctor.DefaultTimeout, "time allowed for each host's checks")
 	f.BoolVar(&o.json, "json", false, "print the findings as JSON")
-	return c
+	return withOn(c)
 }
 
 // hostTargets evaluates the selected hosts (names are validated before any

@@ -61,7 +61,7 @@ Durations: Go durations (36h, 90m) or days and weeks (30d, 2w).
 	f.StringVar(&o.olderThan, "older-than", "", "delete only generations older than `DURATION` (e.g. 30d)")
 	f.BoolVar(&o.dryRun, "dry-run", false, "list what would be deleted; change nothing")
 	f.BoolVar(&o.json, "json", false, "print the result as JSON")
-	return c
+	return withOn(c)
 }
 
 // parseAge reads a duration, accepting days (d) and weeks (w) too.

@@ -39,7 +39,7 @@ needed.
 	f.StringVar(&o.targetUser, "target-user", "", "log in as `USER` on every host (default: deployment.targetUser, else root)")
 	f.IntVarP(&o.parallel, "parallel", "p", 10, "query at most `N` hosts at once")
 	f.BoolVar(&o.json, "json", false, "print the generations as JSON")
-	return c
+	return withOn(c)
 }
 
 // hostGenerations is one host's generations (the JSON form is stable).

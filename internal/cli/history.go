@@ -51,7 +51,7 @@ else $XDG_STATE_HOME/skiff/history.db (default ~/.local/state/skiff/history.db).
 	f.BoolVar(&o.json, "json", false, "print JSON Lines on stdout, one object per host of a run")
 	f.IntVarP(&o.limit, "limit", "n", 20, "show at most `N` rows (0: all)")
 	f.BoolVar(&o.deployed, "deployed", false, "show each host's latest successful deploy only")
-	return c
+	return withOn(c)
 }
 
 // historyPath is where the history database lives: --history, else
@@ -219,7 +219,7 @@ func historyTable(w io.Writer, entries []history.Entry) {
 	for _, e := range entries {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
 			e.Run.Started.Local().Format("2006-01-02 15:04:05"), e.Run.Who, e.Host.Name, e.Host.Result,
-			historyGenerations(e), shortPath(e.Host.NewPath), revision(e.Run), e.Host.Duration.Round(100*time.Millisecond),
+			historyGenerations(e), shortPath(e.Host.NewPath), runRevision(e.Run), e.Host.Duration.Round(100*time.Millisecond),
 			historyError(e.Host))
 	}
 	tw.Flush()
@@ -231,7 +231,7 @@ func deployedTable(w io.Writer, entries []history.Entry, now time.Time) {
 	for _, e := range entries {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Host.Name, orDash(e.Host.NewGen), shortPath(e.Host.NewPath),
 			e.Run.Finished.Local().Format("2006-01-02 15:04:05")+" ("+ago(now.Sub(e.Run.Finished))+")",
-			e.Run.Who, revision(e.Run), e.Run.Mode)
+			e.Run.Who, runRevision(e.Run), e.Run.Mode)
 	}
 	tw.Flush()
 }
@@ -268,7 +268,7 @@ func shortPath(p string) string {
 	return hash[:8] + "-" + name
 }
 
-func revision(r history.Run) string {
+func runRevision(r history.Run) string {
 	rev := r.Revision
 	if len(rev) > 12 {
 		rev = rev[:12]

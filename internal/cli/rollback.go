@@ -43,7 +43,7 @@ nothing is built; the flake gives the hosts' addresses and health checks.
 	f.IntVarP(&o.parallel, "parallel", "p", 10, "roll back at most `N` hosts at once")
 	f.BoolVar(&o.json, "json", false, "print JSON Lines on stdout: an event per phase change, then a summary")
 	addSafetyFlags(f, &safety)
-	return c
+	return withOn(c)
 }
 
 func runRollback(ctx context.Context, g *globals, o rollbackOptions, safety activate.Options, hosts []string) error {

@@ -98,6 +98,9 @@ builds locally, copies only the store paths a host lacks, and activates.
 	root.SetOut(g.stdout)
 	root.SetErr(g.stderr)
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{err} })
+	root.Version = readVersion().String()
+	root.SetVersionTemplate("{{.Version}}\n")
+	root.Flags().Bool("version", false, "print skiff's version and exit (as \"skiff version\")")
 	f := root.PersistentFlags()
 	f.BoolVarP(&g.trace, "trace", "x", false, "print every external command (local and remote) before running it")
 	f.StringVar(&g.flake, "flake", ".", "the flake `PATH` (or flake reference) holding nixosConfigurations")
@@ -106,6 +109,9 @@ builds locally, copies only the store paths a host lacks, and activates.
 	f.StringArrayVar(&g.nixOptions, "nix-option", nil, "a nix setting `NAME=VALUE` for local nix commands (repeatable)")
 	f.StringVar(&g.history, "history", "", "the history database `PATH` (default $SKIFF_HISTORY, else $XDG_STATE_HOME/skiff/history.db)")
 	root.AddCommand(newDeploy(g))
+	root.AddCommand(newBuild(g))
+	root.AddCommand(newExec(g))
+	root.AddCommand(newVersion(g))
 	root.AddCommand(newHistory(g))
 	root.AddCommand(newStatus(g))
 	root.AddCommand(newDoctor(g))
@@ -113,6 +119,8 @@ builds locally, copies only the store paths a host lacks, and activates.
 	root.AddCommand(newGenerations(g))
 	root.AddCommand(newDiff(g))
 	root.AddCommand(newRollback(g))
+	root.AddCommand(newCompletion(g), newMan(g))
+	completeHosts(root, g)
 	return root
 }
 

@@ -57,7 +57,7 @@ Exit codes:
 	f.IntVarP(&o.parallel, "parallel", "p", 10, "query at most `N` hosts at once")
 	f.DurationVar(&o.timeout, "timeout", 10*time.Second, "time allowed to connect to each host, and for each host's query")
 	f.BoolVar(&o.json, "json", false, "print JSON Lines on stdout, one object per host")
-	return c
+	return withOn(c)
 }
 
 // hostStatus is what status found out about one host.

@@ -22,6 +22,9 @@ type Cmd struct {
 	// Stream, when set, receives standard output and standard error as
 	// they are produced, in addition to the captured copies.
 	Stream io.Writer
+	// StreamStderr, when set, receives standard error as it is produced
+	// instead of Stream.
+	StreamStderr io.Writer
 }
 
 // Result is what a finished program printed.
@@ -88,6 +91,9 @@ func (r *Runner) Run(ctx context.Context, c Cmd) (Result, error) {
 	if c.Stream != nil {
 		cmd.Stdout = io.MultiWriter(&stdout, c.Stream)
 		cmd.Stderr = io.MultiWriter(&stderr, c.Stream)
+	}
+	if c.StreamStderr != nil {
+		cmd.Stderr = io.MultiWriter(&stderr, c.StreamStderr)
 	}
 	err := cmd.Run()
 	res := Result{Stdout: stdout.Bytes(), Stderr: stderr.Bytes()}

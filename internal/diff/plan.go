@@ -114,8 +114,8 @@ func planHost(ctx context.Context, s *fleet.Session, h flake.Host) HostPlan {
 	}
 	if store.Free >= 0 && p.CopiedBytes > 0 && p.CopiedBytes+fleet.DiskMargin > store.Free {
 		return fail(fault.New(h.Name, fault.Disk,
-			fmt.Sprintf("free space on the host: delete old generations and collect garbage (\"ssh %s sudo nix-env -p %s --delete-generations +5 && ssh %s sudo nix-collect-garbage\")",
-				c.Conn.Target.Destination(), remote.Profile, c.Conn.Target.Destination()),
+			fmt.Sprintf("free space on the host: delete old generations and collect garbage (\"%s && %s\")",
+				c.Conn.ByHand(c.PrivArgv("nix-env", "-p", remote.Profile, "--delete-generations", "+5")...), c.Conn.ByHand(c.PrivArgv("nix-collect-garbage")...)),
 			"needs %s in /nix/store to check activation, %s free (keeping %s spare); nothing was copied",
 			human.Bytes(p.CopiedBytes), human.Bytes(store.Free), human.Bytes(fleet.DiskMargin)))
 	}
@@ -136,7 +136,7 @@ func planHost(ctx context.Context, s *fleet.Session, h flake.Host) HostPlan {
 	}
 	if act.ExitCode != 0 {
 		return fail(fault.New(h.Name, fault.Activation,
-			fmt.Sprintf("run it by hand to see its output: \"ssh %s %s/bin/switch-to-configuration dry-activate\"", c.Conn.Target.Destination(), h.OutPath),
+			fmt.Sprintf("run it by hand to see its output: \"%s\"", c.Conn.ByHand(c.PrivArgv(h.OutPath+"/bin/switch-to-configuration", "dry-activate")...)),
 			"switch-to-configuration dry-activate exited with %d (%s)", act.ExitCode, remote.ActivationMeaning(act.ExitCode)))
 	}
 	p.Units = ParseDryActivate(act.Output)

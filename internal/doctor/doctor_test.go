@@ -82,18 +82,6 @@ func TestConnectTimeout(t *testing.T) {
 	}
 }
 
-func TestParseSSHG(t *testing.T) {
-	out := "user deploy\nhostname 10.0.0.5\nport 2222\nproxyjump bastion\nproxycommand none\nuserknownhostsfile ~/.ssh/known_hosts ~/.ssh/known_hosts2\n"
-	got := parseSSHG(out)
-	want := effective{hostname: "10.0.0.5", user: "deploy", port: 2222, proxyJump: "bastion", knownHosts: "~/.ssh/known_hosts"}
-	if got != want {
-		t.Errorf("got %+v, want %+v", got, want)
-	}
-	if got := parseSSHG("hostname a\nproxyjump none\n"); got.proxyJump != "" || got.port != 22 {
-		t.Errorf("defaults: %+v", got)
-	}
-}
-
 func TestNixSystem(t *testing.T) {
 	for in, want := range map[[2]string]string{
 		{"x86_64", "Linux"}: "x86_64-linux", {"aarch64", "Linux"}: "aarch64-linux",

@@ -44,7 +44,14 @@ func (s *session) readFacts(ctx context.Context) (*remote.Facts, error) {
 	return s.facts, s.factsE
 }
 
-func (s *session) dest() string { return s.t.Target.Destination() }
+// sshCmd is the command a hint prints to run remote on the host by hand,
+// with sudo first when priv and the login is not root.
+func (s *session) sshCmd(priv bool, remote ...string) string {
+	if priv {
+		remote = s.host.PrivArgv(remote...)
+	}
+	return s.host.Conn.ByHand(remote...)
+}
 
 func checkNix(ctx context.Context, s *session) Finding {
 	f, err := s.readFacts(ctx)
@@ -68,7 +75,7 @@ func checkStore(ctx context.Context, s *session) Finding {
 	}
 	if !f.StoreRW {
 		return Finding{Status: Fail, Class: fault.Nix, Detail: "the Nix database (/nix/var/nix/db) cannot be written: " + strings.TrimSpace(f.StoreErr),
-			Hint: fmt.Sprintf("check the filesystem holding /nix on the host (\"ssh %s mount | grep /nix\"; remount it read-write, or free space)", s.dest())}
+			Hint: fmt.Sprintf("check the filesystem holding /nix on the host (\"%s | grep /nix\"; remount it read-write, or free space)", s.sshCmd(false, "mount"))}
 	}
 	return ok("/nix/var/nix/db is writable")
 }
@@ -97,7 +104,7 @@ func checkDisk(ctx context.Context, s *session) Finding {
 		h := fmt.Sprintf("skiff gc %s --keep 5", s.t.Name)
 		if d.Path == "/boot" {
 			failAt, warnAt = BootFail, BootWarn
-			h = fmt.Sprintf("delete old generations (skiff gc %s --keep 3), then reinstall the boot loader so it drops their entries (\"ssh %s sudo /run/current-system/bin/switch-to-configuration boot\")", s.t.Name, s.dest())
+			h = fmt.Sprintf("delete old generations (skiff gc %s --keep 3), then reinstall the boot loader so it drops their entries (\"%s\")", s.t.Name, s.sshCmd(true, "/run/current-system/bin/switch-to-configuration", "boot"))
 		}
 		st := OK
 		switch {
@@ -142,7 +149,7 @@ func checkUnits(ctx context.Context, s *session) Finding {
 	if len(f.Failed) == 0 {
 		return ok("no failed units")
 	}
-	return warn(fmt.Sprintf("see why with \"ssh %s journalctl -u %s -n 50\"", s.dest(), f.Failed[0]),
+	return warn(fmt.Sprintf("see why with \"%s\"", s.sshCmd(false, "journalctl", "-u", f.Failed[0], "-n", "50")),
 		"failed: %s", strings.Join(f.Failed, ", "))
 }
 
@@ -164,7 +171,7 @@ func checkLocks(ctx context.Context, s *session) Finding {
 		}
 	}
 	if len(held) > 0 {
-		return warn(fmt.Sprintf("another deploy or nixos-rebuild runs now; wait for it, or if it hangs find it with \"ssh %s pgrep -af switch-to-configuration\"", s.dest()),
+		return warn(fmt.Sprintf("another deploy or nixos-rebuild runs now; wait for it, or if it hangs find it with \"%s\"", s.sshCmd(false, "pgrep", "-af", "switch-to-configuration")),
 			"held: %s", strings.Join(held, ", "))
 	}
 	if len(idle) > 0 {

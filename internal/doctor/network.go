@@ -23,18 +23,13 @@ type session struct {
 	o      Options
 	local  *localBuild
 	t      Target
-	eff    effective   // from ssh -G
-	conn   net.Conn    // the TCP connection of the tcp check, read by ssh-banner
-	login  loginResult // the verbose ssh login of host-key and auth
+	eff    transport.Effective // from ssh -G
+	conn   net.Conn            // the TCP connection of the tcp check, read by ssh-banner
+	login  loginResult         // the verbose ssh login of host-key and auth
 	host   *remote.Host
 	sudoOK bool
 	facts  *remote.Facts
 	factsE error
-}
-
-type effective struct {
-	hostname, user, proxyJump, proxyCommand, knownHosts string
-	port                                                int
 }
 
 type loginResult struct {
@@ -60,9 +55,9 @@ func (s *session) close() {
 // via says how the host is reached when ssh does not connect directly.
 func (s *session) via() string {
 	switch {
-	case s.eff.proxyJump != "":
-		return "ProxyJump " + s.eff.proxyJump
-	case s.eff.proxyCommand != "":
+	case s.eff.ProxyJump != "":
+		return "ProxyJump " + s.eff.ProxyJump
+	case s.eff.ProxyCommand != "":
 		return "ProxyCommand"
 	}
 	return ""
@@ -99,67 +94,36 @@ func checkSSHConfig(ctx context.Context, s *session) Finding {
 		return Finding{Status: Fail, Class: fault.SSH, Detail: "ssh -G cannot read the ssh configuration: " + msg,
 			Hint: "fix the ssh configuration (~/.ssh/config or the -F file) at the line ssh names"}
 	}
-	s.eff = parseSSHG(string(res.Stdout))
-	d := fmt.Sprintf("%s@%s port %d", s.eff.user, s.eff.hostname, s.eff.port)
+	s.eff = transport.ParseEffective(string(res.Stdout))
+	d := fmt.Sprintf("%s@%s port %d", s.eff.User, s.eff.HostName, s.eff.Port)
 	if v := s.via(); v != "" {
 		d += " via " + v
 	}
-	if s.eff.hostname != s.t.Target.Host {
+	if s.eff.HostName != s.t.Target.Host {
 		d += fmt.Sprintf(" (%s is an alias)", s.t.Target.Host)
 	}
 	return ok("%s", d)
 }
 
-func parseSSHG(out string) effective {
-	e := effective{port: 22}
-	for _, l := range strings.Split(out, "\n") {
-		k, v, _ := strings.Cut(strings.TrimSpace(l), " ")
-		switch strings.ToLower(k) {
-		case "hostname":
-			e.hostname = v
-		case "user":
-			e.user = v
-		case "port":
-			if p, err := strconv.Atoi(v); err == nil {
-				e.port = p
-			}
-		case "proxyjump":
-			if v != "none" {
-				e.proxyJump = v
-			}
-		case "proxycommand":
-			if v != "none" {
-				e.proxyCommand = v
-			}
-		case "userknownhostsfile":
-			if f := strings.Fields(v); len(f) > 0 && e.knownHosts == "" {
-				e.knownHosts = f[0]
-			}
-		}
+// peer is the host for classifications and hints: as given, with what
+// ssh -G resolved once the ssh-config check has run.
+func (s *session) peer() transport.Peer {
+	p := transport.Peer{Name: s.t.Name, Target: s.t.Target, Options: s.o.SSH}
+	if s.eff.HostName != "" {
+		eff := s.eff
+		p.Eff = &eff
 	}
-	return e
-}
-
-// target is the host's ssh target with the effective address and port, for
-// messages about the network layers.
-func (s *session) target() transport.Target {
-	t := s.t.Target
-	t.Host = s.eff.hostname
-	t.Port = s.eff.port
-	if t.Port == 22 {
-		t.Port = 0
-	}
-	return t
+	return p
 }
 
 func checkDNS(ctx context.Context, s *session) Finding {
 	if v := s.via(); v != "" {
 		return skip("the address is resolved by the %s side", v)
 	}
-	if ip := net.ParseIP(s.eff.hostname); ip != nil {
-		return ok("%s is an address", s.eff.hostname)
+	if ip := net.ParseIP(s.eff.HostName); ip != nil {
+		return ok("%s is an address", s.eff.HostName)
 	}
-	addrs, err := net.DefaultResolver.LookupHost(ctx, s.eff.hostname)
+	addrs, err := net.DefaultResolver.LookupHost(ctx, s.eff.HostName)
 	if err != nil {
 		detail := err.Error()
 		var de *net.DNSError
@@ -173,17 +137,17 @@ func checkDNS(ctx context.Context, s *session) Finding {
 				detail = de.Err
 			}
 		}
-		f := failed(transport.Fault(s.t.Name, s.target(), fault.DNS, detail))
+		f := failed(transport.Fault(s.peer(), fault.DNS, detail))
 		return f
 	}
-	return ok("%s resolves to %s", s.eff.hostname, strings.Join(addrs, ", "))
+	return ok("%s resolves to %s", s.eff.HostName, strings.Join(addrs, ", "))
 }
 
 func checkTCP(ctx context.Context, s *session) Finding {
 	if v := s.via(); v != "" {
 		return skip("connected through %s: the auth check covers it", v)
 	}
-	addr := net.JoinHostPort(s.eff.hostname, strconv.Itoa(s.eff.port))
+	addr := net.JoinHostPort(s.eff.HostName, strconv.Itoa(s.eff.Port))
 	d := net.Dialer{Timeout: s.o.SSH.ConnectTimeout}
 	start := time.Now()
 	c, err := d.DialContext(ctx, "tcp", addr)
@@ -198,7 +162,7 @@ func checkTCP(ctx context.Context, s *session) Finding {
 		case errors.Is(err, context.DeadlineExceeded), errors.Is(err, os.ErrDeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
 			class, detail = fault.Timeout, fmt.Sprintf("no answer from %s within %s", addr, time.Since(start).Round(100*time.Millisecond))
 		}
-		return failed(transport.Fault(s.t.Name, s.target(), class, detail))
+		return failed(transport.Fault(s.peer(), class, detail))
 	}
 	s.conn = c
 	return ok("%s accepts connections", addr)
@@ -215,17 +179,16 @@ func checkBanner(ctx context.Context, s *session) Finding {
 	_ = s.conn.SetReadDeadline(deadline)
 	line, err := bufio.NewReader(s.conn).ReadString('\n')
 	line = strings.TrimSpace(line)
-	t := s.target()
 	switch {
 	case err != nil && errors.Is(err, os.ErrDeadlineExceeded):
-		return failed(transport.Fault(s.t.Name, t, fault.Timeout, "connected, but no SSH banner came (an overloaded sshd, or not sshd at all)"))
+		return failed(transport.Fault(s.peer(), fault.Timeout, "connected, but no SSH banner came (an overloaded sshd, or not sshd at all)"))
 	case err != nil && line == "":
-		return failed(transport.Fault(s.t.Name, t, fault.SSH, "the host closed the connection before its SSH banner (sshd MaxStartups, tcp wrappers or fail2ban)"))
+		return failed(transport.Fault(s.peer(), fault.SSH, "the host closed the connection before its SSH banner (sshd MaxStartups, tcp wrappers or fail2ban)"))
 	case !strings.HasPrefix(line, "SSH-"):
 		if len(line) > 60 {
 			line = line[:60]
 		}
-		return failed(transport.Fault(s.t.Name, t, fault.SSH, fmt.Sprintf("the port speaks something other than SSH: %q (wrong port?)", line)))
+		return failed(transport.Fault(s.peer(), fault.SSH, fmt.Sprintf("the port speaks something other than SSH: %q (wrong port?)", line)))
 	}
 	return ok("%s", line)
 }
@@ -243,9 +206,9 @@ func (s *session) sshLogin(ctx context.Context) loginResult {
 	switch {
 	case err == nil:
 	case ctx.Err() != nil:
-		l.err = transport.Fault(s.t.Name, s.t.Target, fault.Timeout, "ssh did not log in within the host's time limit")
+		l.err = transport.Fault(s.peer(), fault.Timeout, "ssh did not log in within the host's time limit")
 	case errors.As(err, &ce) && ce.ExitCode == 255:
-		l.err = transport.Classify(s.t.Name, s.t.Target, ce.Stderr)
+		l.err = transport.Classify(s.peer(), ce.Stderr)
 	default:
 		l.err = fmt.Errorf("ssh %s: %w", s.t.Target.Destination(), err)
 	}

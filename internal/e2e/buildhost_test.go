@@ -55,7 +55,7 @@ func TestBuildHostMixedRun(t *testing.T) {
 	// A build host that cannot build the platform: the host is not touched.
 	r = skiffOn(t, l, "deploy", "armb", "--build-host", "bld2", "--flake", flake("3"))
 	wantCode(t, r, 3)
-	wantContains(t, "errors", r.stderr, "armb: its system failed to build on bld2", "aarch64-linux", "nix log")
+	wantContains(t, "errors", r.stderr, "armb: its system failed to build on bld2", "aarch64-linux", "nix-store --read-log")
 	if p := profileOf(t, l, "armb"); p != "system-2-link" {
 		t.Errorf("a failed build changed armb's profile: %q", p)
 	}

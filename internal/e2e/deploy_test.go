@@ -214,7 +214,7 @@ func TestUnreachableHostsNameTheLayer(t *testing.T) {
 	}{
 		{"down1", "", []string{"connection to root@down1 refused", "sshd is not running"}},
 		{"auth1", "", []string{"authentication as root refused: key not authorized", "authorizedKeys"}},
-		{"nxhost", `deployment.targetHost = "nxhost.invalid";`, []string{"cannot resolve nxhost.invalid (DNS)", "ssh -G nxhost.invalid"}},
+		{"nxhost", `deployment.targetHost = "nxhost.invalid";`, []string{"cannot resolve nxhost.invalid (DNS)", "-G nxhost.invalid"}},
 		{"silent", fmt.Sprintf(`deployment.targetHost = "127.0.0.1"; deployment.targetPort = %d;`, port), []string{"timed out", "firewall"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -233,7 +233,7 @@ func TestBuildFailureNamesDerivationAndLog(t *testing.T) {
 	before := currentSystem(t, "fail1")
 	r := skiff(t, "deploy", "broken", "--flake", writeFlake(t, broken))
 	wantCode(t, r, 3)
-	wantContains(t, "error", r.stderr, "skiff: error: broken: its system failed to build", "nixos-system-broken.drv", "oh no: missing dependency", `skiff: hint: see the whole log with "nix log /nix/store/`)
+	wantContains(t, "error", r.stderr, "skiff: error: broken: its system failed to build", "nixos-system-broken.drv", "oh no: missing dependency", `skiff: hint: see the whole log with "nix-store --read-log /nix/store/`)
 	if got := currentSystem(t, "fail1"); got != before {
 		t.Errorf("a failed build changed the host: %q -> %q", before, got)
 	}
@@ -280,7 +280,7 @@ func TestTooLittleDiskIsRefusedBeforeCopying(t *testing.T) {
 	r := skiff(t, "deploy", "small1", "--flake", writeFlake(t, host("small1", "baseSize = 100663296;")))
 	wantCode(t, r, 3)
 	wantContains(t, "error", r.stderr, "skiff: error: small1: needs 96.0 MiB in /nix/store", "MiB free", "nothing was copied",
-		`skiff: hint: run "skiff gc small1 --keep 5"`, "or deploy with --gc")
+		`skiff: hint: free space on the host: run "skiff gc small1 --keep 5 --flake `, "or deploy with --gc")
 	wantContains(t, "summary", r.stdout, "small1", "failed", "disk")
 	if strings.Contains(r.stderr, " copy --to ") || strings.Contains(r.stderr, "copying") {
 		t.Errorf("copied anyway:\n%s", r.stderr)

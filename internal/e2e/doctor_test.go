@@ -127,7 +127,7 @@ func TestDoctorNamesEachLayer(t *testing.T) {
 		{"dauth", "auth", "auth", []string{"authentication as root refused: key not authorized", "offered: ED25519 SHA256:"}, []string{"authorizedKeys"}, "nix"},
 		{"dkey", "host-key", "hostkey", []string{"has CHANGED", "it presents ED25519 SHA256:", "line 4"},
 			[]string{"ssh-keygen -f " + l.KnownHosts() + " -R " + l.Host("dkey").Addr}, "auth"},
-		{"dnx", "dns", "dns", []string{"cannot resolve dnx.invalid (DNS)"}, []string{"ssh -G dnx.invalid"}, "tcp"},
+		{"dnx", "dns", "dns", []string{"cannot resolve dnx.invalid (DNS)"}, []string{"-G dnx.invalid"}, "tcp"},
 		{"dnosudo", "sudo", "sudo", []string{"deploy"}, []string{"NOPASSWD"}, "store"},
 		{"dsmall", "disk", "disk", []string{"/nix/store: ", "MiB free"}, []string{"skiff gc dsmall --keep 5"}, ""},
 		{"ddrop", "tcp", "timeout", []string{"timed out", "no answer"}, []string{"firewall"}, "ssh-banner"},

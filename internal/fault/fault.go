@@ -26,6 +26,9 @@ const (
 	Activation Class = "activation"  // switch-to-configuration failed
 	Units      Class = "units"       // activation succeeded but units failed
 	Usage      Class = "usage"       // bad input, refused before touching hosts
+	// Interrupted is not a failure of the host: the run was stopped
+	// (Ctrl-C) before the host's deploy could finish.
+	Interrupted Class = "interrupted"
 )
 
 // Error is a classified failure.

@@ -107,18 +107,22 @@ func (h Host) Darwin() bool { return h.Kind == KindDarwin }
 // evalResult is what the apply function returns.
 type evalResult struct {
 	Names []string                   `json:"names"`
-	Tags  map[string][]string        `json:"tags"`
+	Tags  map[string]json.RawMessage `json:"tags"` // checked by tagsOf
 	Hosts map[string]json.RawMessage `json:"hosts"`
 	Both  []string                   `json:"both"` // names in both nixos- and darwinConfigurations
 }
 
 type evalHost struct {
-	Deployment json.RawMessage `json:"deployment"`
-	DrvPath    string          `json:"drvPath"`
-	OutPath    string          `json:"out"` // not outPath: toJSON turns such sets into strings
-	System     *string         `json:"system"`
-	Kind       string          `json:"kind"`
-	Build      *string         `json:"buildSystem"`
+	// Deployment is the settings as JSON text (serialized inside the
+	// host's error context, so that an error in them names the host).
+	Deployment string  `json:"deployment"`
+	DrvPath    string  `json:"drvPath"`
+	OutPath    string  `json:"out"` // not outPath: toJSON turns such sets into strings
+	System     *string `json:"system"`
+	Kind       string  `json:"kind"`
+	Build      *string `json:"buildSystem"`
+	// NotSystem: the configuration has no config.system.build.toplevel.
+	NotSystem bool `json:"notSystem"`
 }
 
 // FlakeEnv is the environment variable that hands the flake reference to
@@ -140,14 +144,19 @@ func evalExpr(sels []Selector) string {
 		"cfgs = darwin // nixos; " +
 		"sels = builtins.fromJSON ''" + string(js) + "''; " +
 		"names = builtins.attrNames cfgs; " +
-		"tagsOf = n: ((builtins.getAttr n cfgs).config.deployment or {}).tags or []; " +
+		"tagsOf = n: let t = ((builtins.getAttr n cfgs).config.deployment or {}).tags or []; in if builtins.isList t then t else []; " +
 		"matches = n: s: if s.kind == \"name\" then n == s.value else if s.kind == \"glob\" then builtins.match s.regex n != null else builtins.elem s.value (tagsOf n); " +
 		"pick = if sels == null then names else builtins.filter (n: builtins.any (matches n) sels) names; " +
 		"hasTags = sels != null && builtins.any (s: s.kind == \"tag\") sels; " +
-		"one = name: let c = (builtins.getAttr name cfgs).config; p = c.nixpkgs or {}; t = c.system.build.toplevel; in { " +
-		"kind = if builtins.hasAttr name nixos then \"nixos\" else \"darwin\"; " +
-		"deployment = c.deployment or {}; drvPath = t.drvPath; out = t.outPath; buildSystem = t.system or null; " +
-		"system = (p.hostPlatform or {}).system or p.system or null; }; " +
+		// Each host is evaluated under an error context naming its
+		// attribute, which evalError reads back from the trace; its
+		// values are forced inside it (all strings, cheap).
+		"one = name: let cfg = builtins.getAttr name cfgs; kind = if builtins.hasAttr name nixos then \"nixos\" else \"darwin\"; " +
+		"in builtins.addErrorContext \"" + contextMark + "${kind}Configurations.${name}\" (" +
+		"if !(cfg ? config.system.build.toplevel) then { inherit kind; notSystem = true; } else " +
+		"let c = cfg.config; p = c.nixpkgs or {}; t = c.system.build.toplevel; r = { " +
+		"inherit kind; deployment = builtins.addErrorContext \"" + contextMark + deploymentMark + "${kind}Configurations.${name}\" (builtins.toJSON (c.deployment or {})); drvPath = t.drvPath; out = t.outPath; buildSystem = t.system or null; " +
+		"system = (p.hostPlatform or {}).system or p.system or null; }; in builtins.deepSeq r r); " +
 		"in { inherit names; both = builtins.filter (n: builtins.hasAttr n darwin) (builtins.attrNames nixos); " +
 		"tags = if hasTags then builtins.listToAttrs (map (n: { name = n; value = tagsOf n; }) names) else {}; " +
 		"hosts = builtins.listToAttrs (map (n: { name = n; value = one n; }) pick); }"
@@ -201,12 +210,13 @@ func Evaluate(ctx context.Context, n *nix.Nix, ref Ref, selectors []string) ([]H
 		if eh.Build != nil {
 			h.BuildSystem = *eh.Build
 		}
-		if len(eh.Deployment) > 0 {
-			if err := json.Unmarshal(eh.Deployment, &h.Deployment); err != nil {
-				return nil, fault.Wrap(err, name, fault.Eval,
-					"deployment must be { targetHost = \"...\"; targetPort = 22; targetUser = \"...\"; tags = [ ... ]; critical = false; }",
-					"bad deployment settings: %v", err)
-			}
+		if eh.NotSystem {
+			return nil, fault.New(name, fault.Eval,
+				fmt.Sprintf("define %s with nixpkgs.lib.nixosSystem (or nix-darwin's darwinSystem); see nix's own error with \"%s\"", attrOf(h.Kind, name), evalCommand(ref, attrOf(h.Kind, name)+toplevelAttr)),
+				"%s is not a NixOS system: it has no config.system.build.toplevel", attrOf(h.Kind, name))
+		}
+		if h.Deployment, err = decodeSettings(name, json.RawMessage(eh.Deployment)); err != nil {
+			return nil, err
 		}
 		if err := h.check(); err != nil {
 			return nil, err
@@ -237,7 +247,15 @@ func checkMatched(sels []Selector, res evalResult) error {
 		case "tag":
 			found := false
 			all := map[string]bool{}
-			for _, tags := range res.Tags {
+			for _, host := range res.Names {
+				raw, ok := res.Tags[host]
+				if !ok {
+					continue
+				}
+				var tags []string
+				if err := decodeField(host, "deployment.tags", raw, &tags, tList); err != nil {
+					return err
+				}
 				for _, t := range tags {
 					all[t] = true
 					found = found || t == s.Value
@@ -324,8 +342,42 @@ func (h Host) checkHealth() error {
 
 var storeSrcRE = regexp.MustCompile(`/nix/store/[a-z0-9]{32}-source`)
 
-// evalError shortens nix's message to its error lines and source
-// locations, naming files in the user's flake rather than its store copy.
+// contextMark starts the error context each host is evaluated under:
+// "skiff: evaluating nixosConfigurations.web1".
+const contextMark = "skiff: evaluating "
+
+// deploymentMark follows contextMark when the deployment settings are
+// being evaluated.
+const deploymentMark = "the deployment settings of "
+
+// contextRE finds the contexts in nix's trace.
+var contextRE = regexp.MustCompile(`(?m)` + regexp.QuoteMeta(contextMark) + `(` + deploymentMark + `)?(nixos|darwin)Configurations\.([A-Za-z0-9_.-]+)\s*$`)
+
+// toplevelAttr is the attribute of a configuration that skiff builds.
+const toplevelAttr = ".config.system.build.toplevel"
+
+// attrOf is the flake attribute of a configuration of kind.
+func attrOf(kind, name string) string {
+	if strings.Contains(name, ".") {
+		name = `"` + name + `"`
+	}
+	if kind == KindDarwin {
+		return "darwinConfigurations." + name
+	}
+	return "nixosConfigurations." + name
+}
+
+// evalCommand is a nix eval of attr in the flake, as a hint prints it: it
+// runs as printed on Nix 2.8 (which needs the experimental features) and
+// newer, and shows nix's own error.
+func evalCommand(ref Ref, attr string) string {
+	argv := append([]string{"nix"}, nix.Features...)
+	return command.Join(append(argv, "eval", ref.URL+"#"+attr))
+}
+
+// evalError shortens nix's message to its error lines and the locations in
+// the user's files (never those of skiff's own expression), naming the
+// host whose evaluation failed when the trace tells.
 func evalError(err error, ref Ref) error {
 	var ce *command.Error
 	if !errors.As(err, &ce) {
@@ -335,21 +387,54 @@ func evalError(err error, ref Ref) error {
 	if ref.Dir != "" {
 		text = storeSrcRE.ReplaceAllString(text, ref.Dir)
 	}
-	var keep []string
+	// Nix 2.8 prints "error: MESSAGE" first, then the trace; newer
+	// releases print "error:" alone, the trace, then the message: the
+	// last "error:" line that says something is the message.
+	var errLine string
+	var locs []string
 	for _, l := range strings.Split(text, "\n") {
 		t := strings.TrimSpace(l)
-		if strings.HasPrefix(t, "error:") || strings.HasPrefix(t, "at ") {
-			keep = append(keep, t)
+		switch {
+		case strings.HasPrefix(t, "error:") && strings.TrimSpace(strings.TrimPrefix(t, "error:")) != "":
+			errLine = t
+		case strings.HasPrefix(t, "at ") && !strings.Contains(t, "«string»") && len(locs) < 2:
+			locs = append(locs, strings.TrimSuffix(t, ":"))
 		}
 	}
-	msg := strings.Join(keep, "; ")
+	var keep []string
+	if errLine != "" {
+		keep = append(keep, errLine)
+	}
+	msg := strings.Join(append(keep, locs...), "; ")
 	if msg == "" {
 		msg = command.Tail(text, 3)
 	}
 	if len(msg) > 600 {
 		msg = msg[:600] + "..."
 	}
+	// The deployment settings' context lies inside the host's: when it
+	// is in the trace at all, the error happened in them. (Nix releases
+	// print traces in opposite orders.)
+	var m []string
+	for _, c := range contextRE.FindAllStringSubmatch(text, -1) {
+		if m == nil || c[1] != "" {
+			m = c
+		}
+	}
+	if m != nil && ValidName(m[3]) {
+		kind, name := KindNixOS, m[3]
+		if m[2] == "darwin" {
+			kind = KindDarwin
+		}
+		attr := attrOf(kind, name) + toplevelAttr
+		if m[1] != "" {
+			attr = attrOf(kind, name) + ".config.deployment"
+		}
+		return fault.Wrap(err, name, fault.Eval,
+			fmt.Sprintf("fix the configuration; see nix's own error with \"%s\" (add --show-trace for the whole trace)", evalCommand(ref, attr)),
+			"cannot evaluate %s: %s", attr, msg)
+	}
 	return fault.Wrap(err, "", fault.Eval,
-		fmt.Sprintf("fix the flake, then check it with \"nix eval %s#nixosConfigurations --apply builtins.attrNames\"", ref.URL),
+		fmt.Sprintf("fix the flake, then check it with \"%s --apply builtins.attrNames\"", evalCommand(ref, "nixosConfigurations")),
 		"cannot evaluate flake %s: %s", ref.URL, msg)
 }

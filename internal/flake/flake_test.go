@@ -99,7 +99,7 @@ func TestGlobRegexMatchesLikeAGlob(t *testing.T) {
 }
 
 func TestCheckMatched(t *testing.T) {
-	res := evalResult{Names: []string{"db1", "web1"}, Tags: map[string][]string{"db1": {"db"}, "web1": {"web"}},
+	res := evalResult{Names: []string{"db1", "web1"}, Tags: map[string]json.RawMessage{"db1": json.RawMessage(`["db"]`), "web1": json.RawMessage(`["web"]`)},
 		Hosts: map[string]json.RawMessage{"web1": nil}}
 	sels, _ := ParseSelectors([]string{"web1"})
 	if err := checkMatched(sels, res); err != nil {

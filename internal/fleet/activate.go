@@ -123,7 +123,9 @@ func previous(st remote.State) string {
 // how it ended: Deployed (confirmed, profile and boot default set),
 // RolledBack (plan.Old runs again, boot default untouched) or Failed.
 func (r *run) supervised(ctx context.Context, c *remote.Host, name string, plan activate.Plan, checks activate.Checks, st remote.State, res *Result) (Status, error) {
-	dest := c.Conn.Target.Destination()
+	window := r.Safety.Confirm() + checks.Budget()
+	r.waitOf(name).set("skiff waits for switch-to-configuration test to end on the host, then checks the host and confirms over a new ssh connection "+
+		"(at most %s after the activation ends; unconfirmed, the host returns to %s by itself)", window, previous(st))
 	before, err := c.FailedUnits(ctx)
 	if errors.Is(err, remote.ErrNoSystemd) {
 		r.report(name, PhaseActivate, "no systemctl on the host: failed units are not checked")
@@ -131,13 +133,17 @@ func (r *run) supervised(ctx context.Context, c *remote.Host, name string, plan 
 		return Failed, err
 	}
 	plan.ID = activate.NewID(time.Now())
-	plan.Window = r.Safety.Confirm() + checks.Budget()
+	plan.Window = window
 	r.report(name, PhaseActivate, "switch-to-configuration test under a supervisor (%s); unless confirmed within %s the host returns to %s",
 		plan.StateDir(), plan.Window, previous(st))
-	var log outputTail
+	// The supervisor's last lines tell why a commit failed (nix-env's
+	// error goes to its log, which arrives here as output).
+	var tail []string
 	out, err := activate.Run(ctx, &activate.Remote{Host: c}, plan, r.Safety, checks, before, activate.Hooks{
 		Output: func(l string) {
-			log.add(l)
+			if tail = append(tail, l); len(tail) > supervisorTail {
+				tail = tail[1:]
+			}
 			r.Reporter.Event(Event{Time: time.Now(), Host: name, Phase: PhaseActivate, Msg: l, Output: true})
 		},
 		Note: func(f string, a ...any) { r.report(name, PhaseActivate, f, a...) },
@@ -148,7 +154,7 @@ func (r *run) supervised(ctx context.Context, c *remote.Host, name string, plan 
 			return Failed, err
 		}
 		return Failed, fault.Wrap(err, name, fault.Activation,
-			fmt.Sprintf("see what the host did with \"ssh %s cat %s/state %s/log\"", dest, plan.StateDir(), plan.StateDir()),
+			fmt.Sprintf("see what the host did with \"%s\"", c.Conn.ByHand("cat", plan.StateDir()+"/state", plan.StateDir()+"/log")),
 			"supervised activation: %v", err)
 	}
 	for _, u := range out.NewlyFailed {
@@ -157,13 +163,15 @@ func (r *run) supervised(ctx context.Context, c *remote.Host, name string, plan 
 			r.Reporter.Event(Event{Time: time.Now(), Host: name, Phase: PhaseActivate, Msg: l, Output: true})
 		}
 	}
+	cause, class, hint := describe(out, r.Mode, c, plan)
 	if out.Cause == activate.CauseCommit {
-		// The supervisor's log has nix-env's reason.
-		if why := log.nixError(); why != "" {
-			out.Reason += ": " + why
+		if words, ok := r.diskFull(ctx, c, tail); ok {
+			cause, class, hint = fmt.Sprintf("out of disk space: %s (%s)", out.Reason, words), fault.Disk, r.diskHint(name)
+		} else if why := nixError(tail); why != "" {
+			// nix-env's reason, from the supervisor's log.
+			cause += ": " + why
 		}
 	}
-	cause, class, hint := describe(out, r.Mode, c, plan)
 	if out.Committed {
 		res.NewGen = out.Generation
 		r.report(name, PhaseProfile, "confirmed; system profile at generation %d, now the boot default", out.Generation)
@@ -188,6 +196,17 @@ func (r *run) supervised(ctx context.Context, c *remote.Host, name string, plan 
 	}
 	r.report(name, PhaseRollback, "rolled back to %s: %s", previous(st), cause)
 	return RolledBack, fault.New(name, class, hint, "%s; rolled back to %s, the boot default is unchanged", cause, previous(st))
+}
+
+// supervisorTail is how many of the supervisor's last output lines are
+// kept to explain a failed commit.
+const supervisorTail = 20
+
+// profileFailed explains a failure to set the system profile (the new
+// generation) before activation: nothing was activated.
+func (r *run) profileFailed(ctx context.Context, c *remote.Host, h flake.Host, st remote.State, err error) error {
+	return r.outOfSpace(ctx, c, h.Name, "setting the system profile failed",
+		fmt.Sprintf("nothing was activated, the host still runs %s", running(st)), err)
 }
 
 // describe names why a supervised activation was not kept as it was.
@@ -217,38 +236,21 @@ func describe(out activate.Outcome, mode Mode, c *remote.Host, plan activate.Pla
 				dest, c.Conn.Target.Login())
 	case activate.CauseUnconfirmed:
 		return "not confirmed within " + plan.Window.String() + ": the deployer vanished or lost SSH access", fault.SSH,
-			fmt.Sprintf("raise --confirm-timeout if the host is slow to reach; check the connection with \"ssh %s\"", dest)
+			fmt.Sprintf("raise --confirm-timeout if the host is slow to reach; check the connection with \"%s\"", c.Conn.ByHand())
 	case activate.CauseCommit:
 		return out.Reason, fault.Activation,
-			fmt.Sprintf("see %s/log on the host (\"ssh %s cat %s/log\")", plan.StateDir(), dest, plan.StateDir())
+			fmt.Sprintf("see %s/log on the host (\"%s\")", plan.StateDir(), c.Conn.ByHand("cat", plan.StateDir()+"/log"))
 	}
 	return "rolled back by the host: " + out.Reason, fault.Activation,
-		fmt.Sprintf("see %s/log on the host (\"ssh %s cat %s/log\")", plan.StateDir(), dest, plan.StateDir())
-}
-
-// outputTail keeps the last lines of a supervisor's output.
-type outputTail struct {
-	mu    sync.Mutex
-	lines []string
-}
-
-func (t *outputTail) add(l string) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.lines = append(t.lines, l)
-	if len(t.lines) > 200 {
-		t.lines = append([]string(nil), t.lines[100:]...)
-	}
+		fmt.Sprintf("see %s/log on the host (\"%s\")", plan.StateDir(), c.Conn.ByHand("cat", plan.StateDir()+"/log"))
 }
 
 // nixError is the last error Nix printed (nix-env failing to set the
 // profile), with the lines that explain it: "don't know how to build
 // these paths:" and the paths listed under it. Empty when there is none.
-func (t *outputTail) nixError() string {
-	t.mu.Lock()
-	defer t.mu.Unlock()
+func nixError(lines []string) string {
 	last := -1
-	for i, l := range t.lines {
+	for i, l := range lines {
 		if strings.HasPrefix(l, "error:") {
 			last = i
 		}
@@ -258,20 +260,20 @@ func (t *outputTail) nixError() string {
 	}
 	first := last
 	for first > 0 && first > last-10 {
-		p := t.lines[first-1]
+		p := lines[first-1]
 		if !strings.HasPrefix(p, "  /") && !strings.HasPrefix(p, "don't know how to build") {
 			break
 		}
 		first--
 	}
 	why := ""
-	for _, l := range t.lines[first:last] {
+	for _, l := range lines[first:last] {
 		why += strings.TrimSpace(l) + " "
 	}
 	if why != "" {
 		why = strings.TrimSpace(why) + "; "
 	}
-	return why + strings.TrimSpace(t.lines[last])
+	return why + strings.TrimSpace(lines[last])
 }
 
 func andList(s []string) string {
@@ -285,11 +287,12 @@ func andList(s []string) string {
 // boot, then switch-to-configuration MODE; a failed activation is rolled
 // back.
 func (r *run) plainActivate(ctx context.Context, c *remote.Host, h flake.Host, st remote.State, res *Result) (Status, error) {
+	r.waitOf(h.Name).set("skiff waits for switch-to-configuration %s to end on the host (without a time limit: as long as the activation takes)", r.Mode)
 	// Generation, then activation.
 	if r.Mode.MakesGeneration() {
 		gen, err := c.SetProfile(ctx, h.OutPath)
 		if err != nil {
-			return Failed, err
+			return Failed, r.profileFailed(ctx, c, h, st, err)
 		}
 		res.NewGen = gen
 		r.report(h.Name, PhaseProfile, "system profile at generation %d", gen)
@@ -313,8 +316,8 @@ func (r *run) plainActivate(ctx context.Context, c *remote.Host, h flake.Host, s
 			units = "(unnamed)"
 		}
 		return Failed, fault.New(h.Name, fault.Units,
-			fmt.Sprintf("the new system is active; see why with \"ssh %s journalctl -u UNIT -n 50\", fix the configuration and deploy again, or go back with \"skiff rollback %s\"",
-				c.Conn.Target.Destination(), h.Name),
+			fmt.Sprintf("the new system is active; see why with \"%s\", fix the configuration and deploy again, or go back with \"skiff rollback %s\"",
+				c.Conn.ByHand("journalctl", "-u", firstOr(act.FailedUnits, "UNIT"), "-n", "50"), h.Name),
 			"switch-to-configuration %s exited with 4: units failed: %s", r.Mode, units)
 	}
 	err = fault.New(h.Name, fault.Activation,
@@ -349,7 +352,7 @@ func (r *run) rollback(ctx context.Context, c *remote.Host, h flake.Host, st rem
 	}
 	if len(errs) > 0 {
 		return Failed, fault.Wrap(errors.Join(append([]error{cause}, errs...)...), h.Name, fault.Activation,
-			fmt.Sprintf("the rollback failed too: check the host from its console (\"ssh %s\" may still work)", c.Conn.Target.Destination()),
+			fmt.Sprintf("the rollback failed too: check the host from its console (\"%s\" may still work)", c.Conn.ByHand()),
 			"%v; rolling back failed: %v", cause, errors.Join(errs...))
 	}
 	if st.Current == "" && st.Profile == "" {
@@ -398,6 +401,9 @@ func (r *run) rollbackHost(ctx context.Context, h flake.Host, to int) Result {
 	start := time.Now()
 	res := Result{Host: h.Name, Mode: Switch}
 	finish := func(status Status, err error) Result {
+		if status == Failed && fault.ClassOf(err) == fault.Interrupted {
+			status = Interrupted
+		}
 		res.Status, res.Err, res.Duration = status, err, time.Since(start)
 		if err != nil {
 			msg := err.Error()

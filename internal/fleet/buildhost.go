@@ -79,6 +79,10 @@ func (r *run) buildOn(ctx context.Context, dest string, hosts []flake.Host) {
 	start := time.Now()
 	b := r.builderConn(dest)
 	failAll := func(err error) {
+		if ctx.Err() != nil {
+			r.buildInterrupted(hosts)
+			return
+		}
 		for _, h := range hosts {
 			e := err
 			if fe, ok := fault.As(err); ok {
@@ -103,12 +107,16 @@ func (r *run) buildOn(ctx context.Context, dest string, hosts []flake.Host) {
 	argv := append([]string{"nix-copy-closure", "--to", b.Conn.Target.Destination()}, drvs...)
 	if _, err := r.Runner.Run(ctx, command.Cmd{Argv: argv, Env: []string{"NIX_SSHOPTS=" + b.Conn.SSHOpts()}}); err != nil {
 		failAll(builderFault(dest, err, "copy the derivations to build host "+dest,
-			fmt.Sprintf("check that %s is reachable (\"ssh %s\") and that its login is root or a trusted Nix user there", dest, b.Conn.Target.Destination())))
+			fmt.Sprintf("check that %s is reachable (\"%s\") and that its login is root or a trusted Nix user there", dest, b.Conn.ByHand())))
 		return
 	}
 	// Build there; --keep-going builds what it can when one fails.
 	_, berr := b.Conn.Command(ctx, transport.Exec{Argv: append([]string{"nix-store", "--realise", "--keep-going"}, drvs...)})
 	invalid := map[string]bool{}
+	if berr != nil && ctx.Err() != nil {
+		r.buildInterrupted(hosts)
+		return
+	}
 	if berr != nil {
 		res, err := b.Conn.Command(ctx, transport.Exec{Argv: append([]string{"nix-store", "--check-validity", "--print-invalid"}, outs...)})
 		if err != nil {
@@ -122,7 +130,7 @@ func (r *run) buildOn(ctx context.Context, dest string, hosts []flake.Host) {
 		for _, h := range hosts {
 			if invalid[h.OutPath] {
 				r.setErr(h.Name, fault.Wrap(berr, h.Name, fault.Build,
-					fmt.Sprintf("see the whole log with \"ssh %s nix log %s\"", b.Conn.Target.Destination(), h.DrvPath),
+					fmt.Sprintf("see the whole log with \"%s\"", b.Conn.ByHand("nix-store", "--read-log", h.DrvPath)),
 					"its system failed to build on %s: %s", dest, tail))
 				r.report(h.Name, PhaseBuild, "build on %s failed", dest)
 			}

@@ -57,6 +57,7 @@ func darwinMode(h flake.Host, m Mode) error {
 // activateDarwin makes the built nix-darwin system the host's, holding the
 // host's deploy lock.
 func (r *run) activateDarwin(ctx context.Context, c *remote.Host, h flake.Host, st remote.State, res *Result) (Status, error) {
+	r.waitOf(h.Name).set("skiff waits for the nix-darwin activation to end on the host (without a time limit: as long as it takes), then for the health checks; a failure restores the previous generation")
 	lock, err := r.lock(ctx, c)
 	if err != nil {
 		return Failed, err
@@ -71,7 +72,7 @@ func (r *run) activateDarwin(ctx context.Context, c *remote.Host, h flake.Host, 
 	}
 	gen, err := c.SetProfile(ctx, h.OutPath)
 	if err != nil {
-		return Failed, err
+		return Failed, r.profileFailed(ctx, c, h, st, err)
 	}
 	res.NewGen = gen
 	r.report(h.Name, PhaseProfile, "system profile at generation %d", gen)
@@ -187,7 +188,7 @@ func (r *run) darwinRollback(ctx context.Context, c *remote.Host, h flake.Host, 
 	}
 	if len(errs) > 0 {
 		return Failed, fault.Wrap(errors.Join(append([]error{cause}, errs...)...), h.Name, fault.Activation,
-			fmt.Sprintf("the rollback failed too: check the host (\"ssh %s\" may still work)", c.Conn.Target.Destination()),
+			fmt.Sprintf("the rollback failed too: check the host (\"%s\" may still work)", c.Conn.ByHand()),
 			"%v; rolling back failed: %v", cause, errors.Join(errs...))
 	}
 	if old == "" {

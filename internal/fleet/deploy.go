@@ -48,18 +48,21 @@ func Deploy(ctx context.Context, o Options) ([]Result, error) {
 	}
 	failed := false
 	for _, w := range Waves(r.hosts, r.Canary) {
-		if failed {
+		// After an interrupt every host still goes through its pipeline,
+		// which stops at once and says where (its build, its connection,
+		// before its copy).
+		if failed && ctx.Err() == nil {
 			for _, h := range w.Hosts {
 				byName[h.Name].Note = w.SkipNote
 			}
 			continue
 		}
-		if len(r.hosts) > 1 && w.Name != "" {
+		if len(r.hosts) > 1 && w.Name != "" && ctx.Err() == nil {
 			r.report("", PhaseWave, "%s: %s", w.Name, hostNames(w.Hosts))
 		}
 		for _, res := range r.deployWave(ctx, w.Hosts) {
 			*byName[res.Host] = res
-			if res.Status == Failed || res.Status == RolledBack {
+			if res.Status == Failed || res.Status == RolledBack || res.Status == Interrupted {
 				failed = true
 			}
 		}
@@ -170,6 +173,9 @@ func (r *run) deployHost(ctx context.Context, h flake.Host) Result {
 			r.unroot(ctx, r.conns[h.Name], root)
 		}
 		enter("")
+		if status == Failed && fault.ClassOf(err) == fault.Interrupted {
+			status = Interrupted
+		}
 		res.Status, res.Err, res.Duration = status, err, time.Since(start)
 		msg := fmt.Sprintf("%s in %s", status, since(start))
 		switch {
@@ -215,7 +221,8 @@ func (r *run) deployHost(ctx context.Context, h flake.Host) Result {
 			"%s is not a NixOS system (no nixos-version); refusing to activate it", h.OutPath))
 	}
 
-	// Copy what the host lacks.
+	// Copy what the host lacks. res.CopiedPaths and CopiedBytes say what
+	// was copied, so they are set only once the copy succeeded.
 	enter(PhaseCopy)
 	var paths []string
 	var sizes = map[string]int64{}
@@ -223,55 +230,76 @@ func (r *run) deployHost(ctx context.Context, h flake.Host) Result {
 		paths = append(paths, p.Path)
 		sizes[p.Path] = p.NarSize
 	}
+	// stopped is the result of a host whose copy step failed: interrupted
+	// when the run was.
+	stopped := func(err error) Result {
+		if ctx.Err() != nil {
+			return finish(Interrupted, interrupted(h.Name, "before the copy", unchanged))
+		}
+		return finish(Failed, r.outOfSpace(ctx, c, h.Name, "reading the host's store failed", unchanged, err))
+	}
+	if ctx.Err() != nil {
+		return stopped(ctx.Err())
+	}
 	var store remote.Store
+	var need int64 // NAR bytes of the missing paths
 	root = remote.Root{ID: activate.NewID(time.Now()), Path: h.OutPath}
 	query := func() error {
 		var err error
 		if store, err = c.QueryStore(ctx, paths, root); err != nil {
 			return err
 		}
-		res.CopiedBytes, res.CopiedPaths = 0, len(store.Missing)
+		need = 0
 		for _, p := range store.Missing {
-			res.CopiedBytes += sizes[p]
+			need += sizes[p]
 		}
 		return nil
 	}
 	tooFull := func() bool {
-		return store.Free >= 0 && res.CopiedBytes > 0 && res.CopiedBytes+DiskMargin > store.Free
+		return store.Free >= 0 && need > 0 && need+DiskMargin > store.Free
 	}
 	if err := query(); err != nil {
-		return finish(Failed, err)
+		return stopped(err)
 	}
 	if tooFull() && r.GC {
-		if err := r.collect(ctx, c, store.Free, res.CopiedBytes); err != nil {
+		if err := r.collect(ctx, c, store.Free, need); err != nil {
+			if ctx.Err() != nil {
+				return finish(Interrupted, interrupted(h.Name, "while making room (--gc)", fmt.Sprintf(
+					"old generations may have been deleted and garbage collected; nothing was copied or activated; the host still runs %s", running(st))))
+			}
 			return finish(Failed, err)
 		}
 		// The collection may also have removed unrooted paths of the
 		// new closure: ask again.
 		if err := query(); err != nil {
-			return finish(Failed, err)
+			return stopped(err)
 		}
 	}
 	if tooFull() {
 		return finish(Failed, fault.New(h.Name, fault.Disk,
-			fmt.Sprintf("run \"skiff gc %s --keep %d\" to delete old generations and collect garbage, or deploy with --gc", h.Name, r.gcKeep()),
+			r.diskHint(h.Name),
 			"needs %s in /nix/store, %s free (keeping %s spare); nothing was copied",
-			human.Bytes(res.CopiedBytes), human.Bytes(store.Free), human.Bytes(DiskMargin)))
+			human.Bytes(need), human.Bytes(store.Free), human.Bytes(DiskMargin)))
 	}
 	if len(store.Missing) > 0 {
-		r.report(h.Name, PhaseCopy, "copying %d path(s), %s", len(store.Missing), human.Bytes(res.CopiedBytes))
+		r.report(h.Name, PhaseCopy, "copying %d path(s), %s", len(store.Missing), human.Bytes(need))
 		cs := time.Now()
 		if from := r.copySource(h.Name); from != nil {
 			r.report(h.Name, PhaseCopy, "from build host %s", from.Name)
 		}
-		sent, err := r.copySent(ctx, c, h.OutPath, sizes, res.CopiedBytes)
+		sent, err := r.copySent(ctx, c, h.OutPath, sizes, need)
 		if err != nil {
+			if ctx.Err() != nil {
+				return finish(Interrupted, interrupted(h.Name, "during the copy", fmt.Sprintf(
+					"nothing was activated; the host still runs %s; paths copied so far stay in its store until a garbage collection", running(st))))
+			}
 			return finish(Failed, err)
 		}
+		res.CopiedPaths, res.CopiedBytes = len(store.Missing), need
 		if r.substitute() {
 			// What the host fetched from its substituters did not come
 			// from here: count what this machine sent.
-			r.report(h.Name, PhaseCopy, "sent %d of %d missing path(s), %s; the host substituted the rest", sent.paths, res.CopiedPaths, human.Bytes(sent.bytes))
+			r.report(h.Name, PhaseCopy, "sent %d of %d missing path(s), %s; the host substituted the rest", sent.paths, len(store.Missing), human.Bytes(sent.bytes))
 			res.CopiedPaths, res.CopiedBytes = sent.paths, sent.bytes
 		}
 		r.report(h.Name, PhaseCopy, "copied in %s", since(cs))
@@ -280,13 +308,21 @@ func (r *run) deployHost(ctx context.Context, h flake.Host) Result {
 	}
 
 	if ctx.Err() != nil {
-		res.Note = "interrupted before activation; the host was not changed"
-		return finish(Skipped, nil)
+		state := fmt.Sprintf("nothing was activated; the host still runs %s", running(st))
+		if res.CopiedPaths > 0 {
+			state += "; the copied paths stay in its store until a garbage collection"
+		}
+		return finish(Interrupted, interrupted(h.Name, "before activation", state))
 	}
 	// An activation that has started finishes even when the run is
 	// interrupted: stopping it half-way would leave the host half-done.
+	// The interrupt is announced at once, with what skiff waits for.
 	enter(PhaseActivate)
+	stop := r.announceInterrupt(ctx, h.Name)
 	status, err := r.activate(context.WithoutCancel(ctx), c, h, st, &res)
+	if !stop() { // the interrupt was announced
+		res.Note = "interrupted during activation, which was let finish"
+	}
 	return finish(status, err)
 }
 
@@ -348,10 +384,10 @@ func (r *run) copySent(ctx context.Context, c *remote.Host, path string, sizes m
 func (r *run) copyError(c *remote.Host, argv []string, err error) error {
 	var ce *command.Error
 	if errors.As(err, &ce) {
-		if strings.Contains(ce.Stderr, "No space left on device") {
+		if words, _ := noSpace(strings.Split(ce.Stderr, "\n")); words != "" {
 			return fault.Wrap(err, c.Name, fault.Disk,
-				fmt.Sprintf("free space on the host (\"ssh %s sudo nix-collect-garbage\"); the partly copied paths are removed by the next garbage collection", c.Conn.Target.Destination()),
-				"copy to %s ran out of disk space", c.Conn.Target)
+				r.diskHint(c.Name)+"; the partly copied paths are removed by that garbage collection",
+				"out of disk space: the copy to %s filled the host's disk (%s); nothing was activated", c.Conn.Target, words)
 		}
 		if strings.Contains(ce.Stderr, "lacks a valid signature") || strings.Contains(ce.Stderr, "not a trusted user") {
 			return fault.Wrap(err, c.Name, fault.Copy,
@@ -359,7 +395,7 @@ func (r *run) copyError(c *remote.Host, argv []string, err error) error {
 				"the host's Nix refused the copied paths: %s", command.Tail(ce.Stderr, 1))
 		}
 		return fault.Wrap(err, c.Name, fault.Copy,
-			fmt.Sprintf("run the copy by hand to see more: NIX_SSHOPTS='%s' %s", c.Conn.SSHOpts(), command.Join(argv)),
+			fmt.Sprintf("run the copy by hand to see more: \"NIX_SSHOPTS=%s %s\"", command.Quote(c.Conn.HintOpts()), command.Join(argv)),
 			"copy to %s failed: %s", c.Conn.Target, command.Tail(ce.Stderr, 3))
 	}
 	return fmt.Errorf("%s: copy: %w", c.Name, err)

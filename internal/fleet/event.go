@@ -54,9 +54,17 @@ const (
 	Failed     Status = "failed"
 	RolledBack Status = "rolled back"
 	Skipped    Status = "skipped"
+	// Interrupted: the run was stopped (Ctrl-C) before the host's deploy
+	// could finish; its error (class interrupted) says where and what
+	// state the host is in. An activation that had started is never
+	// interrupted: it finishes and its host is Deployed or RolledBack.
+	Interrupted Status = "interrupted"
 )
 
-// Result is one host's outcome.
+// Result is one host's outcome. CopiedPaths and CopiedBytes are what was
+// copied to the host: 0 when the copy was refused, failed or was
+// interrupted (the paths a stopped copy had sent are not counted: finding
+// them would take another round trip).
 type Result struct {
 	Host        string
 	Status      Status
@@ -70,7 +78,7 @@ type Result struct {
 	FailedUnits []string
 	Duration    time.Duration
 	Phases      map[Phase]time.Duration // time spent in each phase of this host
-	Note        string                  // why a host was skipped
+	Note        string                  // why a host was skipped; that the run was interrupted during its activation
 	Err         error
 }
 

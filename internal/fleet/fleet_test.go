@@ -82,11 +82,7 @@ func TestNixErrorOfAFailedCommit(t *testing.T) {
 			"error: opening lock file '/nix/var/nix/profiles/system.lock': Permission denied"},
 		{"none", []string{"activating the configuration..."}, ""},
 	} {
-		var tail outputTail
-		for _, l := range tc.lines {
-			tail.add(l)
-		}
-		if got := tail.nixError(); got != tc.want {
+		if got := nixError(tc.lines); got != tc.want {
 			t.Errorf("%s: got %q, want %q", tc.name, got, tc.want)
 		}
 	}

@@ -30,8 +30,9 @@ type Options struct {
 	FailFast bool // skip hosts not yet started once one fails
 	GC       bool // when a host's store is too full, delete old generations and collect garbage first
 	GCKeep   int  // generations --gc keeps; 0 means DefaultGCKeep
-	// SudoPassword, when set, is given to sudo -S on standard input on
-	// every host whose login is not root (never in argv or environment).
+	// SudoPassword, when set, is given to sudo, and only sudo, on the
+	// hosts whose sudo asks for it (see remote.Host.Password); never in
+	// argv or environment.
 	SudoPassword string
 	// BuildHost, when set, builds every host's system on this ssh
 	// destination ([USER@]HOST) instead of locally (deployment.buildHost
@@ -64,6 +65,7 @@ type run struct {
 	refused     map[string]bool         // hosts refused before the build
 	builders    map[string]*remote.Host // build hosts by destination
 	builtOn     map[string]*remote.Host // host → the build host that built its system
+	waits       map[string]*activationWait
 	mu          sync.Mutex
 }
 
@@ -212,6 +214,12 @@ func (r *run) connectAll(ctx context.Context) {
 			start := time.Now()
 			r.report(h.Name, PhaseConnect, "connecting to %s", c.Conn.Target)
 			st, err := c.ReadState(ctx)
+			if err != nil && ctx.Err() != nil {
+				err = interrupted(h.Name, "while connecting", unchanged)
+				r.fail(h.Name, err)
+				r.report(h.Name, PhaseConnect, "interrupted")
+				return
+			}
 			if err != nil {
 				if fe, ok := fault.As(err); ok && fe.Host == "" {
 					fe.Host = h.Name
@@ -267,6 +275,10 @@ func (r *run) build(ctx context.Context) {
 	}
 	r.report("", PhaseBuild, "building %d system(s)", len(drvs))
 	_, err := r.Nix.Build(ctx, drvs)
+	if err != nil && ctx.Err() != nil {
+		r.buildInterrupted(hosts)
+		return
+	}
 	if err != nil {
 		r.buildFailed(ctx, hosts, err)
 	} else {
@@ -284,6 +296,10 @@ func (r *run) build(ctx context.Context) {
 		return
 	}
 	infos, err := r.Nix.Closure(ctx, outs...)
+	if err != nil && ctx.Err() != nil {
+		r.buildInterrupted(hosts)
+		return
+	}
 	if err != nil {
 		for _, h := range hosts {
 			r.fail(h.Name, fmt.Errorf("read closure of %s: %w", h.OutPath, err))
@@ -327,6 +343,16 @@ func closureOf(root string, byPath map[string]nix.PathInfo) []nix.PathInfo {
 	return out
 }
 
+// buildInterrupted records that the interrupt stopped the build of hosts'
+// systems. It says more than a connection the interrupt cut, so it replaces
+// what was recorded.
+func (r *run) buildInterrupted(hosts []flake.Host) {
+	for _, h := range hosts {
+		r.setErr(h.Name, interrupted(h.Name, "during the build", unchanged))
+	}
+	r.report("", PhaseBuild, "interrupted")
+}
+
 // buildFailed works out which hosts' systems were not built and gives
 // each the failing derivation and the last lines of its log.
 func (r *run) buildFailed(ctx context.Context, hosts []flake.Host, err error) {
@@ -357,10 +383,10 @@ func (r *run) buildFailed(ctx context.Context, hosts []flake.Host, err error) {
 			continue
 		}
 		msg := "its system failed to build"
-		hint := fmt.Sprintf("see the whole log with \"nix log %s\"", h.DrvPath)
+		hint := fmt.Sprintf("see the whole log with \"nix-store --read-log %s\"", h.DrvPath)
 		if drv != "" {
 			msg = fmt.Sprintf("its system failed to build: %s failed", drv)
-			hint = fmt.Sprintf("see the whole log with \"nix log %s\"", drv)
+			hint = fmt.Sprintf("see the whole log with \"nix-store --read-log %s\"", drv)
 		}
 		if logTail != "" {
 			msg += "; last log lines:\n" + logTail

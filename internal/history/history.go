@@ -26,6 +26,9 @@ const (
 	Failed     = "failed"
 	Skipped    = "skipped"
 	RolledBack = "rolled back"
+	// Interrupted: the run was stopped (Ctrl-C) before the host's deploy
+	// could finish.
+	Interrupted = "interrupted"
 )
 
 // BusyTimeout is how long a writer waits for another process's write to

@@ -8,13 +8,18 @@ import (
 )
 
 // assets holds the fixed scripts a lab installs: setup.sh (run through unshare to
-// turn a namespace into a host) and the systemctl and journalctl stand-ins.
+// turn a namespace into a host) and the systemctl, journalctl and date stand-ins.
 //
-//go:embed assets/setup.sh assets/systemctl assets/journalctl
+//go:embed assets/setup.sh assets/systemctl assets/journalctl assets/date
 var assets embed.FS
 
 // shims are the commands written to every host's shim dir (HOSTDIR/bin).
-var shims = []string{"systemctl", "journalctl"}
+var shims = []string{"systemctl", "journalctl", "date"}
+
+// ClockOffsetFile steps a host's wall clock: while it holds a number of seconds
+// (say -3600), the host's date prints the time shifted by that much. The host's
+// monotonic clock (/proc/uptime) is the machine's and never moves.
+const ClockOffsetFile = "/run/lab-systemd/clock-offset"
 
 // installAsset writes the embedded asset name to path (mode 0755) atomically.
 func installAsset(name, path string) error {

@@ -18,6 +18,9 @@
 //     a NixOS host running systemd 252. The simulated systemd state lives in
 //     /run/lab-systemd (see assets/systemctl). Each host runs its own nix-daemon, so
 //     non-root users can use the host's store (trusted-users via ExtraNixConf).
+//     The host's date is a stand-in too: writing a number of seconds to
+//     ClockOffsetFile steps its wall clock (its monotonic clock never moves).
+//     HostSpec.MaxStartups makes its sshd drop new connections early, like a busy one.
 //   - Host.Stop ends the host (its /run is lost, its /nix stays); Host.Start boots it
 //     again: the system that /nix/var/lab/boot-default points to (written by
 //     switch-to-configuration boot|switch of the example flake), else the system

@@ -192,7 +192,7 @@ func (h *Host) prepare() error {
 		"UsePAM no",
 		"StrictModes no",
 		"LogLevel VERBOSE",
-		"MaxStartups 100:30:200",
+		"MaxStartups " + h.maxStartups(),
 		"MaxSessions 100",
 		"PrintMotd no",
 		"X11Forwarding no",
@@ -208,6 +208,15 @@ func (h *Host) prepare() error {
 		return err
 	}
 	return h.writeNixConf()
+}
+
+// maxStartups is the host's sshd MaxStartups: HostSpec.MaxStartups, else enough for
+// a whole fleet connecting at once.
+func (h *Host) maxStartups() string {
+	if h.Spec.MaxStartups != "" {
+		return h.Spec.MaxStartups
+	}
+	return "100:30:200"
 }
 
 // writeAccounts writes the host's passwd, group, shadow and sudoers, and creates the

@@ -29,6 +29,9 @@ type HostSpec struct {
 	// Darwin lays the host out like a nix-darwin machine: a uname that says Darwin
 	// (x86_64), and no systemctl or journalctl (see DarwinShims).
 	Darwin bool
+	// MaxStartups, when set, is the host's sshd MaxStartups (say "1": sshd drops
+	// new connections while one is unauthenticated, as a busy host does).
+	MaxStartups string
 }
 
 // Options configure Start.
@@ -66,7 +69,10 @@ func Hosts(n int, prefix string) []HostSpec {
 	return specs
 }
 
-var hostNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
+var (
+	hostNameRE    = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
+	maxStartupsRE = regexp.MustCompile(`^[0-9]+(:[0-9]+:[0-9]+)?$`)
+)
 
 // Start starts a lab in opts.Dir: all hosts in parallel, returning once each accepts
 // SSH connections. A Dir used before keeps its client key, host keys and stores (a
@@ -89,6 +95,9 @@ func Start(ctx context.Context, opts Options) (*Lab, error) {
 	for _, h := range opts.Hosts {
 		if !hostNameRE.MatchString(h.Name) {
 			return nil, fmt.Errorf("start lab: invalid host name %q", h.Name)
+		}
+		if h.MaxStartups != "" && !maxStartupsRE.MatchString(h.MaxStartups) {
+			return nil, fmt.Errorf("start lab: host %s: invalid MaxStartups %q", h.Name, h.MaxStartups)
 		}
 		if seen[h.Name] {
 			return nil, fmt.Errorf("start lab: host %s listed twice", h.Name)

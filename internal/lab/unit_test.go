@@ -2,8 +2,14 @@ package lab
 
 import (
 	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"reflect"
+	"strconv"
+	"strings"
 	"testing"
+	"time"
 )
 
 func TestParseProcAddr(t *testing.T) {
@@ -52,5 +58,43 @@ func TestAccountEdits(t *testing.T) {
 	}
 	if got := unescapeMountPath(`/tmp/a\040b`); got != "/tmp/a b" {
 		t.Errorf("unescapeMountPath = %q", got)
+	}
+}
+
+// The date stand-in shifts the machine's date by the offset in ClockOffsetFile.
+func TestDateShimStepsTheWallClock(t *testing.T) {
+	dash, err := exec.LookPath("dash")
+	if err != nil {
+		t.Skip("dash not installed")
+	}
+	data, err := assets.ReadFile("assets/date")
+	if err != nil {
+		t.Fatal(err)
+	}
+	offsetFile := filepath.Join(t.TempDir(), "clock-offset")
+	script := strings.ReplaceAll(string(data), ClockOffsetFile, offsetFile)
+	for _, tc := range []struct {
+		offset string // "" means no file
+		want   int64
+	}{
+		{"", 0},
+		{"3600\n", 3600},
+		{"-3600\n", -3600},
+		{"junk\n", 0},
+	} {
+		os.Remove(offsetFile)
+		if tc.offset != "" {
+			if err := os.WriteFile(offsetFile, []byte(tc.offset), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		out, err := exec.Command(dash, "-c", script, "date", "+%s").Output()
+		if err != nil {
+			t.Fatalf("offset %q: %v", tc.offset, err)
+		}
+		got, _ := strconv.ParseInt(strings.TrimSpace(string(out)), 10, 64)
+		if d := got - time.Now().Unix() - tc.want; d < -5 || d > 5 {
+			t.Errorf("offset %q: date says %d, %d s off the shifted time", tc.offset, got, d)
+		}
 	}
 }

@@ -51,7 +51,7 @@ func (h *Host) Compare(ctx context.Context, current string, paths []string, root
 		var ce *command.Error
 		if _, ok := fault.As(err); !ok && errors.As(err, &ce) {
 			return nil, Store{}, fault.Wrap(err, h.Name, fault.Nix,
-				fmt.Sprintf("check the host's store with \"ssh %s nix-store -qR %s\"", h.Conn.Target.Destination(), orRunning(current)),
+				fmt.Sprintf("check the host's store with \"%s\"", h.Conn.ByHand("nix-store", "-qR", orRunning(current))),
 				"cannot read the closure of the running system %s: %s", orRunning(current), command.Tail(ce.Stderr, 1))
 		}
 		return nil, Store{}, err

@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/skiffdeploy/skiff/internal/command"
 	"github.com/skiffdeploy/skiff/internal/fault"
@@ -23,43 +24,14 @@ const Profile = "/nix/var/nix/profiles/system"
 type Host struct {
 	Name string
 	Conn *transport.SSH
-	// Password, when set, is given to sudo -S on standard input ahead of
-	// the command's own input: never in argv, environment or logs.
+	// Password, when set, is the login user's sudo password: it reaches
+	// sudo, and only sudo, on hosts whose sudo asks for it (see sudo.go);
+	// never in argv, environment or logs.
 	Password string
-}
 
-// Sudo reports whether privileged steps need sudo (the login is not root).
-func (h *Host) Sudo() bool { return h.Conn.Target.Login() != "root" }
-
-func (h *Host) priv(argv ...string) []string {
-	switch {
-	case !h.Sudo():
-		return argv
-	case h.Password != "":
-		// -S reads the password from standard input (one line); -p ''
-		// keeps sudo's prompt out of the output.
-		return append([]string{"sudo", "-S", "-p", "", "--"}, argv...)
-	}
-	return append([]string{"sudo", "-n", "--"}, argv...)
-}
-
-// CopyWithSudo reports whether nix copy should write through sudo on the
-// host (a login that is not root, with password-less sudo). With a sudo
-// password the login user must be a trusted Nix user instead, since nix
-// copy's own protocol holds sudo's standard input.
-func (h *Host) CopyWithSudo() bool { return h.Sudo() && h.Password == "" }
-
-// exec runs e on the host, feeding the sudo password first when the
-// command goes through sudo -S.
-func (h *Host) exec(ctx context.Context, e transport.Exec) (command.Result, error) {
-	if h.Password != "" && len(e.Argv) > 1 && e.Argv[0] == "sudo" && e.Argv[1] == "-S" {
-		in := e.Stdin
-		if in == nil {
-			in = strings.NewReader("")
-		}
-		e.Stdin = io.MultiReader(strings.NewReader(h.Password+"\n"), in)
-	}
-	return h.Conn.Command(ctx, e)
+	sudoMu     sync.Mutex
+	sudoProbed bool // sudoAsks has been decided
+	sudoAsks   bool // sudo wants the password on this host (policy, not a cache)
 }
 
 // run runs argv on the host and classifies what failed.
@@ -85,7 +57,7 @@ func (h *Host) run(ctx context.Context, what string, e transport.Exec) (command.
 	}
 	if strings.Contains(ce.Stderr, "No space left on device") {
 		return res, fault.Wrap(err, h.Name, fault.Disk,
-			fmt.Sprintf("free space in /nix/store: \"ssh %s sudo nix-collect-garbage\" after deleting old generations", h.Conn.Target.Destination()),
+			fmt.Sprintf("free space in /nix/store: \"%s\" after deleting old generations", h.Conn.ByHand(h.PrivArgv("nix-collect-garbage")...)),
 			"%s: no space left on the host's disk", what)
 	}
 	return res, fmt.Errorf("%s: %s: %w", h.Name, what, err)

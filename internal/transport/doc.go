@@ -5,5 +5,8 @@
 // One option list (Options.Args) serves both skiff's own ssh calls and
 // NIX_SSHOPTS, so nix copy rides the same multiplexed connection. Host key
 // checking is never turned off. Each remote argument is quoted exactly once,
-// here. Failures to reach a host are classified by layer (Class).
+// here. Failures to reach a host are classified by layer (Class). The
+// commands hints print (ByHand, HintOpts, the ssh-keyscan of an unknown
+// key) carry the user's -F and -o options but never the run's ControlPath,
+// so they work as printed after skiff exits.
 package transport

@@ -141,6 +141,9 @@ type Exec struct {
 	Argv   []string
 	Stdin  io.Reader
 	Stream io.Writer
+	// StreamStderr, when set, receives the command's standard error
+	// instead of Stream.
+	StreamStderr io.Writer
 	// Fresh opens a new connection instead of the shared one.
 	Fresh bool
 }
@@ -157,11 +160,13 @@ func (s *SSH) Command(ctx context.Context, e Exec) (command.Result, error) {
 	args = append(args, s.baseArgs()...)
 	remote := command.Join(e.Argv)
 	args = append(args, s.Target.Destination(), "--", remote)
-	res, err := s.Run.Run(ctx, command.Cmd{Argv: args, Stdin: e.Stdin, Stream: e.Stream})
+	res, err := s.Run.Run(ctx, command.Cmd{Argv: args, Stdin: e.Stdin, Stream: e.Stream, StreamStderr: e.StreamStderr})
 	if err != nil {
 		var ce *command.Error
-		if errors.As(err, &ce) && ce.ExitCode == 255 {
-			return res, s.classify(ce)
+		// An ssh stopped by ctx (it exits 255 with nothing to say once
+		// connected) did not fail to reach the host.
+		if errors.As(err, &ce) && ce.ExitCode == 255 && ctx.Err() == nil {
+			return res, s.classify(ctx, ce)
 		}
 		return res, err
 	}

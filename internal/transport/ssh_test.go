@@ -1,8 +1,15 @@
 package transport
 
 import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/skiffdeploy/skiff/internal/command"
 
 	"github.com/skiffdeploy/skiff/internal/fault"
 )
@@ -23,12 +30,23 @@ func TestClassify(t *testing.T) {
 		{"@@@@@@\r\n@    WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!     @\r\n", fault.HostKey},
 		{"kex_exchange_identification: Connection closed by remote host\r\n", fault.SSH},
 	} {
-		got := Classify("web1", tgt, tc.stderr)
+		got := Classify(Peer{Name: "web1", Target: tgt}, tc.stderr)
 		if got.Class != tc.want {
 			t.Errorf("%q: class %s, want %s", tc.stderr, got.Class, tc.want)
 		}
 		if got.Host != "web1" || got.Hint == "" || got.Msg == "" {
 			t.Errorf("%q: incomplete error %+v", tc.stderr, got)
+		}
+	}
+	// ssh's own reason is kept; when it gave none, the message says so.
+	for stderr, want := range map[string]string{
+		"kex_exchange_identification: Connection closed by remote host\r\nConnection closed by 127.0.0.2 port 22\r\n": "ssh to deploy@web1 failed: closed by the host before authentication (kex_exchange_identification: Connection closed by remote host; Connection closed by 127.0.0.2 port 22)",
+		"kex_exchange_identification: read: Connection reset by peer\r\n":                                             "ssh to deploy@web1 failed: closed by the host before authentication (kex_exchange_identification: read: Connection reset by peer)",
+		"": "ssh to deploy@web1 failed: ssh exited with status 255 without a reason",
+		"debug1: Reading configuration data /etc/ssh/ssh_config\r\n": "ssh to deploy@web1 failed: ssh exited with status 255 without a reason",
+	} {
+		if got := Classify(Peer{Name: "web1", Target: tgt}, stderr).Msg; got != want {
+			t.Errorf("%q: message %q, want %q", stderr, got, want)
 		}
 	}
 }
@@ -81,7 +99,7 @@ Offending ED25519 key in /tmp/lab/known_hosts:1
 Host key for 127.0.185.2 has changed and you have requested strict checking.
 Host key verification failed.
 `
-	got := Classify("web1", Target{Host: "web1"}, stderr)
+	got := Classify(Peer{Name: "web1", Target: Target{Host: "web1"}}, stderr)
 	if got.Class != fault.HostKey {
 		t.Fatalf("class %s", got.Class)
 	}
@@ -97,21 +115,127 @@ Host key verification failed.
 
 func TestClassifyVerboseOutput(t *testing.T) {
 	unknown := "debug1: Server host key: ssh-ed25519 SHA256:abc+/1\r\nNo ED25519 host key is known for 127.0.0.2 and you have requested strict checking.\r\nHost key verification failed.\r\n"
-	got := Classify("web1", Target{Host: "web1", Port: 2222}, unknown)
-	if got.Class != fault.HostKey || !strings.Contains(got.Msg, "ssh-ed25519 SHA256:abc+/1") || !strings.Contains(got.Hint, "ssh-keyscan -p 2222 web1") {
+	eff := &Effective{HostName: "127.0.0.2", Port: 2222, KnownHosts: "/lab/known_hosts"}
+	got := Classify(Peer{Name: "web1", Target: Target{Host: "web1", Port: 2222}, Eff: eff}, unknown)
+	if got.Class != fault.HostKey || !strings.Contains(got.Msg, "ssh-ed25519 SHA256:abc+/1") || !strings.Contains(got.Hint, "ssh-keyscan -p 2222 -t ed25519 127.0.0.2 >> /lab/known_hosts") {
 		t.Errorf("unknown key: %+v", got)
 	}
 	auth := "debug1: Authentications that can continue: publickey\r\ndebug1: Offering public key: /root/.ssh/id_ed25519 ED25519 SHA256:k1 explicit\r\ndebug1: Offering public key: agent-key RSA SHA256:k2 agent\r\nroot@web1: Permission denied (publickey).\r\n"
-	got = Classify("web1", Target{Host: "web1"}, auth)
+	got = Classify(Peer{Name: "web1", Target: Target{Host: "web1"}}, auth)
 	if got.Class != fault.Auth || !strings.Contains(got.Msg, "ED25519 SHA256:k1 (/root/.ssh/id_ed25519), RSA SHA256:k2 (agent-key)") {
 		t.Errorf("auth: %+v", got)
 	}
 	none := "debug1: Authentications that can continue: publickey\r\nroot@web1: Permission denied (publickey).\r\n"
-	if got := Classify("web1", Target{Host: "web1"}, none); !strings.Contains(got.Msg, "no key was offered") {
+	if got := Classify(Peer{Name: "web1", Target: Target{Host: "web1"}}, none); !strings.Contains(got.Msg, "no key was offered") {
 		t.Errorf("no key: %+v", got)
 	}
 	// Debug lines alone never decide the class.
-	if got := Classify("web1", Target{Host: "web1"}, "debug1: Host key for x\r\nssh: connect to host 10.1.1.1 port 22: Connection refused\r\n"); got.Class != fault.Refused {
+	if got := Classify(Peer{Name: "web1", Target: Target{Host: "web1"}}, "debug1: Host key for x\r\nssh: connect to host 10.1.1.1 port 22: Connection refused\r\n"); got.Class != fault.Refused {
 		t.Errorf("debug line misread: %s", got.Class)
+	}
+}
+
+// An ssh that skiff stops (a deadline) exits 255 without a word once it
+// has connected: that is not a failure to reach the host.
+func TestStoppedSSHIsNotAFailureToConnect(t *testing.T) {
+	dir := t.TempDir()
+	fake := "#!/bin/sh\ntrap 'kill $!; exit 255' TERM\nsleep 30 &\nwait\n"
+	if err := os.WriteFile(filepath.Join(dir, "ssh"), []byte(fake), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", dir+string(os.PathListSeparator)+os.Getenv("PATH"))
+	ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
+	defer cancel()
+	s := &SSH{Target: Target{Host: "web1"}, Run: &command.Runner{}, Name: "web1"}
+	_, err := s.Command(ctx, Exec{Argv: []string{"true"}, Fresh: true})
+	if c := fault.ClassOf(err); c != "" || !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("err %v (class %q), want the deadline, unclassified", err, c)
+	}
+}
+
+func TestParseEffective(t *testing.T) {
+	out := "user deploy\nhostname 10.0.0.5\nport 2222\nproxyjump bastion\nproxycommand none\nhostkeyalias none\nhashknownhosts no\nuserknownhostsfile ~/.ssh/known_hosts ~/.ssh/known_hosts2\n"
+	got := ParseEffective(out)
+	want := Effective{HostName: "10.0.0.5", User: "deploy", Port: 2222, ProxyJump: "bastion", KnownHosts: "~/.ssh/known_hosts"}
+	if got != want {
+		t.Errorf("got %+v, want %+v", got, want)
+	}
+	if got := ParseEffective("hostname a\nproxyjump none\nhostkeyalias web1-key\nhashknownhosts yes\n"); got.ProxyJump != "" || got.Port != 22 || got.HostKeyAlias != "web1-key" || !got.Hashed {
+		t.Errorf("defaults: %+v", got)
+	}
+}
+
+// The commands in hints are typed after skiff exits: they carry the run's
+// -F file and -o options, never its private ControlPath.
+func TestHintsUseTheSSHConfiguration(t *testing.T) {
+	opts := Options{ConfigFile: "/lab/ssh_config", Extra: []string{"IdentityFile=/k"}, ControlDir: "/tmp/skiff-ssh-1"}
+	p := Peer{Name: "web1", Target: Target{Host: "web1"}, Options: opts}
+	unknown := "No ED25519 host key is known for 127.0.0.2 and you have requested strict checking.\r\nHost key verification failed.\r\n"
+	changed := "@    WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!     @\nThe fingerprint for the ED25519 key sent by the remote host is\nSHA256:abc.\n" +
+		"Offending ED25519 key in /lab/known_hosts:1\n  remove with:\n  ssh-keygen -f \"/lab/known_hosts\" -R \"127.0.0.2\"\nHost key verification failed.\n"
+	for _, tc := range []struct {
+		name   string
+		eff    *Effective
+		stderr string
+		want   []string
+	}{
+		{"timeout", nil, "ssh: connect to host 10.1.1.1 port 22: Connection timed out\r\n",
+			[]string{`"ssh -F /lab/ssh_config -o IdentityFile=/k -v root@web1"`}},
+		{"auth", nil, "root@web1: Permission denied (publickey).\r\n", []string{`"ssh -F /lab/ssh_config -o IdentityFile=/k -v root@web1"`}},
+		{"dns", nil, "ssh: Could not resolve hostname web1: Name or service not known\r\n", []string{`"ssh -F /lab/ssh_config -o IdentityFile=/k -G web1 | grep`}},
+		{"unknown key", &Effective{HostName: "127.0.0.2", Port: 22, KnownHosts: "/lab/known_hosts"}, unknown, []string{
+			`"ssh-keyscan -p 22 -t ed25519 127.0.0.2 >> /lab/known_hosts"`,
+			`"ssh-keygen -lF 127.0.0.2 -f /lab/known_hosts"`, `"ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub"`}},
+		{"unknown key, other port", &Effective{HostName: "10.0.0.5", Port: 2200, KnownHosts: "/root/.ssh/known_hosts"}, unknown, []string{
+			`"ssh-keyscan -p 2200 -t ed25519 10.0.0.5 >> /root/.ssh/known_hosts"`, `"ssh-keygen -lF '[10.0.0.5]:2200' -f /root/.ssh/known_hosts"`}},
+		{"unknown key, alias", &Effective{HostName: "10.0.0.5", Port: 22, KnownHosts: "~/.ssh/known hosts", HostKeyAlias: "web1-key"}, unknown, []string{
+			`"ssh-keyscan -p 22 -t ed25519 10.0.0.5 | sed 's/^[^#][^ ]*/web1-key/' >> ~/'.ssh/known hosts'"`, `"ssh-keygen -lF web1-key -f ~/'.ssh/known hosts'"`}},
+		{"unknown key, hashed", &Effective{HostName: "10.0.0.5", Port: 22, KnownHosts: "/k", Hashed: true}, unknown, []string{`"ssh-keyscan -H -p 22 -t ed25519 10.0.0.5 >> /k"`}},
+		{"unknown key, jump", &Effective{HostName: "10.0.0.5", Port: 22, KnownHosts: "/k", ProxyJump: "bastion"}, unknown, []string{
+			`"ssh -F /lab/ssh_config -o IdentityFile=/k bastion ssh-keyscan -p 22 -t ed25519 10.0.0.5 >> /k"`}},
+		{"changed key", &Effective{HostName: "127.0.0.2", Port: 22, KnownHosts: "/lab/known_hosts"}, changed, []string{
+			`"ssh-keygen -f /lab/known_hosts -R 127.0.0.2"`, `"ssh-keyscan -p 22 -t ed25519 127.0.0.2 >> /lab/known_hosts"`, "attack"}},
+	} {
+		p := p
+		p.Eff = tc.eff
+		got := Classify(p, tc.stderr)
+		for _, w := range tc.want {
+			if !strings.Contains(got.Hint, w) {
+				t.Errorf("%s: hint %q lacks %q", tc.name, got.Hint, w)
+			}
+		}
+		if strings.Contains(got.Hint, "ControlPath") || strings.Contains(got.Hint, "skiff-ssh-1") {
+			t.Errorf("%s: hint names the run's ControlPath: %q", tc.name, got.Hint)
+		}
+	}
+	// Without ssh -G nothing is guessed: no ssh-keyscan of a name it
+	// does not resolve.
+	if got := Classify(p, unknown); strings.Contains(got.Hint, "ssh-keyscan") {
+		t.Errorf("unresolved peer: %q", got.Hint)
+	}
+	s := &SSH{Target: Target{Host: "web1", Port: 2222, User: "deploy"}, Options: opts}
+	if got, want := s.HintOpts(), "-F /lab/ssh_config -o IdentityFile=/k -p 2222"; got != want {
+		t.Errorf("HintOpts = %q, want %q", got, want)
+	}
+	if got, want := s.ByHand("sudo", "nix-collect-garbage"), "ssh -F /lab/ssh_config -o IdentityFile=/k -p 2222 deploy@web1 sudo nix-collect-garbage"; got != want {
+		t.Errorf("ByHand = %q, want %q", got, want)
+	}
+}
+
+// A remote command whose words the remote shell would split or expand is
+// quoted for it, then for the local shell.
+func TestByHandQuotesForBothShells(t *testing.T) {
+	tgt := Target{Host: "web1"}
+	for _, tc := range []struct {
+		remote []string
+		want   string
+	}{
+		{nil, "ssh root@web1"},
+		{[]string{"journalctl", "-u", "demo-web.service", "-n", "50"}, "ssh root@web1 journalctl -u demo-web.service -n 50"},
+		{[]string{"journalctl", "-u", "a b.service"}, `ssh root@web1 'journalctl -u '\''a b.service'\'''`},
+	} {
+		if got := ByHand(Options{}, tgt, nil, tc.remote...); got != tc.want {
+			t.Errorf("ByHand(%q) = %s, want %s", tc.remote, got, tc.want)
+		}
 	}
 }

@@ -198,7 +198,7 @@ func (l *Live) frame(now time.Time) []string {
 			counts[h.result]++
 		}
 		var parts []string
-		for _, k := range []string{"deployed", "up to date", "rolled back", "failed", "skipped"} {
+		for _, k := range []string{"deployed", "up to date", "rolled back", "failed", "interrupted", "skipped"} {
 			if counts[k] > 0 {
 				parts = append(parts, fmt.Sprintf("%d %s", counts[k], k))
 			}
@@ -231,7 +231,7 @@ func (l *Live) hostLine(h *liveHost, width int, now time.Time) string {
 	phase = fmt.Sprintf("%-11s", phase)
 	if l.color {
 		switch {
-		case h.finished && (h.result == "failed" || h.result == "rolled back"):
+		case h.finished && (h.result == "failed" || h.result == "rolled back" || h.result == "interrupted"):
 			phase = "\x1b[31m" + phase + "\x1b[0m"
 		case h.finished:
 			phase = "\x1b[32m" + phase + "\x1b[0m"

@@ -42,8 +42,11 @@ func Summary(w io.Writer, results []fleet.Result) {
 	fmt.Fprintln(tw, "HOST\tRESULT\tGENERATION\tCOPIED\tDURATION\tERROR")
 	for _, r := range results {
 		errcol := string(r.Class())
-		if r.Status == fleet.Skipped {
+		switch {
+		case r.Status == fleet.Skipped:
 			errcol = r.Note
+		case r.Note != "" && errcol == "":
+			errcol = r.Note // a host whose activation an interrupt let finish
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.Host, r.Status, generations(r), copied(r),
 			duration(r), errcol)
@@ -52,7 +55,7 @@ func Summary(w io.Writer, results []fleet.Result) {
 }
 
 func duration(r fleet.Result) string {
-	if r.Status == fleet.Skipped {
+	if r.Status == fleet.Skipped || r.Duration == 0 {
 		return "-"
 	}
 	return r.Duration.Round(10 * time.Millisecond).String()
@@ -74,6 +77,8 @@ func generations(r fleet.Result) string {
 	return old
 }
 
+// copied is what was copied to the host: "-" when nothing was (nothing
+// was missing, or the copy was refused, failed or was interrupted).
 func copied(r fleet.Result) string {
 	if r.CopiedPaths == 0 {
 		return "-"

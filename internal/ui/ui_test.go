@@ -115,3 +115,49 @@ func TestLiveFrameCountsFinishedHostsWhenRunningOnesFillTheScreen(t *testing.T) 
 		t.Errorf("(-want +got)\n%s", d)
 	}
 }
+
+func TestSummaryOfAnInterruptedRun(t *testing.T) {
+	var b bytes.Buffer
+	Summary(&b, []fleet.Result{
+		{Host: "web1", Status: fleet.Interrupted, OldGen: 3, Duration: 300 * time.Millisecond,
+			Err: fault.New("web1", fault.Interrupted, "h", "interrupted during the copy; nothing was activated")},
+		{Host: "web2", Status: fleet.Deployed, OldGen: 3, NewGen: 4, CopiedPaths: 2, CopiedBytes: 2048, Duration: 2 * time.Second,
+			Note: "interrupted during activation, which was let finish"},
+		{Host: "web3", Status: fleet.Interrupted, Err: fault.New("web3", fault.Interrupted, "h", "interrupted during the build")},
+	})
+	want := `HOST  RESULT       GENERATION  COPIED           DURATION  ERROR
+web1  interrupted  3           -                300ms     interrupted
+web2  deployed     3 -> 4      2 paths, 2.0KiB  2s        interrupted during activation, which was let finish
+web3  interrupted  -           -                -         interrupted
+`
+	if d := cmp.Diff(want, b.String()); d != "" {
+		t.Errorf("(-want +got)\n%s", d)
+	}
+}
+
+func TestJSONSummaryOfAnInterruptedHost(t *testing.T) {
+	var b bytes.Buffer
+	j := &JSON{W: &b}
+	j.Summary([]fleet.Result{{Host: "web1", Status: fleet.Interrupted, OldGen: 3,
+		Err: fault.New("web1", fault.Interrupted, "deploy again", "interrupted during the copy; nothing was activated")}}, 130)
+	var s SummaryJSON
+	if err := json.Unmarshal(b.Bytes(), &s); err != nil {
+		t.Fatal(err)
+	}
+	want := HostJSON{Host: "web1", Result: "interrupted", OldGeneration: 3, ErrorClass: "interrupted",
+		Error: "web1: interrupted during the copy; nothing was activated", Hint: "deploy again"}
+	if d := cmp.Diff(want, s.Hosts[0]); d != "" || s.ExitCode != 130 {
+		t.Errorf("exit %d (-want +got)\n%s", s.ExitCode, d)
+	}
+}
+
+func TestLiveFrameCountsInterruptedHosts(t *testing.T) {
+	l := &Live{rows: func() int { return 3 }, start: t0, hosts: map[string]*liveHost{}}
+	for _, n := range []string{"a1", "a2", "a3"} {
+		l.Event(fleet.Event{Time: t0, Host: n, Phase: fleet.PhaseDone, Status: fleet.Interrupted, Msg: "interrupted: interrupted during the build"})
+	}
+	got := l.frame(t0)
+	if last := got[len(got)-1]; last != "  ... 2 interrupted" {
+		t.Errorf("frame %q", got)
+	}
+}

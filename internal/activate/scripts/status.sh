@@ -1,0 +1,24 @@
+# shellcheck shell=sh
+# Print the supervisor's state line, whether it still runs (1 or 0), then
+# its output from byte offset $2 (1-based). First wait on the host, up to
+# $4 tenths of a second, for something to report: a state other than $3,
+# the supervisor gone, or new output. Liveness is read before the state:
+# the supervisor writes its final state before it removes its pid file, so
+# "not running" always comes with a final state. A supervisor that starts
+# between the two reads has written its pid before its first state, so
+# liveness is read once more when the first read found none: "not running"
+# with a state that is not final then means the supervisor really died.
+d=$1 off=$2 last=$3 n=$4
+alive() { [ -f "$d/pid" ] && kill -0 "$(cat "$d/pid")" 2>/dev/null; }
+while :; do
+	a=0
+	if alive; then a=1; fi
+	s=$(cat "$d/state" 2>/dev/null) || s=
+	if [ "$a" = 0 ] && alive; then a=1; fi
+	size=$(wc -c <"$d/log" 2>/dev/null) || size=0
+	if [ "$s" != "$last" ] || [ "$a" = 0 ] || [ "$size" -ge "$off" ] || [ "$n" -le 0 ]; then break; fi
+	n=$((n - 1))
+	sleep 0.1 2>/dev/null || n=0
+done
+printf '%s\n%s\n' "$s" "$a"
+tail -c +"$2" "$d/log" 2>/dev/null || true

@@ -1,0 +1,376 @@
+package activate
+
+import (
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+// The host-side scripts run under dash (the strictest common /bin/sh) with
+// a fake switch-to-configuration and a fake nix-env in a temp dir.
+
+func needTool(t *testing.T, name string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		t.Skipf("%s not installed", name)
+	}
+	return p
+}
+
+func TestScriptsPassShellcheck(t *testing.T) {
+	sc := needTool(t, "shellcheck")
+	files, err := filepath.Glob("scripts/*.sh")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no scripts: %v", err)
+	}
+	out, err := exec.Command(sc, append([]string{"-S", "warning", "-s", "sh"}, files...)...).CombinedOutput()
+	if err != nil {
+		t.Errorf("shellcheck: %v\n%s", err, out)
+	}
+}
+
+// supHost is a temp dir laid out for one supervisor run: new/ and old/
+// systems whose switch-to-configuration logs its calls, a fake nix-env
+// that keeps a profile in prof/, and bin/ first on PATH.
+type supHost struct {
+	t    *testing.T
+	root string
+	dir  string // the supervisor's state dir
+	env  []string
+	done chan error // the supervisor's exit
+}
+
+func newSupHost(t *testing.T) *supHost {
+	h := &supHost{t: t, root: t.TempDir()}
+	h.dir = filepath.Join(h.root, "act")
+	for _, d := range []string{"new/bin", "old/bin", "bin", "prof", "act"} {
+		if err := os.MkdirAll(filepath.Join(h.root, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	calls := filepath.Join(h.root, "calls")
+	for _, sys := range []string{"new", "old"} {
+		// The exit code of "ACTION" comes from the file SYS.ACTION.rc.
+		h.write(sys+"/bin/switch-to-configuration", fmt.Sprintf(`#!/bin/sh
+echo "%[1]s $1" >>%[2]q
+rc=0
+[ -f %[3]q/%[1]s.$1.rc ] && read -r rc <%[3]q/%[1]s.$1.rc
+exit "$rc"
+`, sys, calls, h.root))
+	}
+	h.write("bin/nix-env", fmt.Sprintf(`#!/bin/sh
+# nix-env -p PROFILE --set PATH | --switch-generation N | --delete-generations N
+echo "nix-env $3 $4" >>%[1]q
+p=$2
+case $3 in
+--set) ln -sfn "$4" "$p-2-link" && ln -sfn "${p##*/}-2-link" "$p" ;;
+--switch-generation) ln -sfn "${p##*/}-$4-link" "$p" ;;
+--delete-generations) rm -f "$p-$4-link" ;;
+esac
+`, calls))
+	h.env = []string{"PATH=" + filepath.Join(h.root, "bin") + ":/usr/bin:/bin", "LC_ALL=C"}
+	return h
+}
+
+func (h *supHost) write(rel, content string) {
+	h.t.Helper()
+	if err := os.WriteFile(filepath.Join(h.root, rel), []byte(content), 0o755); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
+func (h *supHost) profile() string { return filepath.Join(h.root, "prof", "system") }
+
+// start runs script (the supervisor, possibly edited) under dash.
+func (h *supHost) start(script string, window int, gen string) *exec.Cmd {
+	h.t.Helper()
+	cmd := exec.Command(needTool(h.t, "dash"), "-c", script, "skiff-supervisor", h.dir,
+		filepath.Join(h.root, "new"), filepath.Join(h.root, "old"), fmt.Sprint(window), gen, h.profile())
+	cmd.Env = h.env
+	if err := cmd.Start(); err != nil {
+		h.t.Fatal(err)
+	}
+	h.done = make(chan error, 1)
+	go func() { h.done <- cmd.Wait() }()
+	h.t.Cleanup(func() { _ = cmd.Process.Kill(); <-h.done })
+	return cmd
+}
+
+// exit waits for the supervisor to end and returns its exit error.
+func (h *supHost) exit() error {
+	err := <-h.done
+	h.done <- err
+	return err
+}
+
+func (h *supHost) state() string {
+	b, _ := os.ReadFile(filepath.Join(h.dir, "state"))
+	return strings.TrimSpace(string(b))
+}
+
+// waitState waits, with a generous bound, until the state satisfies ok.
+func (h *supHost) waitState(bound time.Duration, ok func(string) bool) string {
+	h.t.Helper()
+	for end := time.Now().Add(bound); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
+		if s := h.state(); ok(s) {
+			return s
+		}
+	}
+	return h.state()
+}
+
+func (h *supHost) final(bound time.Duration) string {
+	return h.waitState(bound, func(s string) bool { return State{Phase: strings.Fields(s + " x")[0]}.Final() })
+}
+
+func (h *supHost) calls() []string {
+	b, _ := os.ReadFile(filepath.Join(h.root, "calls"))
+	return strings.Split(strings.TrimSpace(string(b)), "\n")
+}
+
+// decide writes the deployer's decision with decideScript.
+func (h *supHost) decide(decision string) error {
+	cmd := exec.Command(needTool(h.t, "dash"), "-c", decideScript, "sh", h.dir, decision)
+	cmd.Env = h.env
+	return cmd.Run()
+}
+
+// fakeDate puts a date on PATH that prints the wall clock shifted by
+// offset seconds, from its call number from on (earlier calls are true).
+func (h *supHost) fakeDate(offset, from int) {
+	h.write("bin/date", fmt.Sprintf(`#!/bin/sh
+n=0
+[ -f %[1]q/date.calls ] && read -r n <%[1]q/date.calls
+n=$((n + 1))
+echo "$n" >%[1]q/date.calls
+off=0
+[ "$n" -ge %[2]d ] && off=%[3]d
+exec /bin/date -d "@$(($(/bin/date +%%s) + off))" "$@"
+`, h.root, from, offset))
+}
+
+func activated(s string) bool { return strings.HasPrefix(s, "activated") }
+
+func TestSupervisorCommitsOnTheDeployersWord(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		gen       string
+		wantCalls []string
+	}{
+		{"new generation", "", []string{"new test", "nix-env --set " + "NEW", "new boot"}},
+		{"existing generation", "41", []string{"new test", "nix-env --switch-generation 41", "new boot"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newSupHost(t)
+			h.start(Supervisor, 30, tc.gen)
+			if s := h.waitState(20*time.Second, activated); s != "activated 0" {
+				t.Fatalf("state %q, want activated 0", s)
+			}
+			if err := h.decide("commit"); err != nil {
+				t.Fatal(err)
+			}
+			want := "committed system-2-link"
+			if tc.gen != "" {
+				want = "committed system-41-link"
+			}
+			if s := h.final(20 * time.Second); s != want {
+				t.Errorf("state %q, want %q", s, want)
+			}
+			want2 := slicesReplace(tc.wantCalls, "NEW", filepath.Join(h.root, "new"))
+			if d := cmp.Diff(want2, h.calls()); d != "" {
+				t.Errorf("calls (-want +got):\n%s", d)
+			}
+			if err := h.decide("rollback late"); err == nil {
+				t.Error("a second decision was accepted")
+			}
+			if err := h.exit(); err != nil {
+				t.Errorf("supervisor exit: %v", err)
+			}
+			if _, err := os.Stat(filepath.Join(h.dir, "pid")); !os.IsNotExist(err) {
+				t.Errorf("pid file left behind: %v", err)
+			}
+		})
+	}
+}
+
+func slicesReplace(s []string, old, new string) []string {
+	out := make([]string, len(s))
+	for i, v := range s {
+		out[i] = strings.ReplaceAll(v, old, new)
+	}
+	return out
+}
+
+func TestSupervisorRollsBackOnTheDeployersWord(t *testing.T) {
+	h := newSupHost(t)
+	h.write("new.test.rc", "4\n")
+	h.start(Supervisor, 30, "")
+	if s := h.waitState(20*time.Second, activated); s != "activated 4" {
+		t.Fatalf("state %q, want activated 4", s)
+	}
+	if err := h.decide("rollback newly failed units web.service"); err != nil {
+		t.Fatal(err)
+	}
+	if s := h.final(20 * time.Second); s != "rolled-back 0 newly failed units web.service" {
+		t.Errorf("state %q", s)
+	}
+	if d := cmp.Diff([]string{"new test", "old test"}, h.calls()); d != "" {
+		t.Errorf("calls (-want +got):\n%s", d)
+	}
+}
+
+func TestSupervisorUndoesAFailedBootDefault(t *testing.T) {
+	h := newSupHost(t)
+	// The profile is at generation 1 (the old system).
+	if err := os.Symlink(filepath.Join(h.root, "old"), h.profile()+"-1-link"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("system-1-link", h.profile()); err != nil {
+		t.Fatal(err)
+	}
+	h.write("new.boot.rc", "1\n")
+	h.start(Supervisor, 30, "")
+	h.waitState(20*time.Second, activated)
+	if err := h.decide("commit"); err != nil {
+		t.Fatal(err)
+	}
+	if s := h.final(20 * time.Second); s != "rolled-back 0 making the new system the boot default failed" {
+		t.Errorf("state %q", s)
+	}
+	if l, _ := os.Readlink(h.profile()); l != "system-1-link" {
+		t.Errorf("profile points at %q, want system-1-link", l)
+	}
+	if _, err := os.Lstat(h.profile() + "-2-link"); !os.IsNotExist(err) {
+		t.Errorf("generation 2 left behind: %v", err)
+	}
+}
+
+// The window is counted on a monotonic clock: a wall clock stepped by an
+// hour in either direction (activation restarting chronyd) neither rolls
+// back a system the deployer confirms in time nor keeps an unconfirmed one
+// for an hour.
+func TestSupervisorWindowIgnoresWallClockSteps(t *testing.T) {
+	t.Run("stepped forward", func(t *testing.T) {
+		h := newSupHost(t)
+		h.fakeDate(3600, 2) // the clock jumps after the first reading
+		h.start(Supervisor, 30, "")
+		if s := h.waitState(20*time.Second, activated); s != "activated 0" {
+			t.Fatalf("state %q", s)
+		}
+		time.Sleep(300 * time.Millisecond) // several turns of the wait loop
+		if err := h.decide("commit"); err != nil {
+			t.Fatalf("the confirmation came too late: %v (state %q)", err, h.state())
+		}
+		if s := h.final(20 * time.Second); s != "committed system-2-link" {
+			t.Errorf("state %q, want committed", s)
+		}
+	})
+	t.Run("stepped back", func(t *testing.T) {
+		h := newSupHost(t)
+		h.fakeDate(-3600, 2)
+		h.start(Supervisor, 1, "")
+		// Nobody confirms: the host rolls back one window (+1 s) after
+		// activating; the bound is far below the hour of the step.
+		s := h.final(20 * time.Second)
+		if s != "rolled-back 0 not confirmed within 1s: the deployer vanished or lost SSH access" {
+			t.Errorf("state %q, want rolled back by the supervisor", s)
+		}
+	})
+}
+
+// Without /proc/uptime (macOS) the window is the sum of the naps.
+func TestSupervisorWindowWithoutProcUptime(t *testing.T) {
+	h := newSupHost(t)
+	h.fakeDate(-3600, 2)
+	script := strings.ReplaceAll(Supervisor, "/proc/uptime", filepath.Join(h.root, "no-uptime"))
+	h.start(script, 1, "")
+	if s := h.final(20 * time.Second); !strings.HasPrefix(s, "rolled-back 0 not confirmed within 1s") {
+		t.Errorf("state %q, want rolled back by the supervisor", s)
+	}
+}
+
+func TestStatusAndLaunchScripts(t *testing.T) {
+	dash := needTool(t, "dash")
+	root := t.TempDir()
+	dir := filepath.Join(root, "act")
+	run := func(script string, args ...string) (string, error) {
+		out, err := exec.Command(dash, append([]string{"-c", script, "sh"}, args...)...).Output()
+		return string(out), err
+	}
+	// launch-file.sh writes the supervisor byte for byte and starts the
+	// command (its /run/skiff is moved into the temp dir).
+	launch := strings.ReplaceAll(launchFileScript, "/run/skiff", filepath.Join(root, "run-skiff"))
+	if out, err := run(launch, dir, Supervisor, "sh", "-c", "echo started"); err != nil {
+		t.Fatalf("launch: %v %s", err, out)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "supervisor"))
+	if err != nil || string(b) != Supervisor+"\n" {
+		t.Errorf("supervisor file differs from the script (%v)", err)
+	}
+	if fi, _ := os.Stat(dir); fi == nil || fi.Mode().Perm() != fs.FileMode(0o700) {
+		t.Errorf("state dir mode %v, want 0700", fi)
+	}
+	if out, err := run(launch, dir, Supervisor, "true"); err == nil {
+		t.Errorf("a second launch into the same dir succeeded: %s", out)
+	}
+
+	os.WriteFile(filepath.Join(dir, "state"), []byte("activated 0\n"), 0o600)
+	os.WriteFile(filepath.Join(dir, "log"), []byte("line1\nline2\n"), 0o600)
+	os.WriteFile(filepath.Join(dir, "pid"), []byte(fmt.Sprint(os.Getpid())), 0o600)
+	out, err := run(statusScript, dir, "7", "", "0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := State{Phase: "activated", Running: true, Output: []byte("line2\n")}
+	if d := cmp.Diff(want, ParseState([]byte(out))); d != "" {
+		t.Errorf("status (-want +got):\n%s", d)
+	}
+	out, _ = run(detectScript)
+	if out != "systemd\n" && out != "plain\n" {
+		t.Errorf("detect printed %q", out)
+	}
+}
+
+// A supervisor that starts between the status script's liveness read and
+// its state read (pid, then state, written in that order) is running, not
+// "stopped in state activating".
+func TestStatusSeesASupervisorStartingBetweenItsReads(t *testing.T) {
+	dash := needTool(t, "dash")
+	root := t.TempDir()
+	dir := filepath.Join(root, "act")
+	bin := filepath.Join(root, "bin")
+	for _, d := range []string{dir, bin} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The supervisor "starts" while the state is read: this cat writes
+	// the pid file as it reads the state file, which it finds written.
+	cat := fmt.Sprintf(`#!/bin/sh
+case "$1" in */state) echo %d >%q ;; esac
+exec /bin/cat "$@"
+`, os.Getpid(), filepath.Join(dir, "pid"))
+	if err := os.WriteFile(filepath.Join(bin, "cat"), []byte(cat), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "state"), []byte("activating\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(dash, "-c", statusScript, "sh", dir, "1", "", "0")
+	cmd.Env = []string{"PATH=" + bin + ":/usr/bin:/bin"}
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := ParseState(out); st.Phase != "activating" || !st.Running {
+		t.Errorf("status = %+v, want activating and running", st)
+	}
+}
