@@ -30,7 +30,7 @@ build {
     fileset = lib.fileset.unions [ ../go.mod ../go.sum ../cmd ../internal ../bench ];
   };
 
-  vendorHash = "sha256-4h8KBxoQ3hf3t3WxlJAeLVCoTbTrT45+/lBCxnotuQg=";
+  vendorHash = "sha256-kgpupScc7dLeQuBAsrNhBYtjFVRVh4efBA1ijPbW+b8=";
 
   subPackages = [ "cmd/skiff" ];
   env.CGO_ENABLED = "0";

@@ -1,165 +1,147 @@
-// Command fleet measures a 20-host deploy of the example flake's systems on
-// the test fleet against 20 sequential one-host deploys measured in the
-// same run, a no-op redeploy, the ssh logins per host (from the hosts' sshd
-// logs) and the nix evaluations per run (from skiff's -x trace).
+// Command fleet measures skiff on many hosts of the test fleet, each behind a
+// delay proxy, at each round-trip delay:
 //
-//	go run ./bench/fleet [-hosts 20]
+//   - one `skiff deploy` of -hosts hosts (a new generation each) against the floor
+//     (what `nixos-rebuild switch --flake .#HOST --target-host root@HOST` does, see
+//     bench/onehost) run for one host after the other, both measured in this run;
+//
+//   - the no-op redeploy of the same hosts, unchanged;
+//
+//   - one `skiff deploy` of -big hosts: total time, time per host and skiff's
+//     peak memory;
+//
+//   - the deployer's CPU per host (user + system of skiff or the floor and of every
+//     process they start, ssh masters included).
+//
+//     go run ./bench/fleet [-hosts 20] [-big 100] [-p 20] [-delay 0,50ms]
 package main
 
 import (
-	"bytes"
 	"context"
 	"flag"
 	"fmt"
 	"os"
-	"path/filepath"
-	"strings"
 	"time"
 
-	"github.com/skiffdeploy/skiff/internal/cli"
+	"github.com/skiffdeploy/skiff/bench/internal/benchlab"
 	"github.com/skiffdeploy/skiff/internal/lab"
 )
 
 func main() {
-	n := flag.Int("hosts", 20, "hosts in the fleet")
+	benchlab.Reaper()
+	n := flag.Int("hosts", 20, "hosts of the comparison with the floor")
+	big := flag.Int("big", 100, "hosts of the large run")
+	p := flag.Int("p", 20, "skiff deploy --parallel")
+	delays := flag.String("delay", "0,50ms", "round-trip delays to measure at, comma separated")
 	flag.Parse()
-	if err := run(*n); err != nil {
+	ds, err := benchlab.ParseDelays(*delays)
+	if err == nil && (*n < 1 || *big < 1 || *p < 1) {
+		err = fmt.Errorf("-hosts, -big and -p must be at least 1")
+	}
+	if err == nil {
+		err = run(context.Background(), *n, *big, *p, ds)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "fleet:", err)
 		os.Exit(1)
 	}
 }
 
-func run(n int) error {
-	if err := lab.Available(); err != nil {
-		return err
-	}
-	ctx := context.Background()
-	dir, err := os.MkdirTemp("", "skiff-bench-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(dir)
-	os.Setenv("SKIFF_HISTORY", filepath.Join(dir, "history.db")) // not the user's history
-	specs := lab.Hosts(n, "b")
-	l, err := lab.Start(ctx, lab.Options{Dir: filepath.Join(dir, "lab"), Hosts: specs})
-	if err != nil {
-		return err
-	}
-	defer l.Stop()
-	var names []string
+func run(ctx context.Context, n, big, p int, delays []time.Duration) error {
+	specs := lab.Hosts(max(n, big), "b")
+	var all []string
 	for _, s := range specs {
-		names = append(names, s.Name)
+		all = append(all, s.Name)
 	}
-	var busy float64 // share of the machine's CPUs busy during the last run
-	skiff := func(gen int, args ...string) (time.Duration, string, error) {
-		flake := filepath.Join(dir, fmt.Sprintf("flake%d", gen))
-		if _, err := os.Stat(flake); err != nil {
-			if err := writeFlake(flake, names, gen); err != nil {
-				return 0, "", err
-			}
-		}
-		var stdout, stderr bytes.Buffer
-		b0, t0 := cpuTicks()
-		start := time.Now()
-		defer func() {
-			b1, t1 := cpuTicks()
-			if t1 > t0 {
-				busy = float64(b1-b0) / float64(t1-t0)
-			}
-		}()
-		code := cli.Main(ctx, append([]string{"-x", "-F", l.SSHConfig(), "--nix-option", "substituters=", "--flake", flake, "deploy"}, args...),
-			strings.NewReader(""), &stdout, &stderr)
-		d := time.Since(start)
-		if code != 0 {
-			return d, "", fmt.Errorf("skiff deploy %v exited %d:\n%s", args, code, stderr.String())
-		}
-		return d, stderr.String(), nil
+	few := all[:n]
+	b, err := benchlab.Start(ctx, specs)
+	if err != nil {
+		return err
 	}
-	logins := func() int {
-		total := 0
-		for _, h := range l.Hosts() {
-			total += h.Logins("root")
+	defer b.Stop()
+	parallel := fmt.Sprintf("--parallel=%d", p)
+
+	// newGen writes and builds (untimed) the next generation of the given hosts.
+	gen := 0
+	newGen := func(hosts []string) (string, error) {
+		gen++
+		flake, err := b.WriteFlake(all, gen, 0)
+		if err == nil {
+			err = benchlab.Build(ctx, flake, hosts)
 		}
-		return total
+		return flake, err
+	}
+	// Warm up: every host gets generation 1 (the shared base is copied).
+	flake, err := newGen(all)
+	if err != nil {
+		return err
+	}
+	if _, err := b.Deploy(ctx, flake, parallel, "--magic-rollback=false"); err != nil {
+		return err
 	}
 
-	// Warm up: every host gets generation 1 (the shared base is copied).
-	if _, _, err := skiff(1); err != nil {
-		return err
-	}
-	// Generation 2, one host after the other.
-	var seq time.Duration
-	var seqBusy float64
-	for _, h := range names {
-		d, _, err := skiff(2, h)
+	fmt.Printf("fleet deploys (skiff deploy --parallel=%d), load average at start: %s\n", p, benchlab.Load())
+	for _, delay := range delays {
+		if err := b.SetDelay(ctx, delay); err != nil {
+			return err
+		}
+		// The floor, one host after the other.
+		flake, err := newGen(few)
 		if err != nil {
 			return err
 		}
-		seq += d
-		seqBusy += busy * float64(d)
-	}
-	seqBusy /= float64(seq)
-	// Generation 3, the whole fleet in one run.
-	before := logins()
-	par, trace, err := skiff(3)
-	if err != nil {
-		return err
-	}
-	parBusy := busy
-	perHost := float64(logins()-before) / float64(n)
-	evals := strings.Count(trace, " eval --json ")
-	// No-op redeploy.
-	noop, trace2, err := skiff(3)
-	if err != nil {
-		return err
-	}
-	copies := strings.Count(trace2, " copy --to ")
+		var floor benchlab.Usage
+		for _, h := range few {
+			u, err := b.Floor(ctx, flake, h)
+			if err != nil {
+				return err
+			}
+			floor.Wall += u.Wall
+			floor.CPU += u.CPU
+		}
+		// skiff, all of them in one run.
+		if flake, err = newGen(few); err != nil {
+			return err
+		}
+		before := b.Logins(few...)
+		one, err := b.Deploy(ctx, flake, append([]string{parallel}, few...)...)
+		if err != nil {
+			return err
+		}
+		logins := b.Logins(few...) - before
+		trace := benchlab.CountTrace(one.Stderr)
+		noop, err := b.Deploy(ctx, flake, append([]string{parallel}, few...)...)
+		if err != nil {
+			return err
+		}
+		// The large run.
+		if flake, err = newGen(all[:big]); err != nil {
+			return err
+		}
+		large, err := b.Deploy(ctx, flake, append([]string{parallel}, all[:big]...)...)
+		if err != nil {
+			return err
+		}
 
-	fmt.Printf("%d-host deploy (changed paths only, -p 10)\n", n)
-	fmt.Printf("  %d sequential one-host deploys: %v (machine CPU busy %.0f%%)\n", n, seq.Round(time.Millisecond), 100*seqBusy)
-	fmt.Printf("  one fleet deploy:              %v (machine CPU busy %.0f%%)\n", par.Round(time.Millisecond), 100*parBusy)
-	fmt.Printf("  speed-up: %.1fx (target >= 8x)\n", float64(seq)/float64(par))
-	fmt.Printf("  no-op redeploy of %d hosts: %v, nix copy runs: %d\n", n, noop.Round(time.Millisecond), copies)
-	fmt.Printf("  ssh logins per host: %.1f\n", perHost)
-	fmt.Printf("  nix evaluations per run: %d\n", evals)
+		perHost := func(d time.Duration, hosts int) string { return benchlab.Ms(d / time.Duration(hosts)) }
+		fmt.Printf("\nround trip %v\n", delay)
+		fmt.Printf("  %-44s %10s  %10s  %6s\n", "", "skiff", "floor", "ratio")
+		fmt.Printf("  %-44s %10s  %10s  %6.2f\n", fmt.Sprintf("%d hosts, new generation (floor: one by one)", n),
+			benchlab.Ms(one.Wall), benchlab.Ms(floor.Wall), float64(one.Wall)/float64(floor.Wall))
+		fmt.Printf("  %-44s %10s  %10s  %6.2f\n", "  deployer CPU per host", perHost(one.CPU, n), perHost(floor.CPU, n), float64(one.CPU)/float64(floor.CPU))
+		fmt.Printf("  %-44s %10s\n", fmt.Sprintf("no-op redeploy of the %d hosts", n), benchlab.Ms(noop.Wall))
+		fmt.Printf("  %-44s %10s\n", "  nix copy runs in it", fmt.Sprint(benchlab.CountTrace(noop.Stderr).Copies))
+		fmt.Printf("  %-44s %10s\n", fmt.Sprintf("%d hosts, new generation", big), benchlab.Ms(large.Wall))
+		fmt.Printf("  %-44s %10s\n", "  time per host", perHost(large.Wall, big))
+		fmt.Printf("  %-44s %10s\n", "  deployer CPU per host", perHost(large.CPU, big))
+		fmt.Printf("  %-44s %10s\n", "  skiff's own peak RSS (VmHWM)", mib(large.PeakRSS))
+		fmt.Printf("  %-44s %10s\n", "  largest process of the run (ru_maxrss)", mib(large.TreeMaxRSS))
+		fmt.Printf("  per host in the %d-host deploy: %.1f ssh logins, %.1f ssh commands (%.1f on a fresh connection), %.1f nix copy; %d nix evaluations\n",
+			n, float64(logins)/float64(n), float64(trace.SSH)/float64(n), float64(trace.Fresh)/float64(n), float64(trace.Copies)/float64(n),
+			trace.Evals)
+	}
+	fmt.Printf("\nload average at the end: %s\n", benchlab.Load())
 	return nil
 }
 
-func writeFlake(dir string, names []string, gen int) error {
-	src, err := filepath.Abs("examples/fleet")
-	if err != nil {
-		return err
-	}
-	if err := os.CopyFS(dir, os.DirFS(src)); err != nil {
-		return err
-	}
-	for _, f := range []string{"flake.lock", "generation", "overrides.nix"} {
-		os.Remove(filepath.Join(dir, f))
-	}
-	var b strings.Builder
-	for _, n := range names {
-		fmt.Fprintf(&b, "      %s = lib.mkSystem { name = %q; generation = %d; };\n", n, n, gen)
-	}
-	flake := "{\n  outputs = { self }: let lib = import ./lib.nix; in {\n    nixosConfigurations = {\n" + b.String() + "    };\n  };\n}\n"
-	return os.WriteFile(filepath.Join(dir, "flake.nix"), []byte(flake), 0o644)
-}
-
-// cpuTicks reads the machine's busy and total CPU time from /proc/stat:
-// the deployer and every lab host share this machine's CPUs.
-func cpuTicks() (busy, total uint64) {
-	data, err := os.ReadFile("/proc/stat")
-	if err != nil {
-		return 0, 0
-	}
-	line, _, _ := strings.Cut(string(data), "\n")
-	f := strings.Fields(line)
-	for i, v := range f[1:] {
-		var n uint64
-		fmt.Sscan(v, &n)
-		total += n
-		if i != 3 && i != 4 { // idle, iowait
-			busy += n
-		}
-	}
-	return busy, total
-}
+func mib(b int64) string { return fmt.Sprintf("%.0f MiB", float64(b)/(1<<20)) }

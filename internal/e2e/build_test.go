@@ -167,7 +167,7 @@ func TestBuildOneBrokenHost(t *testing.T) {
 	if !strings.HasPrefix(r.stdout, "fine1 /nix/store/") || strings.Contains(r.stdout, "broken") {
 		t.Errorf("stdout, want fine1's path only:\n%s", r.stdout)
 	}
-	wantContains(t, "stderr", r.stderr, "skiff: error: broken: its system failed to build", "oh no", "skiff: hint: see the whole log with \"nix log ")
+	wantContains(t, "stderr", r.stderr, "skiff: error: broken: its system failed to build", "oh no", "skiff: hint: see the whole log with \"nix-store --read-log ")
 
 	r = skiff(t, "build", "--json", "--flake", dir)
 	wantCode(t, r, 3)

@@ -392,6 +392,8 @@ func (r *run) buildFailed(ctx context.Context, hosts []flake.Host, err error) {
 			msg += "; last log lines:\n" + logTail
 		} else if ce != nil {
 			msg += ": " + command.Tail(ce.Stderr, 5)
+		} else {
+			msg += ": " + err.Error() // nix printed what skiff cannot read
 		}
 		// A build failure explains more than a connection failure would.
 		r.mu.Lock()

@@ -8,7 +8,6 @@ import (
 	"os/exec"
 	"regexp"
 	"sort"
-	"strconv"
 	"strings"
 
 	"github.com/skiffdeploy/skiff/internal/command"
@@ -24,27 +23,6 @@ type Nix struct {
 	// Options are extra "--option NAME VALUE" pairs, as NAME=VALUE.
 	Options []string
 	version *Version
-}
-
-// Version is a parsed "nix (Nix) 2.8.0".
-type Version struct{ Major, Minor int }
-
-// AtLeast reports whether v is major.minor or newer.
-func (v Version) AtLeast(major, minor int) bool {
-	return v.Major > major || v.Major == major && v.Minor >= minor
-}
-
-var versionRE = regexp.MustCompile(`(\d+)\.(\d+)`)
-
-// ParseVersion reads the output of "nix --version".
-func ParseVersion(out string) (Version, error) {
-	m := versionRE.FindStringSubmatch(out)
-	if m == nil {
-		return Version{}, fmt.Errorf("cannot read nix version from %q", strings.TrimSpace(out))
-	}
-	major, _ := strconv.Atoi(m[1])
-	minor, _ := strconv.Atoi(m[2])
-	return Version{major, minor}, nil
 }
 
 // Available reports whether the nix command can be found.
@@ -94,16 +72,6 @@ func (n *Nix) EvalJSON(ctx context.Context, installable, apply string, out any) 
 	return nil
 }
 
-// BuildTarget is the argument that asks nix build to build the outputs of
-// a derivation: Nix 2.13 and newer read a bare .drv path as the file
-// itself and want DRV^out; older releases build the bare path.
-func BuildTarget(v Version, drv string) string {
-	if v.AtLeast(2, 13) {
-		return drv + "^out"
-	}
-	return drv
-}
-
 // BuildResult is one entry of "nix build --json".
 type BuildResult struct {
 	DrvPath string            `json:"drvPath"`
@@ -125,12 +93,27 @@ func (n *Nix) Build(ctx context.Context, drvs []string) (map[string]string, erro
 	if err != nil {
 		return nil, err
 	}
+	return ParseBuildResults(res.Stdout)
+}
+
+// ParseBuildResults reads "nix build --json" output into the out path of
+// each derivation, keyed by derivation path. A list of bare .drv paths
+// means nix built the derivation files themselves, not their outputs
+// (DerivedPathOutputs): an error, never an empty result.
+func ParseBuildResults(data []byte) (map[string]string, error) {
 	var built []BuildResult
-	if err := json.Unmarshal(res.Stdout, &built); err != nil {
+	if err := json.Unmarshal(data, &built); err != nil {
+		var paths []string
+		if json.Unmarshal(data, &paths) == nil {
+			return nil, fmt.Errorf("nix build built the derivation files %s, not their outputs (a nix that wants DRV^out)", strings.Join(paths, " "))
+		}
 		return nil, fmt.Errorf("nix build printed unexpected output: %w", err)
 	}
 	outs := make(map[string]string)
 	for _, b := range built {
+		if b.Outputs["out"] == "" {
+			return nil, fmt.Errorf("nix build printed no out path for %s", b.DrvPath)
+		}
 		outs[b.DrvPath] = b.Outputs["out"]
 	}
 	return outs, nil
@@ -143,9 +126,9 @@ type PathInfo struct {
 	References []string `json:"references"`
 }
 
-// ParsePathInfo reads "nix path-info --json" output from Nix 2.8 (a list
-// of objects with a "path" key) or newer releases (an object keyed by
-// path). The result is sorted by path.
+// ParsePathInfo reads "nix path-info --json" output of any release: a list
+// of objects with a "path" key, or an object keyed by path
+// (PathInfoObject). The result is sorted by path.
 func ParsePathInfo(data []byte) ([]PathInfo, error) {
 	var list []PathInfo
 	if err := json.Unmarshal(data, &list); err == nil {

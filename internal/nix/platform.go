@@ -26,17 +26,26 @@ type Builder struct {
 	Systems []string
 }
 
-// ReadBuildConfig runs "nix show-config --json" (Nix before 2.20) or "nix
-// config show --json", with n's --option settings, and reads the settings
-// that decide which platforms this machine builds.
+// ReadBuildConfig runs "nix config show --json" or "nix show-config --json"
+// (ConfigShowArgs), with n's --option settings, and reads the settings that
+// decide which platforms this machine builds. When the form the version
+// asks for fails, it tries the other (a release that renumbered or
+// backported).
 func (n *Nix) ReadBuildConfig(ctx context.Context) (BuildConfig, error) {
-	sub := []string{"show-config", "--json"}
-	if v, err := n.Version(ctx); err == nil && v.AtLeast(2, 20) {
-		sub = []string{"config", "show", "--json"}
+	v, verr := n.Version(ctx)
+	if verr != nil {
+		v = Version{}
 	}
-	res, err := n.Run.Run(ctx, command.Cmd{Argv: n.argv(sub...)})
+	first, second := ConfigShowArgs(v), ConfigShowArgs(Version{})
+	if !v.Has(ConfigShow) {
+		second = ConfigShowArgs(ConfigShow.Since)
+	}
+	res, err := n.Run.Run(ctx, command.Cmd{Argv: n.argv(first...)})
 	if err != nil {
-		return BuildConfig{}, err
+		var err2 error
+		if res, err2 = n.Run.Run(ctx, command.Cmd{Argv: n.argv(second...)}); err2 != nil {
+			return BuildConfig{}, err
+		}
 	}
 	return ParseBuildConfig(res.Stdout, readFile)
 }

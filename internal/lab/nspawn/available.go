@@ -9,10 +9,14 @@ import (
 	"strings"
 )
 
-// Available returns nil when this machine can run the hosts, else what is
-// missing. cache is Options.Cache: debootstrap is needed only while the tree
-// of the current recipe is not built there.
-func Available(cache string) error {
+// Available returns nil when this machine can run Bookworm hosts, else what is
+// missing (see Release.Available).
+func Available(cache string) error { return Bookworm.Available(cache) }
+
+// Available returns nil when this machine can run hosts of release r, else
+// what is missing. cache is Options.Cache: debootstrap is needed only while
+// the tree of r's current recipe is not built there.
+func (r Release) Available(cache string) error {
 	if runtime.GOOS != "linux" {
 		return errors.New("nspawn: needs Linux, this is " + runtime.GOOS)
 	}
@@ -27,7 +31,7 @@ func Available(cache string) error {
 	if cache == "" {
 		cache = DefaultCache
 	}
-	if _, err := os.Stat(filepath.Join(cache, recipeHash()) + ".complete"); err != nil {
+	if _, err := os.Stat(filepath.Join(cache, recipeHash(r)) + ".complete"); err != nil {
 		if _, err := tool("debootstrap"); err != nil {
 			return fmt.Errorf("%w; the tree is not built in %s yet", err, cache)
 		}

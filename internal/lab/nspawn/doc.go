@@ -1,15 +1,18 @@
-// Package nspawn runs test hosts with real systemd: Debian bookworm containers
-// booted by systemd-nspawn, each with systemd 252 as PID 1, journald, dbus,
-// Debian's OpenSSH server on its own 127.0.0.1 port and Nix 2.8 with a store of
-// its own. skiff's end-to-end tests use them where the lab's systemctl and
-// journalctl stand-ins cannot prove anything: transient systemd-run units, real
-// failed units and their journals, sshd restarting under an activation.
+// Package nspawn runs test hosts with real systemd: Debian containers booted by
+// systemd-nspawn, each with systemd as PID 1, journald, dbus, Debian's OpenSSH
+// server on its own 127.0.0.1 port and Debian's Nix with a store of its own.
+// Bookworm (the default: systemd 252, Nix 2.8) and Trixie (systemd 257, Nix
+// 2.26) are the releases. skiff's end-to-end tests use them where the lab's
+// systemctl and journalctl stand-ins cannot prove anything: transient
+// systemd-run units, real failed units and their journals, sshd restarting
+// under an activation; and to run skiff against another Nix release.
 //
 // Contract:
-//   - Tree builds the shared root filesystem once, with debootstrap (minbase plus
-//     systemd, systemd-sysv, dbus, openssh-server) and then apt-get install nix-bin
-//     inside it, into CACHE/HASH where HASH covers the whole recipe; a tree whose
-//     recipe did not change is reused. The tree holds no SSH host key.
+//   - Tree builds a release's shared root filesystem once, with debootstrap
+//     (minbase plus systemd, systemd-sysv, dbus, openssh-server) and then apt-get
+//     install nix-bin inside it, into CACHE/HASH where HASH covers the whole
+//     recipe and the release; a tree whose recipe did not change is reused. The
+//     tree holds no SSH host key.
 //   - Start boots every host in parallel: systemd-nspawn --boot --register=no
 //     --keep-unit over an overlayfs (the tree read-only below, HOSTDIR/upper above),
 //     mounted in a private mount namespace of the nspawn process, so that nothing
@@ -30,4 +33,13 @@
 //   - Available reports whether this machine can run these hosts (root, Linux,
 //     systemd-nspawn, unshare, nsenter, overlayfs, ssh; debootstrap unless the
 //     tree is cached).
+//   - Trixie hosts get a cgroup v2 hierarchy only (systemd 256 and newer do not
+//     boot on the v1 hierarchies of a hybrid machine).
+//   - A Deployer runs commands as root in a chroot of a release's tree, not in a
+//     container: each command in a private mount namespace, over a fresh
+//     writable layer, with the Deployer's own /nix (never the machine's, never a
+//     host's: a newer Nix upgrades the store's schema), /dev, /proc, and the
+//     bound paths of the machine at the same paths (ssh_config, keys,
+//     known_hosts, a flake, the binary to run). It is how a deployer runs
+//     another release's nix, nix-store and ssh.
 package nspawn

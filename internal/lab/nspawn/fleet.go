@@ -34,6 +34,9 @@ type HostSpec struct {
 type Options struct {
 	// Dir holds the fleet: id_ed25519, ssh_config, known_hosts, hosts/NAME.
 	Dir string
+	// Release is the Debian release the hosts run; the zero Release is
+	// Bookworm.
+	Release Release
 	// Cache holds the shared tree; "" means DefaultCache.
 	Cache string
 	// Mirror is the Debian mirror for a tree build; "" means DefaultMirror.
@@ -46,12 +49,13 @@ type Options struct {
 
 // Fleet is a set of running hosts.
 type Fleet struct {
-	dir    string
-	tree   string
-	pubKey string
-	hosts  []*Host
-	byName map[string]*Host
-	mu     sync.Mutex // guards known_hosts
+	dir     string
+	tree    string
+	release Release
+	pubKey  string
+	hosts   []*Host
+	byName  map[string]*Host
+	mu      sync.Mutex // guards known_hosts
 }
 
 // Host is one container.
@@ -74,7 +78,8 @@ var nameRE = regexp.MustCompile(`^[a-z][a-z0-9-]{0,30}$`)
 // needed) and returns once each accepts SSH logins. On error, everything it
 // started is stopped again.
 func Start(ctx context.Context, opts Options) (*Fleet, error) {
-	if err := Available(opts.Cache); err != nil {
+	opts.Release = opts.Release.orDefault()
+	if err := opts.Release.Available(opts.Cache); err != nil {
 		return nil, err
 	}
 	if len(opts.Hosts) == 0 {
@@ -91,11 +96,11 @@ func Start(ctx context.Context, opts Options) (*Fleet, error) {
 	if err != nil || opts.Dir == "" {
 		return nil, fmt.Errorf("nspawn: invalid directory %q", opts.Dir)
 	}
-	tree, err := Tree(ctx, opts.Cache, opts.Mirror, opts.Logf)
+	tree, err := Tree(ctx, opts.Release, opts.Cache, opts.Mirror, opts.Logf)
 	if err != nil {
 		return nil, err
 	}
-	f := &Fleet{dir: dir, tree: tree, byName: map[string]*Host{}}
+	f := &Fleet{dir: dir, tree: tree, release: opts.Release, byName: map[string]*Host{}}
 	if err := f.setup(opts.Hosts); err != nil {
 		return nil, fmt.Errorf("nspawn: set up %s: %w", dir, err)
 	}
@@ -312,6 +317,9 @@ func (h *Host) Start(ctx context.Context) error {
 	cmd := exec.Command(args[0], args[1:]...)
 	cmd.Stdout, cmd.Stderr = console, console
 	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "SYSTEMD_LOG_COLOR=0"}
+	if h.f.release.Unified {
+		cmd.Env = append(cmd.Env, "SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=1")
+	}
 	// A test binary that dies (a panic, go test's timeout) powers its
 	// hosts off instead of leaving them running.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
@@ -540,6 +548,9 @@ func (f *Fleet) Stop() error {
 
 // Dir is the fleet's directory.
 func (f *Fleet) Dir() string { return f.dir }
+
+// Release is the Debian release the hosts run.
+func (f *Fleet) Release() Release { return f.release }
 
 // Tree is the shared root filesystem the hosts boot from.
 func (f *Fleet) Tree() string { return f.tree }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -20,7 +21,7 @@ func need(t *testing.T) {
 }
 
 func TestRecipeHashIsStable(t *testing.T) {
-	if a, b := recipeHash(), recipeHash(); a != b || len(a) != 16 {
+	if a, b := recipeHash(Bookworm), recipeHash(Release{}); a != b || len(a) != 16 {
 		t.Fatalf("recipe hash %q, %q", a, b)
 	}
 }
@@ -29,7 +30,7 @@ func TestHostsBootRealSystemdAndReboot(t *testing.T) {
 	need(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	if _, err := Tree(ctx, "", "", t.Logf); err != nil {
+	if _, err := Tree(ctx, Bookworm, "", "", t.Logf); err != nil {
 		t.Fatal(err)
 	}
 	start := time.Now()
@@ -79,5 +80,53 @@ func TestHostsBootRealSystemdAndReboot(t *testing.T) {
 	t.Logf("n1 rebooted in %s", time.Since(start).Round(10*time.Millisecond))
 	if k, _ := f.Host("n1").Exec(ctx, "cat", "/etc/ssh/ssh_host_ed25519_key.pub"); k != k1 {
 		t.Errorf("n1's host key changed across a reboot")
+	}
+}
+
+// The bookworm tree keeps the name it had before releases were added, so
+// that a cached tree stays valid; every release has a tree of its own.
+func TestRecipeHashPerRelease(t *testing.T) {
+	if got := recipeHash(Bookworm); got != "35d0cc06db70e8dc" {
+		t.Errorf("bookworm recipe hash %s, want 35d0cc06db70e8dc (the tree built before releases)", got)
+	}
+	if recipeHash(Trixie) == recipeHash(Bookworm) {
+		t.Errorf("trixie and bookworm share the tree %s", recipeHash(Trixie))
+	}
+}
+
+// A deployer runs the release's own nix in a chroot, with a /nix of its own
+// and the bound paths at the same place.
+func TestDeployerRunsTheReleasesNix(t *testing.T) {
+	if err := Trixie.Available(""); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("cannot run a trixie deployer in CI: %v", err)
+		}
+		t.Skipf("skipping: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute) // a first tree build
+	defer cancel()
+	shared := t.TempDir()
+	d, err := NewDeployer(ctx, DeployerOptions{Release: Trixie, Dir: t.TempDir(), Binds: []string{shared}, Logf: t.Logf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, stderr, code, err := d.Run(ctx, nil, nil, "sh", "-c", `nix-store --version && echo here >/nix/probe && echo seen >"$1/out"`, "sh", shared)
+	if err != nil || code != 0 {
+		t.Fatalf("exit %d, %v: %s", code, err, stderr)
+	}
+	if got := string(stdout); !strings.HasPrefix(got, "nix-store (Nix) 2.26.") {
+		t.Errorf("nix-store --version in the deployer: %q, want Nix 2.26", got)
+	}
+	if b, err := os.ReadFile(filepath.Join(d.Nix(), "probe")); err != nil || string(b) != "here\n" {
+		t.Errorf("the deployer's /nix/probe: %q, %v", b, err)
+	}
+	if _, err := os.Stat("/nix/probe"); err == nil {
+		t.Error("the deployer wrote into the machine's /nix")
+	}
+	if b, err := os.ReadFile(filepath.Join(shared, "out")); err != nil || string(b) != "seen\n" {
+		t.Errorf("a bound directory: %q, %v", b, err)
+	}
+	if _, _, code, _ := d.Run(ctx, nil, nil, "false"); code != 1 {
+		t.Errorf("false in the deployer: exit %d, want 1", code)
 	}
 }

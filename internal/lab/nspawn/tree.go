@@ -20,8 +20,33 @@ const DefaultCache = "/var/cache/skiff-nspawn"
 // empty.
 const DefaultMirror = "http://deb.debian.org/debian"
 
-// Suite is the Debian release of the hosts (systemd 252, OpenSSH 9.2, Nix 2.8).
-const Suite = "bookworm"
+// Release is a Debian release the hosts (and a Deployer) can run: each has a
+// tree of its own, built by the same recipe.
+type Release struct {
+	// Suite is debootstrap's name of the release.
+	Suite string
+	// About names what the release brings, for messages and docs.
+	About string
+	// Unified gives the containers a cgroup v2 hierarchy only
+	// (SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=1): systemd 256 and newer refuse to
+	// boot on the v1 hierarchies a hybrid machine would hand them.
+	Unified bool
+}
+
+var (
+	// Bookworm is Debian 12: systemd 252, OpenSSH 9.2, Nix 2.8 (the default).
+	Bookworm = Release{Suite: "bookworm", About: "Debian 12: systemd 252, OpenSSH 9.2, Nix 2.8"}
+	// Trixie is Debian 13: systemd 257, OpenSSH 10.0, Nix 2.26.
+	Trixie = Release{Suite: "trixie", About: "Debian 13: systemd 257, OpenSSH 10.0, Nix 2.26", Unified: true}
+)
+
+// orDefault is r, or Bookworm for the zero Release.
+func (r Release) orDefault() Release {
+	if r.Suite == "" {
+		return Bookworm
+	}
+	return r
+}
 
 // debootstrapPackages are installed by debootstrap itself; nix-bin is not among
 // them, because debootstrap's resolver cannot pull in its dependencies.
@@ -87,19 +112,20 @@ d /nix/var/nix/gcroots 0755 root root -
 CONF
 `
 
-// recipeHash names a tree: it changes whenever anything that goes into the tree
-// changes.
-func recipeHash() string {
+// recipeHash names a tree of release r: it changes whenever anything that goes
+// into the tree changes.
+func recipeHash(r Release) string {
 	h := sha256.New()
-	fmt.Fprintf(h, "v1\n%s\n%s\n%s\n%s", Suite, strings.Join(debootstrapPackages, ","), strings.Join(aptPackages, ","), customize)
+	fmt.Fprintf(h, "v1\n%s\n%s\n%s\n%s", r.orDefault().Suite, strings.Join(debootstrapPackages, ","), strings.Join(aptPackages, ","), customize)
 	return hex.EncodeToString(h.Sum(nil))[:16]
 }
 
-// Tree returns the shared root filesystem, CACHE/HASH, building it first when
-// it is missing (about a minute and 300 MiB; CACHE/HASH.complete marks a
-// finished build). Concurrent callers wait for one
-// build. logf, when not nil, hears about a build.
-func Tree(ctx context.Context, cache, mirror string, logf func(string, ...any)) (string, error) {
+// Tree returns the shared root filesystem of release r (the zero Release is
+// Bookworm), CACHE/HASH, building it first when it is missing (about a minute
+// and 300 MiB; CACHE/HASH.complete marks a finished build). Concurrent callers
+// wait for one build. logf, when not nil, hears about a build.
+func Tree(ctx context.Context, r Release, cache, mirror string, logf func(string, ...any)) (string, error) {
+	r = r.orDefault()
 	if cache == "" {
 		cache = DefaultCache
 	}
@@ -109,7 +135,7 @@ func Tree(ctx context.Context, cache, mirror string, logf func(string, ...any)) 
 	if logf == nil {
 		logf = func(string, ...any) {}
 	}
-	dir := filepath.Join(cache, recipeHash())
+	dir := filepath.Join(cache, recipeHash(r))
 	done := dir + ".complete"
 	if _, err := os.Stat(done); err == nil {
 		return dir, nil
@@ -129,7 +155,7 @@ func Tree(ctx context.Context, cache, mirror string, logf func(string, ...any)) 
 		return dir, nil // built by another process meanwhile
 	}
 	start := time.Now()
-	logf("nspawn: building the %s tree in %s (debootstrap, once per recipe)", Suite, dir)
+	logf("nspawn: building the %s tree in %s (debootstrap, once per recipe)", r.Suite, dir)
 	tmp := dir + ".tmp"
 	if err := os.RemoveAll(tmp); err != nil {
 		return "", fmt.Errorf("tree cache: %w", err)
@@ -142,7 +168,7 @@ func Tree(ctx context.Context, cache, mirror string, logf func(string, ...any)) 
 		return "", err
 	}
 	steps := [][]string{
-		{debootstrap, "--variant=minbase", "--include=" + strings.Join(debootstrapPackages, ","), Suite, tmp, mirror},
+		{debootstrap, "--variant=minbase", "--include=" + strings.Join(debootstrapPackages, ","), r.Suite, tmp, mirror},
 		{"sh", "-c", `cp /etc/resolv.conf "$1/etc/resolv.conf" 2>/dev/null || true`, "sh", tmp},
 		append([]string{"chroot", tmp, "env", "DEBIAN_FRONTEND=noninteractive", "PATH=/usr/sbin:/usr/bin:/sbin:/bin",
 			"apt-get", "install", "-y", "-q", "--no-install-recommends"}, aptPackages...),
@@ -152,7 +178,7 @@ func Tree(ctx context.Context, cache, mirror string, logf func(string, ...any)) 
 		cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 		cmd.Env = append(os.Environ(), "PATH=/usr/sbin:/usr/bin:/sbin:/bin", "DEBIAN_FRONTEND=noninteractive")
 		if out, err := cmd.CombinedOutput(); err != nil {
-			return "", fmt.Errorf("build the %s tree: %s: %w\n%s", Suite, argv[0], err, lastLines(out, 15))
+			return "", fmt.Errorf("build the %s tree: %s: %w\n%s", r.Suite, argv[0], err, lastLines(out, 15))
 		}
 	}
 	if err := os.Rename(tmp, dir); err != nil {

@@ -1,0 +1,276 @@
+// Package benchlab is the setup the benchmarks share: a lab of real sshd hosts,
+// each behind a delay proxy (toxiproxy, in this process), an ssh_config that
+// reaches every host through its proxy, a skiff binary built from this tree, the
+// example flake at a given generation, and the floor script: what
+// `nixos-rebuild switch --flake .#HOST --target-host root@HOST` does.
+//
+// Every command is measured under a reaper (see Measure): wall time, and the CPU
+// of the command and all its descendants, ssh masters included.
+package benchlab
+
+import (
+	"context"
+	_ "embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	toxiproxy "github.com/Shopify/toxiproxy/v2"
+	"github.com/rs/zerolog"
+
+	"github.com/skiffdeploy/skiff/internal/lab"
+)
+
+//go:embed floor.sh
+var floorScript []byte
+
+// Bench is a running lab behind delay proxies.
+type Bench struct {
+	Lab       *lab.Lab
+	Dir       string // scratch directory, removed by Stop
+	Skiff     string // the skiff binary built from this tree
+	SSHConfig string // every lab host through its proxy
+	floor     string
+	proxies   []*toxiproxy.Proxy
+	runs      int
+}
+
+// Start builds skiff, starts a lab of hosts and a proxy in front of each host's
+// sshd, with no delay. It must run from the repository root.
+func Start(ctx context.Context, hosts []lab.HostSpec) (*Bench, error) {
+	if err := lab.Available(); err != nil {
+		return nil, err
+	}
+	if _, err := os.Stat("examples/fleet/lib.nix"); err != nil {
+		return nil, fmt.Errorf("run from the repository root: %w", err)
+	}
+	dir, err := os.MkdirTemp("", "skiff-bench-")
+	if err != nil {
+		return nil, err
+	}
+	b := &Bench{Dir: dir, Skiff: filepath.Join(dir, "skiff"), SSHConfig: filepath.Join(dir, "ssh_config"), floor: filepath.Join(dir, "floor.sh")}
+	if out, err := exec.CommandContext(ctx, "go", "build", "-o", b.Skiff, "./cmd/skiff").CombinedOutput(); err != nil {
+		b.Stop()
+		return nil, fmt.Errorf("build skiff: %w\n%s", err, out)
+	}
+	if err := os.WriteFile(b.floor, floorScript, 0o755); err != nil {
+		b.Stop()
+		return nil, err
+	}
+	b.Lab, err = lab.Start(ctx, lab.Options{Dir: filepath.Join(dir, "lab"), Hosts: hosts})
+	if err != nil {
+		b.Stop()
+		return nil, err
+	}
+	server := toxiproxy.NewServer(toxiproxy.NewMetricsContainer(nil), zerolog.Nop())
+	var config strings.Builder
+	config.WriteString("# skiff bench: every lab host through its delay proxy\n")
+	for _, h := range b.Lab.Hosts() {
+		p := toxiproxy.NewProxy(server, h.Name, "127.0.0.1:0", h.Addr+":22")
+		if err := p.Start(); err != nil {
+			b.Stop()
+			return nil, fmt.Errorf("proxy for %s: %w", h.Name, err)
+		}
+		b.proxies = append(b.proxies, p)
+		host, port, _ := strings.Cut(p.Listen, ":")
+		// The host key is looked up under the host's own address, as without
+		// the proxy: known_hosts is the lab's, checking stays on.
+		fmt.Fprintf(&config, "\nHost %s\n  HostName %s\n  Port %s\n  HostKeyAlias %s\n  IdentityFile %s\n  IdentitiesOnly yes\n  UserKnownHostsFile %s\n  StrictHostKeyChecking yes\n  GlobalKnownHostsFile /dev/null\n",
+			h.Name, host, port, h.Addr, b.Lab.IdentityFile(), b.Lab.KnownHosts())
+	}
+	if err := os.WriteFile(b.SSHConfig, []byte(config.String()), 0o644); err != nil {
+		b.Stop()
+		return nil, err
+	}
+	return b, nil
+}
+
+// Stop ends the proxies and the lab and removes the scratch directory.
+func (b *Bench) Stop() {
+	for _, p := range b.proxies {
+		p.Stop()
+	}
+	if b.Lab != nil {
+		_ = b.Lab.Stop()
+	}
+	os.RemoveAll(b.Dir)
+}
+
+// SetDelay sets the round trip that every proxy adds: half of it each way.
+func (b *Bench) SetDelay(ctx context.Context, rtt time.Duration) error {
+	for _, p := range b.proxies {
+		p.Toxics.ResetToxics(ctx)
+		if rtt <= 0 {
+			continue
+		}
+		for _, stream := range []string{"upstream", "downstream"} {
+			toxic := fmt.Sprintf(`{"name":"delay_%s","type":"latency","stream":%q,"attributes":{"latency":%d}}`,
+				stream, stream, (rtt / 2).Milliseconds())
+			if _, err := p.Toxics.AddToxicJson(strings.NewReader(toxic)); err != nil {
+				return fmt.Errorf("delay for %s: %w", p.Name, err)
+			}
+		}
+	}
+	return nil
+}
+
+// ParseDelays parses a comma-separated list of round trips ("0,50ms").
+func ParseDelays(list string) ([]time.Duration, error) {
+	var ds []time.Duration
+	for _, s := range strings.Split(list, ",") {
+		d, err := time.ParseDuration(strings.TrimSpace(s))
+		if err != nil || d < 0 {
+			return nil, fmt.Errorf("invalid delay %q", s)
+		}
+		ds = append(ds, d)
+	}
+	return ds, nil
+}
+
+// WriteFlake writes the example flake with the systems of hosts at generation gen
+// (baseSize bytes of filler in the shared base path) to a new directory and
+// returns it.
+func (b *Bench) WriteFlake(hosts []string, gen int, baseSize int64) (string, error) {
+	dir := filepath.Join(b.Dir, fmt.Sprintf("flake%d", gen))
+	if err := os.CopyFS(dir, os.DirFS("examples/fleet")); err != nil {
+		return "", err
+	}
+	for _, f := range []string{"flake.lock", "generation", "overrides.nix"} {
+		os.Remove(filepath.Join(dir, f))
+	}
+	var s strings.Builder
+	s.WriteString("{\n  outputs = { self }: let lib = import ./lib.nix; in {\n    nixosConfigurations = {\n")
+	for _, h := range hosts {
+		fmt.Fprintf(&s, "      %s = lib.mkSystem { name = %q; generation = %d; baseSize = %d; };\n", h, h, gen, baseSize)
+	}
+	s.WriteString("    };\n  };\n}\n")
+	return dir, os.WriteFile(filepath.Join(dir, "flake.nix"), []byte(s.String()), 0o644)
+}
+
+// Build builds the hosts' systems of flake (untimed), so that the measured
+// deploys find them in the store, as a rebuild after an edit finds most. It
+// leaves Nix's evaluation cache cold: after an edit, nixos-rebuild evaluates.
+func Build(ctx context.Context, flake string, hosts []string) error {
+	args := []string{"--extra-experimental-features", "nix-command flakes", "--option", "substituters", "",
+		"--option", "eval-cache", "false", "build", "--no-link", "--json"}
+	for _, h := range hosts {
+		args = append(args, flake+"#nixosConfigurations."+h+".config.system.build.toplevel")
+	}
+	out, err := exec.CommandContext(ctx, "nix", args...).Output()
+	if err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			err = fmt.Errorf("%w\n%s", err, ee.Stderr)
+		}
+		return fmt.Errorf("nix build: %w", err)
+	}
+	var res []struct{ Outputs map[string]string }
+	if err := json.Unmarshal(out, &res); err != nil || len(res) != len(hosts) {
+		return fmt.Errorf("nix build: unexpected output %s", out)
+	}
+	return nil
+}
+
+// Floor runs the floor script for host: nix build, then nix-copy-closure, nix-env
+// --set and switch-to-configuration over one ControlMaster connection.
+func (b *Bench) Floor(ctx context.Context, flake, host string) (Usage, error) {
+	b.runs++
+	control := filepath.Join(b.Dir, fmt.Sprintf("c%d", b.runs))
+	if err := os.Mkdir(control, 0o700); err != nil {
+		return Usage{}, err
+	}
+	u, err := Measure(ctx, nil, "/bin/sh", b.floor, flake, host, b.SSHConfig, control)
+	if err == nil && u.ExitCode != 0 {
+		err = fmt.Errorf("floor for %s exited %d:\n%s", host, u.ExitCode, u.Stderr)
+	}
+	return u, err
+}
+
+// Deploy runs skiff -x deploy with args (its trace is in Usage.Stderr).
+func (b *Bench) Deploy(ctx context.Context, flake string, args ...string) (Usage, error) {
+	argv := append([]string{b.Skiff, "-x", "-F", b.SSHConfig, "--nix-option", "substituters=", "--flake", flake, "deploy"}, args...)
+	u, err := Measure(ctx, []string{"SKIFF_HISTORY=" + filepath.Join(b.Dir, "history.db")}, argv...)
+	if err == nil && u.ExitCode != 0 {
+		err = fmt.Errorf("skiff deploy %s exited %d:\n%s", strings.Join(args, " "), u.ExitCode, u.Stderr)
+	}
+	return u, err
+}
+
+// Handshake is the median time of n fresh `ssh HOST true` (a new connection each).
+func (b *Bench) Handshake(ctx context.Context, host string, n int) (time.Duration, error) {
+	var ds []time.Duration
+	for range n {
+		start := time.Now()
+		out, err := exec.CommandContext(ctx, "ssh", "-F", b.SSHConfig, "-o", "ControlPath=none", "-o", "BatchMode=yes", "root@"+host, "true").CombinedOutput()
+		if err != nil {
+			return 0, fmt.Errorf("ssh %s true: %w\n%s", host, err, out)
+		}
+		ds = append(ds, time.Since(start))
+	}
+	return Median(ds), nil
+}
+
+// Logins counts the root logins that the hosts' sshd logs show so far.
+func (b *Bench) Logins(hosts ...string) int {
+	n := 0
+	for _, h := range hosts {
+		n += b.Lab.Host(h).Logins("root")
+	}
+	return n
+}
+
+// Trace counts the commands in skiff's -x trace.
+type Trace struct {
+	SSH    int // ssh invocations (remote commands and -O exit)
+	Fresh  int // of which on a new connection (ControlPath=none)
+	Copies int // nix copy runs (over the shared connection)
+	Evals  int // nix eval runs
+}
+
+// CountTrace counts the commands of a -x trace.
+func CountTrace(stderr string) Trace {
+	var t Trace
+	for _, line := range strings.Split(stderr, "\n") {
+		switch {
+		case strings.HasPrefix(line, "+ ssh "):
+			t.SSH++
+			if strings.Contains(line, "ControlPath=none") {
+				t.Fresh++
+			}
+		case strings.HasPrefix(line, "+ ") && (strings.Contains(line, " copy --to ") || strings.Contains(line, "nix-copy-closure")):
+			t.Copies++
+		case strings.HasPrefix(line, "+ ") && strings.Contains(line, " eval --json "):
+			t.Evals++
+		}
+	}
+	return t
+}
+
+// Median of ds (the upper one of an even count).
+func Median(ds []time.Duration) time.Duration {
+	s := append([]time.Duration(nil), ds...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	return s[len(s)/2]
+}
+
+// Ms formats d in milliseconds.
+func Ms(d time.Duration) string {
+	return fmt.Sprintf("%d ms", d.Round(time.Millisecond).Milliseconds())
+}
+
+// Load is the machine's load average (1, 5, 15 minutes): the deployer and the lab
+// hosts share its CPUs with anything else running.
+func Load() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	f := strings.Fields(string(b))
+	return strings.Join(f[:min(3, len(f))], " ")
+}
