@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"strconv"
@@ -13,6 +14,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/skiffdeploy/skiff/internal/fault"
+	"github.com/skiffdeploy/skiff/internal/fleet"
 	"github.com/skiffdeploy/skiff/internal/human"
 	"github.com/skiffdeploy/skiff/internal/remote"
 	"github.com/skiffdeploy/skiff/internal/transport"
@@ -34,7 +37,10 @@ func newGC(g *globals) *cobra.Command {
 		Short: "Delete old system generations and collect garbage on hosts",
 		Long: `Gc deletes the old generations of each host's system profile, keeping the
 newest N (--keep), the boot default and any generation holding the running or
-booted system, then runs nix-store --gc and reports the bytes freed. With
+booted system, then runs nix-store --gc and reports the bytes freed. It holds
+each host's deploy lock meanwhile: a host a deploy holds is skipped (it says
+who holds it; exit code 3), and a deploy waits for a gc to finish. A system
+being deployed is never collected: deploys root it on the host. With
 --older-than, only generations older than that go. --dry-run lists what
 would be deleted and changes nothing.
 
@@ -85,8 +91,11 @@ type gcResult struct {
 	FreedBytes int64               `json:"freedBytes"`
 	FreedPaths int                 `json:"freedPaths"`
 	FreeBytes  int64               `json:"freeBytes"` // free on the store's filesystem afterwards; -1 unknown
-	Error      string              `json:"error,omitempty"`
-	err        error
+	// LockedBy, when set, is who holds the host's deploy lock: the host
+	// was skipped.
+	LockedBy string `json:"lockedBy,omitempty"`
+	Error    string `json:"error,omitempty"`
+	err      error
 }
 
 // hostConns evaluates the selection and makes one shared-connection
@@ -174,6 +183,25 @@ func runGC(ctx context.Context, g *globals, o gcOptions, selectors []string) err
 				}
 			}
 			return
+		}
+		lock, err := h.Lock(ctx, fleet.LockOwner(remote.OpGC), false)
+		if err != nil {
+			var held *remote.HeldError
+			if errors.As(err, &held) {
+				r.LockedBy = held.Holder.String()
+				who := "a deploy"
+				if held.Holder.Op != "" {
+					who = "skiff " + held.Holder.Op
+				}
+				err = fault.Wrap(err, h.Name, remote.Locked, "run skiff gc again once it has finished",
+					"skipped: %s holds the host's deploy lock: %s", who, held.Holder)
+			}
+			r.err = err
+			return
+		}
+		defer lock.Release()
+		if lock.Took == "stale" {
+			fmt.Fprintf(g.stderr, "%s: gc: took over a stale deploy lock of %s\n", h.Name, lock.Previous)
 		}
 		r.Deleted, r.Kept, r.err = h.PruneGenerations(ctx, policy, now)
 		if r.err != nil {

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/skiffdeploy/skiff/internal/activate"
 	"github.com/skiffdeploy/skiff/internal/fault"
 	"github.com/skiffdeploy/skiff/internal/flake"
 	"github.com/skiffdeploy/skiff/internal/fleet"
@@ -76,7 +77,18 @@ func planHost(ctx context.Context, s *fleet.Session, h flake.Host) HostPlan {
 		paths = append(paths, i.Path)
 		sizes[i.Path] = i.NarSize
 	}
-	running, store, err := c.Compare(ctx, st.Current, paths)
+	// The new system stays rooted on the host from this query until
+	// dry-activate has run, so that a garbage collection cannot take it
+	// (or what is copied of it) in between.
+	root := remote.Root{ID: activate.NewID(time.Now()), Path: h.OutPath}
+	defer func() {
+		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		if err := c.Unroot(uctx, root); err != nil {
+			s.Report(h.Name, PhasePlan, "could not remove the GC root %s (it goes at the next reboot): %v", root.Link(), err)
+		}
+	}()
+	running, store, err := c.Compare(ctx, st.Current, paths, root)
 	if err != nil {
 		return fail(err)
 	}

@@ -110,6 +110,11 @@ func TestDarwinHostDeploysWithNixOSHosts(t *testing.T) {
 	if got := execIn(t, l, "mac1", "cat", "/run/lab-darwin/activated"); got != gen1 {
 		t.Errorf("skiff rollback did not run generation 1's activate: %q", got)
 	}
+	for _, h := range []string{"nx1", "mac1"} {
+		if roots := rootsOn(t, l, h); len(roots) != 0 {
+			t.Errorf("%s: GC roots left after the deploys: %v", h, roots)
+		}
+	}
 	r = skiffOn(t, l, "generations", "mac1", "--flake", gen(2, ""))
 	wantCode(t, r, 0)
 	wantContains(t, "generations", r.stdout, "1", "2")

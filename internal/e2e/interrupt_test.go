@@ -143,6 +143,9 @@ func TestInterruptDuringCopyLeavesTheHostAlone(t *testing.T) {
 	if got := profileOf(t, l, "int2"); got != "system-1-link" {
 		t.Errorf("profile %q, want system-1-link", got)
 	}
+	if roots := rootsOn(t, l, "int2"); len(roots) != 0 {
+		t.Errorf("the interrupted deploy left its GC root: %v", roots)
+	}
 	if out, _ := exec.Command("pgrep", "-f", "copy --to ssh://root@int2").Output(); len(out) > 0 {
 		t.Errorf("nix copy still running after skiff exited: pids %s", out)
 	}

@@ -57,9 +57,33 @@ func (r *run) activate(ctx context.Context, c *remote.Host, h flake.Host, st rem
 	return r.plainActivate(ctx, c, h, st, res)
 }
 
-// lock takes the host's deploy lock.
+// GCLockWait bounds how long a deploy waits for a skiff gc holding the
+// host's deploy lock.
+const GCLockWait = 10 * time.Minute
+
+// lock takes the host's deploy lock. A skiff gc holding it is waited for
+// (a gc is short, and it skips hosts a deploy holds); another deploy is
+// not.
 func (r *run) lock(ctx context.Context, c *remote.Host) (*remote.Lock, error) {
-	l, err := c.Lock(ctx, lockOwner(), r.Safety.BreakLock)
+	var l *remote.Lock
+	var err error
+	waited := false
+	for deadline := time.Now().Add(GCLockWait); ; {
+		l, err = c.Lock(ctx, LockOwner(""), r.Safety.BreakLock)
+		var held *remote.HeldError
+		if err == nil || !errors.As(err, &held) || held.Holder.Op != remote.OpGC || time.Now().After(deadline) {
+			break
+		}
+		if !waited {
+			r.report(c.Name, PhaseActivate, "waiting for skiff gc of %s to finish (it holds the host's deploy lock)", held.Holder)
+			waited = true
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -74,15 +98,16 @@ func (r *run) lock(ctx context.Context, c *remote.Host) (*remote.Lock, error) {
 
 var ownerRE = regexp.MustCompile(`[^A-Za-z0-9._@-]`)
 
-// lockOwner says who this deploy is, for the host's lock.
-func lockOwner() remote.LockOwner {
+// LockOwner says who this skiff process is, for a host's deploy lock;
+// op is remote.OpGC for skiff gc, empty for a deploy or rollback.
+func LockOwner(op string) remote.LockOwner {
 	name := os.Getenv("USER")
 	if u, err := user.Current(); err == nil {
 		name = u.Username
 	}
 	machine, _ := os.Hostname()
 	clean := func(s string) string { return ownerRE.ReplaceAllString(s, "_") }
-	return remote.LockOwner{User: clean(name), Machine: clean(machine), PID: os.Getpid(), Since: time.Now().UTC().Format(time.RFC3339)}
+	return remote.LockOwner{User: clean(name), Machine: clean(machine), PID: os.Getpid(), Since: time.Now().UTC().Format(time.RFC3339), Op: op}
 }
 
 func checksOf(h flake.Host) activate.Checks {
@@ -146,6 +171,9 @@ func (r *run) supervised(ctx context.Context, c *remote.Host, name string, plan 
 	if out.Cause == activate.CauseCommit {
 		if words, ok := r.diskFull(ctx, c, tail); ok {
 			cause, class, hint = fmt.Sprintf("out of disk space: %s (%s)", out.Reason, words), fault.Disk, r.diskHint(name)
+		} else if why := nixError(tail); why != "" {
+			// nix-env's reason, from the supervisor's log.
+			cause += ": " + why
 		}
 	}
 	if out.Committed {
@@ -219,6 +247,37 @@ func describe(out activate.Outcome, mode Mode, c *remote.Host, plan activate.Pla
 	}
 	return "rolled back by the host: " + out.Reason, fault.Activation,
 		fmt.Sprintf("see %s/log on the host (\"%s\")", plan.StateDir(), c.Conn.ByHand("cat", plan.StateDir()+"/log"))
+}
+
+// nixError is the last error Nix printed (nix-env failing to set the
+// profile), with the lines that explain it: "don't know how to build
+// these paths:" and the paths listed under it. Empty when there is none.
+func nixError(lines []string) string {
+	last := -1
+	for i, l := range lines {
+		if strings.HasPrefix(l, "error:") {
+			last = i
+		}
+	}
+	if last < 0 {
+		return ""
+	}
+	first := last
+	for first > 0 && first > last-10 {
+		p := lines[first-1]
+		if !strings.HasPrefix(p, "  /") && !strings.HasPrefix(p, "don't know how to build") {
+			break
+		}
+		first--
+	}
+	why := ""
+	for _, l := range lines[first:last] {
+		why += strings.TrimSpace(l) + " "
+	}
+	if why != "" {
+		why = strings.TrimSpace(why) + "; "
+	}
+	return why + strings.TrimSpace(lines[last])
 }
 
 func andList(s []string) string {

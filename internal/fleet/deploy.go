@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/skiffdeploy/skiff/internal/activate"
 	"github.com/skiffdeploy/skiff/internal/command"
 	"github.com/skiffdeploy/skiff/internal/fault"
 	"github.com/skiffdeploy/skiff/internal/flake"
@@ -163,7 +164,14 @@ func (r *run) deployHost(ctx context.Context, h flake.Host) Result {
 		}
 		phase, phaseStart = p, now
 	}
+	// The new system's GC root on the host, from the store query on (see
+	// remote.Root); it goes when the deploy of the host ends, however it
+	// ends.
+	var root remote.Root
 	finish := func(status Status, err error) Result {
+		if root.ID != "" {
+			r.unroot(ctx, r.conns[h.Name], root)
+		}
 		enter("")
 		if status == Failed && fault.ClassOf(err) == fault.Interrupted {
 			status = Interrupted
@@ -238,9 +246,10 @@ func (r *run) deployHost(ctx context.Context, h flake.Host) Result {
 	}
 	var store remote.Store
 	var need int64 // NAR bytes of the missing paths
+	root = remote.Root{ID: activate.NewID(time.Now()), Path: h.OutPath}
 	query := func() error {
 		var err error
-		if store, err = c.QueryStore(ctx, paths); err != nil {
+		if store, err = c.QueryStore(ctx, paths, root); err != nil {
 			return err
 		}
 		need = 0
@@ -318,6 +327,17 @@ func (r *run) deployHost(ctx context.Context, h flake.Host) Result {
 		res.Note = "interrupted during activation, which was let finish"
 	}
 	return finish(status, err)
+}
+
+// unroot removes a host's GC root made by the store query; it runs even
+// when the deploy was interrupted. A root that stays (the host is gone)
+// only keeps that system until the host reboots.
+func (r *run) unroot(ctx context.Context, c *remote.Host, root remote.Root) {
+	uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	if err := c.Unroot(uctx, root); err != nil {
+		r.report(c.Name, PhaseDone, "could not remove the GC root %s (it goes at the next reboot): %v", root.Link(), err)
+	}
 }
 
 // upToDate reports whether the host already has what the mode would make.
@@ -447,8 +467,16 @@ func (r *run) gcKeep() int {
 
 // collect makes room on a host whose store is too full for the copy:
 // old generations go (never the newest GCKeep, the boot default, the
-// running or the booted system), then garbage is collected.
+// running or the booted system), then garbage is collected. Like skiff
+// gc, it holds the host's deploy lock meanwhile (this deploy takes it
+// again only later, to activate); the system being deployed is safe from
+// it by the deploy's GC root.
 func (r *run) collect(ctx context.Context, c *remote.Host, free, need int64) error {
+	lock, err := r.lock(ctx, c)
+	if err != nil {
+		return err
+	}
+	defer lock.Release()
 	r.report(c.Name, PhaseCopy, "needs %s, %s free: deleting all but the newest %d generations and collecting garbage",
 		human.Bytes(need), human.Bytes(free), r.gcKeep())
 	deleted, _, err := c.PruneGenerations(ctx, remote.GCPolicy{Keep: r.gcKeep()}, time.Now())

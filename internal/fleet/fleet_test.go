@@ -63,3 +63,27 @@ func TestParseMode(t *testing.T) {
 		t.Error("MakesGeneration wrong")
 	}
 }
+
+func TestNixErrorOfAFailedCommit(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		lines []string
+		want  string
+	}{
+		{"path collected", []string{
+			"activating the configuration...",
+			"warning: error: unable to download 'https://cache.nixos.org/nix-cache-info': Couldn't resolve host name (6); retrying in 285 ms",
+			"don't know how to build these paths:",
+			"  /nix/store/aaa-nixos-system-web1",
+			"error: build of '/nix/store/aaa-nixos-system-web1' failed",
+			"activating the configuration...",
+		}, "don't know how to build these paths: /nix/store/aaa-nixos-system-web1; error: build of '/nix/store/aaa-nixos-system-web1' failed"},
+		{"plain error", []string{"setting up /etc...", "error: opening lock file '/nix/var/nix/profiles/system.lock': Permission denied"},
+			"error: opening lock file '/nix/var/nix/profiles/system.lock': Permission denied"},
+		{"none", []string{"activating the configuration..."}, ""},
+	} {
+		if got := nixError(tc.lines); got != tc.want {
+			t.Errorf("%s: got %q, want %q", tc.name, got, tc.want)
+		}
+	}
+}

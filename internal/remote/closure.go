@@ -19,12 +19,11 @@ type StorePath struct {
 }
 
 // closureScript reports, in sections, the free space of the store, the
-// paths of those on standard input that the store lacks, and the closure
-// of $1 (when given) with the NAR size of each path. It uses only
+// paths of those on standard input that the store lacks (after rooting
+// the new system, see rootScript), and the closure of $1 (when given)
+// with the NAR size of each path. It uses only
 // nix-store commands that every Nix version has.
-const closureScript = `d=/nix/store; [ -d $d ] || d=/nix
-echo "df $(df -Pk $d 2>/dev/null | tail -n 1)"
-echo @missing
+const closureScript = storeFree + rootScript + `echo @missing
 xargs nix-store --check-validity --print-invalid || exit
 [ -n "$1" ] || exit 0
 q=$(nix-store -q --requisites "$1") || exit
@@ -36,10 +35,16 @@ printf '%s\n' "$q" | xargs nix-store -q --size`
 // Compare reads, in one round trip, the closure of the running system
 // current (with sizes; none when current is empty) together with what
 // QueryStore reads: which of paths the store lacks and its free space.
-func (h *Host) Compare(ctx context.Context, current string, paths []string) ([]StorePath, Store, error) {
+// Like QueryStore, it first roots root (unless zero); the caller removes
+// it with Unroot.
+func (h *Host) Compare(ctx context.Context, current string, paths []string, root Root) ([]StorePath, Store, error) {
+	args, err := root.args()
+	if err != nil {
+		return nil, Store{}, fmt.Errorf("%s: read the running system's closure: %w", h.Name, err)
+	}
 	in := strings.Join(paths, "\n") + "\n"
 	res, err := h.run(ctx, "read the running system's closure", transport.Exec{
-		Argv:  h.priv("sh", "-c", closureScript, "sh", current),
+		Argv:  h.priv(append([]string{"sh", "-c", rooted(closureScript), "sh"}, append(args, current)...)...),
 		Stdin: strings.NewReader(in),
 	})
 	if err != nil {

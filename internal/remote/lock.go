@@ -24,10 +24,17 @@ type LockOwner struct {
 	Machine string
 	PID     int
 	Since   string // RFC 3339
+	// Op is what holds the lock: "" for a deploy (or rollback), "gc"
+	// for skiff gc, which a deploy waits for.
+	Op string
 }
+
+// OpGC is the LockOwner.Op of skiff gc.
+const OpGC = "gc"
 
 func (o LockOwner) String() string {
 	s := fmt.Sprintf("%s@%s (pid %s", orDash(o.User), orDash(o.Machine), orDash(strconv.Itoa(o.PID)))
+
 	if o.Since != "" {
 		s += ", since " + o.Since
 	}
@@ -46,9 +53,9 @@ func orDash(s string) string {
 // lock whose keeper is gone and whose activation supervisors have all
 // ended is stale and taken over; $5 = 1 breaks a live one. Reading
 // "release" removes the lock; end of input (the deployer vanished) leaves
-// it, to be found stale.
+// it, to be found stale. $6, when set, is what holds the lock (gc).
 const lockScript = `set -u
-user=$1 machine=$2 pid=$3 since=$4 brk=$5
+user=$1 machine=$2 pid=$3 since=$4 brk=$5 op=${6:-}
 d=/run/skiff l=/run/skiff/lock
 umask 077
 mkdir -p "$d" || exit 1
@@ -64,6 +71,7 @@ live() {
 t=$d/.lock.$$
 rm -rf "$t" && mkdir "$t" &&
 	printf 'user=%s\nmachine=%s\npid=%s\nsince=%s\nkeeper=%s\n' "$user" "$machine" "$pid" "$since" "$$" >"$t/owner" || exit 1
+if [ -n "$op" ]; then echo "op=$op" >>"$t/owner" || exit 1; fi
 if ! mv -T "$t" "$l" 2>/dev/null; then
 	if live && [ "$brk" != 1 ]; then
 		echo "skiff-lock: held $(owner)"
@@ -99,6 +107,11 @@ type Lock struct {
 // holds.
 const Locked fault.Class = "locked"
 
+// HeldError is the cause of a Locked fault: who holds the lock.
+type HeldError struct{ Holder LockOwner }
+
+func (e *HeldError) Error() string { return "the deploy lock is held by " + e.Holder.String() }
+
 // Lock takes the host's deploy lock for owner, refusing (class Locked,
 // naming the holder) when a live deploy holds it, unless breakLock. The lock lasts until Release or until the deployer's
 // session ends; a lock left by a vanished deployer is taken over once no
@@ -112,7 +125,7 @@ func (h *Host) Lock(ctx context.Context, owner LockOwner, breakLock bool) (*Lock
 	lines := make(chan string, 8)
 	w := &lockLines{ch: lines}
 	l := &Lock{h: h, in: pw, done: make(chan error, 1)}
-	argv := h.priv("sh", "-c", lockScript, "skiff-lock", owner.User, owner.Machine, strconv.Itoa(owner.PID), owner.Since, brk)
+	argv := h.priv("sh", "-c", lockScript, "skiff-lock", owner.User, owner.Machine, strconv.Itoa(owner.PID), owner.Since, brk, owner.Op)
 	// The keeper outlives ctx's cancellation until Release, so that an
 	// interrupted deploy still releases the lock.
 	kctx := context.WithoutCancel(ctx)
@@ -134,9 +147,13 @@ func (h *Host) Lock(ctx context.Context, owner LockOwner, breakLock bool) (*Lock
 				_ = pw.Close()
 				<-l.done
 				holder := parseOwner(rest)
-				return nil, fault.New(h.Name, Locked,
-					fmt.Sprintf("wait for that deploy to finish; if it is gone and its lock is wrong, run again with --break-lock (the lock is %s on the host)", LockDir),
-					"another deploy holds the host's deploy lock: %s", holder)
+				who := "another deploy"
+				if holder.Op != "" {
+					who = "skiff " + holder.Op
+				}
+				return nil, fault.Wrap(&HeldError{holder}, h.Name, Locked,
+					fmt.Sprintf("wait for that %s to finish; if it is gone and its lock is wrong, run again with --break-lock (the lock is %s on the host)", strings.TrimPrefix(who, "another "), LockDir),
+					"%s holds the host's deploy lock: %s", who, holder)
 			}
 		case err := <-l.done:
 			_ = pw.Close()
@@ -181,6 +198,8 @@ func parseOwner(s string) LockOwner {
 			o.PID, _ = strconv.Atoi(v)
 		case "since":
 			o.Since = v
+		case "op":
+			o.Op = v
 		}
 	}
 	return o

@@ -153,18 +153,32 @@ type Store struct {
 	Free    int64    // bytes free on the filesystem holding /nix/store; -1 when unknown
 }
 
-// missingScript reports free space and the invalid paths among those
-// given on standard input (so a closure of any size fits).
-const missingScript = `d=/nix/store; [ -d $d ] || d=/nix
+// storeFree prints the free space of the store's filesystem. It runs
+// before anything opens the store, which recreates Nix's reserved space
+// (gc-reserved-space) a collection released.
+const storeFree = `d=/nix/store; [ -d $d ] || d=/nix
 echo "df $(df -Pk $d 2>/dev/null | tail -n 1)"
-xargs nix-store --check-validity --print-invalid`
+`
+
+// missingScript reports free space, roots the new system (rootScript),
+// and reports the invalid paths among those given on standard input (so
+// a closure of any size fits).
+const missingScript = storeFree + rootScript + `xargs nix-store --check-validity --print-invalid`
 
 // QueryStore finds the paths the host lacks and the free space of its
-// store, in one round trip.
-func (h *Host) QueryStore(ctx context.Context, paths []string) (Store, error) {
+// store, in one round trip. Before it looks, it roots root (unless zero)
+// on the host, so that a garbage collection cannot delete the system
+// between this query and the deploy's commit; the caller removes the root
+// with Unroot when the deploy of the host ends, whether or not the query
+// succeeded.
+func (h *Host) QueryStore(ctx context.Context, paths []string, root Root) (Store, error) {
+	args, err := root.args()
+	if err != nil {
+		return Store{}, fmt.Errorf("%s: query store paths: %w", h.Name, err)
+	}
 	in := strings.Join(paths, "\n") + "\n"
 	res, err := h.run(ctx, "query store paths", transport.Exec{
-		Argv:  h.priv("sh", "-c", missingScript),
+		Argv:  h.priv(append([]string{"sh", "-c", rooted(missingScript), "sh"}, args...)...),
 		Stdin: strings.NewReader(in),
 	})
 	if err != nil {

@@ -1,0 +1,79 @@
+package remote
+
+import (
+	"context"
+	_ "embed"
+	"fmt"
+	"regexp"
+	"strings"
+
+	"github.com/skiffdeploy/skiff/internal/transport"
+)
+
+// RootDir holds the GC roots of the deploys in progress on a host, one
+// symlink per deploy to the system it deploys. Being under /run, they
+// vanish at reboot.
+const RootDir = "/run/skiff/roots"
+
+// rootFuncs defines skiff_root and skiff_unroot for the scripts that need
+// them (see the file for how a root is made).
+//
+//go:embed root.sh
+var rootFuncs string
+
+// Root is a deploy's GC root on a host: RootDir/ID points at Path, the new
+// system, from the store query that decides what to copy until the deploy
+// of that host ends, so that no garbage collection (skiff gc, deploy --gc,
+// nix-collect-garbage) deletes the system between the query and the
+// commit. The zero Root roots nothing.
+type Root struct {
+	ID   string
+	Path string
+}
+
+var rootIDRE = regexp.MustCompile(`^[0-9A-Za-z][0-9A-Za-z._-]{0,99}$`)
+
+// Link is the root's symlink on the host.
+func (r Root) Link() string { return RootDir + "/" + r.ID }
+
+// args are the positional arguments of a script starting with
+// rootScript: ID and PATH, both empty for the zero Root.
+func (r Root) args() ([]string, error) {
+	if r == (Root{}) {
+		return []string{"", ""}, nil
+	}
+	if !rootIDRE.MatchString(r.ID) || !strings.HasPrefix(r.Path, "/") || strings.ContainsAny(r.Path, "\n") {
+		return nil, fmt.Errorf("invalid GC root %q for %q", r.ID, r.Path)
+	}
+	return []string{r.ID, r.Path}, nil
+}
+
+// rootScript roots $1 → $2 (unless $1 is empty) and shifts them away, so
+// that the rest of the script sees its own arguments from $1. It needs
+// rootFuncs defined before it (see rooted).
+const rootScript = `if [ -n "$1" ] && ! skiff_root "$1" "$2"; then
+	echo "cannot make the GC root /run/skiff/roots/$1 for $2" >&2
+	exit 1
+fi
+shift 2
+`
+
+// rooted prefixes script, which contains rootScript, with the root
+// functions.
+func rooted(script string) string { return rootFuncs + script }
+
+// Unroot removes the root made by QueryStore or Compare. A root left
+// behind (a deployer killed before it could remove it) keeps its system
+// only until the host reboots or, a day later, the next deploy to the
+// host sweeps it.
+func (h *Host) Unroot(ctx context.Context, r Root) error {
+	if r == (Root{}) {
+		return nil
+	}
+	args, err := r.args()
+	if err != nil {
+		return err
+	}
+	_, err = h.run(ctx, "remove the GC root "+r.Link(), transport.Exec{Argv: h.priv("sh", "-c", rootFuncs+`skiff_unroot "$1"`, "sh", args[0])})
+	return err
+}
