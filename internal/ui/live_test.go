@@ -358,7 +358,7 @@ func TestLiveOnATerminal(t *testing.T) {
 	l.Close()
 	lines = check("closed", 1)
 	text := strings.Join(lines, "\n")
-	for _, want := range []string{"h09: activate: interrupted: the activation has started and", "skiff: done · ", "8/12 hosts: 6 deployed"} {
+	for _, want := range []string{"h09: activate: interrupted: the activation has started and", "skiff: interrupted · ", "8/12 hosts: 6 deployed"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("closed: no %q:\n%s", want, text)
 		}

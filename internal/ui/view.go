@@ -28,6 +28,7 @@ type liveState struct {
 	hosts    map[string]*liveHost
 	notices  []string // full lines to print above the view (not yet printed)
 	deployAt time.Time
+	stopped  bool // the run was interrupted
 }
 
 // liveHost is one host of the live view.
@@ -91,6 +92,9 @@ func (s *liveState) event(e fleet.Event) {
 		}
 	}
 	h.phase = e.Phase
+	if strings.HasPrefix(e.Msg, "interrupted") {
+		s.stopped = true
+	}
 	if strings.HasPrefix(e.Msg, "interrupted: the activation has started") {
 		s.notices = append(s.notices, fmt.Sprintf("%s: %s: %s", e.Host, e.Phase, e.Msg))
 		h.step = "interrupted: the activation finishes anyway"
@@ -116,6 +120,9 @@ func (s *liveState) event(e fleet.Event) {
 	}
 	if rest, ok := strings.CutPrefix(e.Msg, string(h.result)+": "); ok {
 		h.reason = shortStep(rest)
+		if h.result == fleet.Interrupted {
+			h.reason = strings.TrimPrefix(h.reason, "interrupted ") // "interrupted after 2s: during the copy"
+		}
 	}
 	if h.result == fleet.Deployed || h.result == fleet.RolledBack {
 		h.copied = h.total > 0 // its copy, if any, went through
@@ -143,7 +150,7 @@ func (s *liveState) runEvent(e fleet.Event) {
 				s.phase = ""
 			}
 		case e.Msg == "interrupted":
-			s.phase = "interrupted"
+			s.phase, s.stopped = "interrupted", true
 		}
 	case fleet.PhaseCopy:
 		if strings.HasPrefix(e.Msg, "pushing ") && !strings.Contains(e.Msg, " failed") {
@@ -316,10 +323,12 @@ func (s *liveState) runLine(now time.Time, final bool, color bool) string {
 	total := max(s.total, len(s.hosts))
 	phase := s.phase
 	switch {
-	case final && counts[fleet.Interrupted] > 0, final && phase == "interrupted":
+	case final && (s.stopped || counts[fleet.Interrupted] > 0):
 		phase = "interrupted"
 	case final:
 		phase = "done"
+	case s.stopped:
+		phase = "interrupted"
 	case total > 0 && done == total:
 		phase = "finishing"
 	case (phase == "" || phase == "connecting") && !s.deployAt.IsZero():
@@ -395,7 +404,9 @@ func (s *liveState) estimate(now time.Time, done, total int, copied, toCopy int6
 		est = time.Duration(float64(now.Sub(s.deployAt)) * float64(total-done) / float64(done))
 		known = true
 	}
-	if copying && copied > 0 && copied < toCopy && !copyFrom.IsZero() && now.After(copyFrom) {
+	// nix copy tells progress path by path: the rate says little before
+	// a twentieth has been copied.
+	if copying && copied*20 >= toCopy && copied < toCopy && !copyFrom.IsZero() && now.After(copyFrom) {
 		rate := float64(copied) / now.Sub(copyFrom).Seconds()
 		est = max(est, time.Duration(float64(toCopy-copied)/rate*float64(time.Second)))
 		known = true
