@@ -67,8 +67,9 @@ func (s *screen) check(when string) {
 		case strings.HasPrefix(l, "  … "):
 		case strings.HasPrefix(l, "  "):
 			name, _, _ := strings.Cut(strings.TrimSpace(l), " ")
-			seen[name]++
-			if !s.isHost(name) {
+			if s.isHost(name) {
+				seen[name]++
+			} else if !s.loose {
 				s.bad = append(s.bad, fmt.Sprintf("%s: a line of no host: %q", when, l))
 			}
 		case tableRowRE.MatchString(l), s.loose:
@@ -106,11 +107,12 @@ func (s *screen) isHost(name string) bool {
 // activates. It returns the final screen's lines and the exit code.
 func liveDeploy(t *testing.T, l *lab.Lab, hosts []string, cols, rows int, resize func(*screen, *os.File), args ...string) ([]string, int) {
 	t.Helper()
-	return liveRun(t, l, hosts, cols, rows, false, resize, args...)
+	return liveRun(t, l, hosts, cols, rows, false, " activate ", resize, args...)
 }
 
-// liveRun is liveDeploy; loose lets other lines (messages, errors) show.
-func liveRun(t *testing.T, l *lab.Lab, hosts []string, cols, rows int, loose bool, resize func(*screen, *os.File), args ...string) ([]string, int) {
+// liveRun is liveDeploy calling at once when the screen first shows
+// marker; loose lets other lines (a plan, messages, errors) show.
+func liveRun(t *testing.T, l *lab.Lab, hosts []string, cols, rows int, loose bool, marker string, at func(*screen, *os.File), args ...string) ([]string, int) {
 	t.Helper()
 	cmd := exec.Command(skiffBinary(t), append([]string{"-F", l.SSHConfig(), "--nix-option", "substituters="}, args...)...)
 	// A person's terminal: not CI, colours on.
@@ -149,7 +151,7 @@ func liveRun(t *testing.T, l *lab.Lab, hosts []string, cols, rows int, loose boo
 	// While it runs, look at the screen as a person would, every 100ms.
 	waited := make(chan error, 1)
 	go func() { waited <- cmd.Wait() }()
-	resized, shown := resize == nil, false
+	resized, shown := at == nil, false
 	var werr error
 loop:
 	for {
@@ -160,15 +162,15 @@ loop:
 			s.mu.Lock()
 			s.frames++
 			s.check(fmt.Sprintf("frame %d", s.frames))
-			activating := strings.Contains(s.term.String(), " activate ")
-			if activating && !shown {
+			marked := strings.Contains(s.term.String(), marker)
+			if marked && !shown {
 				shown = true
-				t.Logf("the screen as hosts activate:\n%s", s.term.String())
+				t.Logf("the screen when it shows %q:\n%s", marker, s.term.String())
 			}
 			s.mu.Unlock()
-			if !resized && activating {
+			if !resized && marked {
 				resized = true
-				resize(s, ptmx)
+				at(s, ptmx)
 			}
 		}
 	}
@@ -292,7 +294,7 @@ func TestLiveViewInATerminal(t *testing.T) {
 		// took neither the terminal's input nor the signal, skiff's
 		// announcement shows in full above it, and the view ends.
 		ctrlC := func(s *screen, ptmx *os.File) { ptmx.Write([]byte{3}) }
-		final, code := liveRun(t, l, hosts, 100, 30, true, ctrlC, "deploy", "--flake", flake(4))
+		final, code := liveRun(t, l, hosts, 100, 30, true, " activate ", ctrlC, "deploy", "--flake", flake(4))
 		if code != 130 {
 			t.Errorf("exit %d, want 130", code)
 		}
@@ -311,5 +313,19 @@ func TestLiveViewInATerminal(t *testing.T) {
 		if runs != 1 {
 			t.Errorf("the final screen has %d run lines, want 1", runs)
 		}
+	})
+	t.Run("plan", func(t *testing.T) {
+		// --plan: the view stops for the plan and its question, which
+		// are read on the terminal, and draws again below the answer.
+		yes := func(s *screen, ptmx *os.File) { ptmx.Write([]byte("y\r")) }
+		final, code := liveRun(t, l, hosts, 100, 40, true, "[y/N]", yes, "deploy", "--plan", "--flake", flake(5))
+		if code != 0 {
+			t.Fatalf("exit %d", code)
+		}
+		text := strings.Join(final, "\n")
+		if strings.Count(text, "skiff: deploy to the 10 host(s) with changes? [y/N] y") != 1 {
+			t.Errorf("the question and its answer are not on the final screen once")
+		}
+		finalChecks(t, final, hosts)
 	})
 }
