@@ -111,7 +111,10 @@ func (l *Live) Close() {
 
 func (l *Live) start() {
 	opts := append([]tea.ProgramOption{tea.WithInput(nil), tea.WithoutSignalHandler(), tea.WithOutput(l.w)}, l.opts...)
-	p := tea.NewProgram(&liveModel{l: l}, opts...)
+	l.mu.Lock()
+	m := &liveModel{l: l, width: l.width}
+	l.mu.Unlock()
+	p := tea.NewProgram(m, opts...)
 	done := make(chan struct{})
 	l.prog, l.stopped = p, done
 	go func() {
@@ -134,6 +137,7 @@ func (l *Live) stop(final bool) {
 type liveModel struct {
 	l             *Live
 	width, height int
+	sized         bool // the program said the terminal's size
 	stopping      bool
 	final         bool
 }
@@ -153,7 +157,7 @@ func (m *liveModel) Init() tea.Cmd { return tick() }
 func (m *liveModel) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 	switch msg := msg.(type) {
 	case tea.WindowSizeMsg:
-		m.width, m.height = msg.Width, msg.Height
+		m.width, m.height, m.sized = msg.Width, msg.Height, true
 		m.l.mu.Lock()
 		m.l.width = msg.Width
 		m.l.mu.Unlock()
@@ -169,7 +173,7 @@ func (m *liveModel) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 }
 
 func (m *liveModel) View() tea.View {
-	if m.stopping && !m.final {
+	if !m.final && (m.stopping || !m.sized) { // nothing drawn before the size is known
 		return tea.NewView("")
 	}
 	m.l.mu.Lock()

@@ -171,7 +171,7 @@ func TestLiveFrameFitsTheScreen(t *testing.T) {
 	}
 	for _, s := range states {
 		for width := 10; width <= 200; width += 7 {
-			for _, height := range []int{3, 5, 10, 40} {
+			for _, height := range []int{1, 2, 3, 5, 10, 40} {
 				frame := s.frame(at(8), width, height, true)
 				lines := strings.Split(frame, "\n")
 				if len(lines) > max(height-1, 1) {
@@ -238,7 +238,7 @@ func TestShortStep(t *testing.T) {
 func TestLiveEstimate(t *testing.T) {
 	// Nothing known yet: "—".
 	s := stateOf(started(six...))
-	if l := s.runLine(at(3), false, false); !strings.Contains(l, "3s, — left · 0/6 hosts") {
+	if l := s.runLine(at(3), false, false); !strings.Contains(l, "3s, — left · 6 hosts") {
 		t.Errorf("run line before anything is known: %q", l)
 	}
 	// 2 of 6 hosts done 4s after the first started deploying: 8s left.

@@ -230,6 +230,9 @@ func (s *liveState) frame(now time.Time, width, height int, color bool) string {
 	}
 	sort.Strings(names)
 	room := len(names)
+	if height > 0 && height < 3 { // room for the run line only
+		return cut(lines[0], width)
+	}
 	if height > 0 && len(names) > height-2 {
 		room = max(height-3, 0) // the run line, the line counting the others, the cursor's
 	}
@@ -355,6 +358,9 @@ func (s *liveState) runLine(now time.Time, final bool, color bool) string {
 	parts = append(parts, times)
 	if total > 0 {
 		hosts := fmt.Sprintf("%d/%d hosts", done, total)
+		if done == 0 && s.deployAt.IsZero() { // nothing deployed yet, or a run that deploys nothing (build, diff)
+			hosts = fmt.Sprintf("%d %s", total, plural(total, "host", "hosts"))
+		}
 		var rs []string
 		for _, st := range resultOrder {
 			if counts[st] > 0 {
