@@ -1,11 +1,14 @@
 package ui
 
 import (
+	"fmt"
 	"io"
+	"strings"
 	"sync"
 	"time"
 
 	tea "charm.land/bubbletea/v2"
+	"charm.land/lipgloss/v2"
 	"github.com/charmbracelet/x/ansi"
 
 	"github.com/skiffdeploy/skiff/internal/fleet"
@@ -34,10 +37,14 @@ type Live struct {
 	state *liveState
 	width int // the terminal's, as the program last said
 
-	ctl     sync.Mutex // serialises Pause, Resume and Close
-	prog    *tea.Program
-	stopped chan struct{} // closed when prog's Run returned
+	ctl     sync.Mutex    // serialises Pause, Resume, Close and printing above
+	running bool          // a stretch of drawing goes on
+	stopped chan struct{} // closed when it has ended
 	closed  bool
+
+	pmu  sync.Mutex // guards prog and req, which the stretch's driver changes
+	prog *tea.Program
+	req  *stopMsg // the stop asked of the stretch
 }
 
 // NewLive starts drawing on w, a terminal, until Close.
@@ -69,7 +76,7 @@ func (l *Live) Event(e fleet.Event) {
 func (l *Live) printAbove(lines []string, width int) {
 	l.ctl.Lock()
 	defer l.ctl.Unlock()
-	running := l.prog != nil
+	running := l.running
 	l.stop(false)
 	for _, line := range lines {
 		if width > 0 {
@@ -95,7 +102,7 @@ func (l *Live) Pause() {
 func (l *Live) Resume() {
 	l.ctl.Lock()
 	defer l.ctl.Unlock()
-	if !l.closed && l.prog == nil {
+	if !l.closed && !l.running {
 		l.start()
 	}
 }
@@ -109,27 +116,115 @@ func (l *Live) Close() {
 	l.closed = true
 }
 
+// start starts a stretch of drawing.
 func (l *Live) start() {
-	opts := append([]tea.ProgramOption{tea.WithInput(nil), tea.WithoutSignalHandler(), tea.WithOutput(l.w)}, l.opts...)
+	l.pmu.Lock()
+	l.req, l.prog = nil, l.program(nil)
+	l.pmu.Unlock()
+	done := make(chan struct{})
+	l.running, l.stopped = true, done
+	go l.drive(done)
+}
+
+// program is a Bubble Tea program drawing l; with req, it only draws what
+// the stop asks for (nothing, or the final run line) and quits.
+func (l *Live) program(req *stopMsg) *tea.Program {
 	l.mu.Lock()
 	m := &liveModel{l: l, width: l.width}
 	l.mu.Unlock()
-	p := tea.NewProgram(m, opts...)
-	done := make(chan struct{})
-	l.prog, l.stopped = p, done
-	go func() {
-		defer close(done)
-		_, _ = p.Run()
-	}()
+	if req != nil {
+		m.stopping, m.final = true, req.final
+	}
+	opts := append([]tea.ProgramOption{tea.WithInput(nil), tea.WithoutSignalHandler(), tea.WithOutput(l.w),
+		tea.WithFilter(narrowing)}, l.opts...)
+	return tea.NewProgram(m, opts...)
 }
 
+// drive runs the stretch's programs until one ends for good: a program
+// that ends because the terminal narrowed is followed by another.
+func (l *Live) drive(done chan struct{}) {
+	defer close(done)
+	l.pmu.Lock()
+	p := l.prog
+	l.pmu.Unlock()
+	for {
+		res, err := p.Run()
+		m, _ := res.(*liveModel)
+		if err != nil || m == nil || m.narrowed == 0 {
+			return
+		}
+		l.unwrap(m.drawn, m.width, m.narrowed)
+		l.pmu.Lock()
+		req := l.req
+		if req != nil && !req.final {
+			l.pmu.Unlock()
+			return
+		}
+		p = l.program(req)
+		l.prog = p
+		l.pmu.Unlock()
+	}
+}
+
+// stop ends the stretch of drawing: the view is cleared, or replaced by
+// the final run line.
 func (l *Live) stop(final bool) {
-	if l.prog == nil {
+	if !l.running {
 		return
 	}
-	l.prog.Send(stopMsg{final: final})
+	l.pmu.Lock()
+	l.req = &stopMsg{final: final}
+	p := l.prog
+	l.pmu.Unlock()
+	p.Send(stopMsg{final: final}) // returns at once if p has ended
 	<-l.stopped
-	l.prog = nil
+	l.running = false
+}
+
+// A terminal that gets narrower re-wraps the lines it shows (most do:
+// tmux, VTE, kitty, iTerm2...): a frame of n lines then takes more rows,
+// and the renderer, which goes up as many rows as it drew lines to clear
+// or redraw it, would leave its top behind. So a narrowing ends the
+// program, whose empty last view clears what it can, unwrap clears the
+// rows the re-wrapping added above, and another program draws at the new
+// width. On a terminal that cuts lines instead of re-wrapping them, the
+// rows cleared above the frame were someone else's: lines a narrower
+// screen had cut anyway.
+
+// narrowMsg is a WindowSizeMsg narrower than what the frame was drawn at.
+type narrowMsg tea.WindowSizeMsg
+
+func narrowing(model tea.Model, msg tea.Msg) tea.Msg {
+	if ws, ok := msg.(tea.WindowSizeMsg); ok {
+		if m, ok := model.(*liveModel); ok && m.sized && m.drawn != "" && ws.Width < m.width {
+			return narrowMsg(ws)
+		}
+	}
+	return msg
+}
+
+// unwrap clears the rows above the cursor that re-wrapping frame (drawn
+// at width) to newWidth added, after the program cleared the rest.
+func (l *Live) unwrap(frame string, width, newWidth int) {
+	lines := strings.Split(frame, "\n")
+	rows := func(line string) int { return max(1, (lipgloss.Width(line)+newWidth-1)/newWidth) }
+	// The renderer leaves the cursor after the last line, or at its
+	// start when that line fills the screen; it clears from the start
+	// of the cursor's row, going up a row per line.
+	above := 0
+	for _, line := range lines[:len(lines)-1] {
+		above += rows(line)
+	}
+	if last := lines[len(lines)-1]; lipgloss.Width(last) < width-1 {
+		above += rows(last) - 1
+	}
+	// The new frame starts a line lower: tmux keeps the cursor's row on a
+	// resize and pushes the rows above into its history, so going up may
+	// stop at the screen's top, and tmux saves the whole screen into its
+	// history each time the renderer clears from there.
+	if extra := above - (len(lines) - 1); extra > 0 {
+		fmt.Fprintf(l.w, "\r\x1b[%dA\x1b[J\n", extra)
+	}
 }
 
 // liveModel is the Bubble Tea model: it draws the Live's state at each
@@ -140,6 +235,8 @@ type liveModel struct {
 	sized         bool // the program said the terminal's size
 	stopping      bool
 	final         bool
+	drawn         string // the last frame drawn
+	narrowed      int    // the width the terminal narrowed to
 }
 
 type tickMsg struct{}
@@ -152,7 +249,12 @@ func tick() tea.Cmd {
 	return tea.Tick(tickEvery, func(time.Time) tea.Msg { return tickMsg{} })
 }
 
-func (m *liveModel) Init() tea.Cmd { return tick() }
+func (m *liveModel) Init() tea.Cmd {
+	if m.stopping {
+		return tea.Quit
+	}
+	return tick()
+}
 
 func (m *liveModel) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 	switch msg := msg.(type) {
@@ -167,6 +269,12 @@ func (m *liveModel) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		}
 	case stopMsg:
 		m.stopping, m.final = true, msg.final
+		return m, tea.Quit
+	case narrowMsg:
+		m.stopping, m.narrowed = true, msg.Width
+		m.l.mu.Lock()
+		m.l.width = msg.Width
+		m.l.mu.Unlock()
 		return m, tea.Quit
 	}
 	return m, nil
@@ -184,5 +292,6 @@ func (m *liveModel) View() tea.View {
 	if m.final {
 		return tea.NewView(cut(m.l.state.runLine(now, true, m.l.color), m.width) + "\n")
 	}
-	return tea.NewView(m.l.state.frame(now, m.width, m.height, m.l.color) + "\n")
+	m.drawn = m.l.state.frame(now, m.width, m.height, m.l.color)
+	return tea.NewView(m.drawn + "\n")
 }

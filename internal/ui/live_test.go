@@ -367,3 +367,29 @@ func TestLiveOnATerminal(t *testing.T) {
 		t.Errorf("closed: %d host lines left:\n%s", n, text)
 	}
 }
+
+// TestUnwrapClearsWhatRewrappingAdded: a terminal that narrows re-wraps
+// the frame's long lines; unwrap goes up the rows this added above what
+// the renderer cleared.
+func TestUnwrapClearsWhatRewrappingAdded(t *testing.T) {
+	line := func(w int) string { return strings.Repeat("x", w) }
+	for _, c := range []struct {
+		name          string
+		frame         []string
+		width, narrow int
+		want          string
+	}{
+		{"nothing wider than the new width", []string{line(50), line(59)}, 160, 60, ""},
+		// 76 cells take 2 rows at 60; the cursor ends the last line.
+		{"three long lines", []string{line(76), line(76), line(76)}, 160, 60, "\r\x1b[3A\x1b[J\n"},
+		// A last line as wide as the screen leaves the cursor at its start.
+		{"a last line cut to the width", []string{line(76), line(30), line(80)}, 80, 60, "\r\x1b[1A\x1b[J\n"},
+		{"a line of three rows", []string{line(150), line(10)}, 160, 60, "\r\x1b[2A\x1b[J\n"},
+	} {
+		var b bytes.Buffer
+		(&Live{w: &b}).unwrap(strings.Join(c.frame, "\n"), c.width, c.narrow)
+		if b.String() != c.want {
+			t.Errorf("%s: wrote %q, want %q", c.name, b.String(), c.want)
+		}
+	}
+}
