@@ -10,8 +10,8 @@ import (
 )
 
 // output is how a fleet command shows progress and results: a live view
-// on a terminal, plain timestamped lines otherwise (or when CI is set),
-// JSON Lines on stdout with --json.
+// on a terminal, plain timestamped lines otherwise (or when CI is set, or
+// with -x), JSON Lines on stdout with --json.
 type output struct {
 	reporter fleet.Reporter
 	close    func()

@@ -281,17 +281,23 @@ func (m *liveModel) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 }
 
 func (m *liveModel) View() tea.View {
+	v := tea.NewView("")
+	// It reads no input: the terminal's modes stay as they are.
+	v.DisableBracketedPasteMode = true
 	if !m.final && (m.stopping || !m.sized) { // nothing drawn before the size is known
-		return tea.NewView("")
+		return v
 	}
 	m.l.mu.Lock()
 	defer m.l.mu.Unlock()
 	now := time.Now()
-	// The view ends with a newline: the renderer leaves the cursor on
-	// its last line and clears it when it stops.
+	// The view ends with a newline, a blank last row: when the program
+	// ends, the renderer clears from its last row down, which must not
+	// be the run line's.
 	if m.final {
-		return tea.NewView(cut(m.l.state.runLine(now, true, m.l.color), m.width) + "\n")
+		v.Content = cut(m.l.state.runLine(now, true, m.l.color), m.width) + "\n"
+		return v
 	}
 	m.drawn = m.l.state.frame(now, m.width, m.height, m.l.color)
-	return tea.NewView(m.drawn + "\n")
+	v.Content = m.drawn + "\n"
+	return v
 }
