@@ -102,17 +102,19 @@ func (s *screen) isHost(name string) bool {
 	return false
 }
 
-// liveDeploy runs skiff deploy in a pty of cols x rows and checks the
-// screen while it runs; resize, when set, is called once the first host
-// activates. It returns the final screen's lines and the exit code.
-func liveDeploy(t *testing.T, l *lab.Lab, hosts []string, cols, rows int, resize func(*screen, *os.File), args ...string) ([]string, int) {
-	t.Helper()
-	return liveRun(t, l, hosts, cols, rows, false, " activate ", resize, args...)
+// ptyRun is how liveRun runs skiff.
+type ptyRun struct {
+	cols, rows int
+	loose      bool                    // lines other than the view's and the table's may show (a plan, messages)
+	marker     string                  // at is called once when the screen first shows marker
+	at         func(*screen, *os.File) // with the pty's controlling end
+	stdout     io.Writer               // standard output, when not the pty
 }
 
-// liveRun is liveDeploy calling at once when the screen first shows
-// marker; loose lets other lines (a plan, messages, errors) show.
-func liveRun(t *testing.T, l *lab.Lab, hosts []string, cols, rows int, loose bool, marker string, at func(*screen, *os.File), args ...string) ([]string, int) {
+// liveRun runs skiff in a pty and checks the screen while it runs. It
+// returns the final screen's lines and the exit code.
+func liveRun(t *testing.T, l *lab.Lab, hosts []string, r ptyRun, args ...string) ([]string, int) {
+	cols, rows, marker, at := r.cols, r.rows, r.marker, r.at
 	t.Helper()
 	cmd := exec.Command(skiffBinary(t), append([]string{"-F", l.SSHConfig(), "--nix-option", "substituters="}, args...)...)
 	// A person's terminal: not CI, colours on.
@@ -122,12 +124,13 @@ func liveRun(t *testing.T, l *lab.Lab, hosts []string, cols, rows int, loose boo
 		}
 	}
 	cmd.Env = append(cmd.Env, "TERM=xterm-256color", "SKIFF_HISTORY="+filepath.Join(t.TempDir(), "history.db"))
+	cmd.Stdout = r.stdout
 	ptmx, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: uint16(rows), Cols: uint16(cols)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ptmx.Close()
-	s := &screen{term: vt.NewEmulator(cols, rows), hosts: hosts, loose: loose}
+	s := &screen{term: vt.NewEmulator(cols, rows), hosts: hosts, loose: r.loose}
 	s.term.SetScrollbackSize(10000)
 	go func() { _, _ = io.Copy(io.Discard, s.term) }() // the terminal's answers, if any
 	var raw strings.Builder
@@ -263,7 +266,7 @@ func TestLiveViewInATerminal(t *testing.T) {
 
 	t.Run("80x10", func(t *testing.T) {
 		// Fewer lines than hosts: finished hosts fold into counts.
-		final, code := liveDeploy(t, l, hosts, 80, 10, nil, "deploy", "--flake", flake(2))
+		final, code := liveRun(t, l, hosts, ptyRun{cols: 80, rows: 10}, "deploy", "--flake", flake(2))
 		if code != 0 {
 			t.Fatalf("exit %d", code)
 		}
@@ -283,7 +286,7 @@ func TestLiveViewInATerminal(t *testing.T) {
 			s.mu.Unlock()
 			pty.Setsize(ptmx, &pty.Winsize{Rows: 30, Cols: 200})
 		}
-		final, code := liveDeploy(t, l, hosts, 200, 30, resize, "deploy", "--flake", flake(3))
+		final, code := liveRun(t, l, hosts, ptyRun{cols: 200, rows: 30, marker: " activate ", at: resize}, "deploy", "--flake", flake(3))
 		if code != 0 {
 			t.Fatalf("exit %d", code)
 		}
@@ -294,7 +297,7 @@ func TestLiveViewInATerminal(t *testing.T) {
 		// took neither the terminal's input nor the signal, skiff's
 		// announcement shows in full above it, and the view ends.
 		ctrlC := func(s *screen, ptmx *os.File) { ptmx.Write([]byte{3}) }
-		final, code := liveRun(t, l, hosts, 100, 30, true, " activate ", ctrlC, "deploy", "--flake", flake(4))
+		final, code := liveRun(t, l, hosts, ptyRun{cols: 100, rows: 30, loose: true, marker: " activate ", at: ctrlC}, "deploy", "--flake", flake(4))
 		if code != 130 {
 			t.Errorf("exit %d, want 130", code)
 		}
@@ -318,7 +321,7 @@ func TestLiveViewInATerminal(t *testing.T) {
 		// --plan: the view stops for the plan and its question, which
 		// are read on the terminal, and draws again below the answer.
 		yes := func(s *screen, ptmx *os.File) { ptmx.Write([]byte("y\r")) }
-		final, code := liveRun(t, l, hosts, 100, 40, true, "[y/N]", yes, "deploy", "--plan", "--flake", flake(5))
+		final, code := liveRun(t, l, hosts, ptyRun{cols: 100, rows: 40, loose: true, marker: "[y/N]", at: yes}, "deploy", "--plan", "--flake", flake(5))
 		if code != 0 {
 			t.Fatalf("exit %d", code)
 		}
@@ -327,5 +330,34 @@ func TestLiveViewInATerminal(t *testing.T) {
 			t.Errorf("the question and its answer are not on the final screen once")
 		}
 		finalChecks(t, final, hosts)
+	})
+	t.Run("stdout-piped", func(t *testing.T) {
+		// The view draws on the terminal (stderr) only: the summary
+		// table on a piped stdout is the table alone.
+		var stdout strings.Builder
+		final, code := liveRun(t, l, hosts, ptyRun{cols: 120, rows: 30, stdout: &stdout}, "deploy", "--flake", flake(6))
+		if code != 0 {
+			t.Fatalf("exit %d", code)
+		}
+		lines := strings.Split(strings.TrimSuffix(stdout.String(), "\n"), "\n")
+		if len(lines) != len(hosts)+1 {
+			t.Errorf("stdout has %d lines, want the table's %d:\n%q", len(lines), len(hosts)+1, stdout.String())
+		}
+		for _, l := range lines {
+			if !tableRowRE.MatchString(l) || strings.ContainsRune(l, 0x1b) {
+				t.Errorf("stdout line %q is not the table's", l)
+			}
+		}
+		runs := 0
+		for _, l := range final {
+			if isRunLine(l) {
+				runs++
+			} else if strings.TrimSpace(l) != "" {
+				t.Errorf("the screen has %q besides the view's last line", l)
+			}
+		}
+		if runs != 1 {
+			t.Errorf("the final screen has %d run lines, want 1", runs)
+		}
 	})
 }
