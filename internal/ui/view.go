@@ -291,10 +291,10 @@ func cut(line string, width int) string {
 	return ansi.Truncate(line, width, "…")
 }
 
-// runLine is the line of the whole run: its phase, the hosts done of all
-// by result, the bytes copied of the bytes to copy, the time since it
-// started and an estimate of what is left. final is the line left on the
-// screen when the run has ended.
+// runLine is the line of the whole run: its phase, the time since it
+// started and an estimate of what is left, the hosts done of all by
+// result, the bytes copied of the bytes to copy. final is the line left on
+// the screen when the run has ended.
 func (s *liveState) runLine(now time.Time, final bool, color bool) string {
 	counts := map[fleet.Status]int{}
 	done := 0
