@@ -393,3 +393,27 @@ func TestUnwrapClearsWhatRewrappingAdded(t *testing.T) {
 		}
 	}
 }
+
+func TestLiveRunPhase(t *testing.T) {
+	built := started("web1")
+	for _, c := range []struct {
+		name   string
+		events []fleet.Event
+		final  bool
+		want   string
+	}{
+		{"evaluating", liveCases[0].events, false, "skiff: evaluating · "},
+		{"an evaluation that failed", liveCases[0].events, true, "skiff: stopped while evaluating · "},
+		{"building", built[:len(built)-1], false, "skiff: building 3 systems · "},
+		{"a build that failed", append(built[:len(built)-1:len(built)-1], done(3, "web1", fleet.Failed, "failed: build failed")), true, "skiff: done · "},
+		{"connected, built", built, false, "skiff: 3s, — left · 1 host"},
+		{"deploying", append(built, ev(2.5, "web1", fleet.PhaseCopy, "nothing to copy")), false, "skiff: deploying · "},
+		{"finishing", append(built, done(2.5, "web1", fleet.Deployed, "deployed in 1s")), false, "skiff: finishing · "},
+		{"a build interrupted", append(built[:len(built)-1:len(built)-1], ev(2, "", fleet.PhaseBuild, "interrupted")), true, "skiff: interrupted · "},
+		{"done", append(built, done(2.5, "web1", fleet.Deployed, "deployed in 1s")), true, "skiff: done · 3s · 1/1 hosts: 1 deployed"},
+	} {
+		if got := stateOf(c.events).runLine(at(3), c.final, false); !strings.HasPrefix(got, c.want) {
+			t.Errorf("%s: %q, want it to start with %q", c.name, got, c.want)
+		}
+	}
+}

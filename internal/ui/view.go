@@ -91,6 +91,9 @@ func (s *liveState) event(e fleet.Event) {
 			s.deployAt = e.Time
 		}
 	}
+	if e.Phase != fleet.PhaseConnect && e.Phase != fleet.PhaseBuild && strings.HasPrefix(s.phase, "building ") {
+		s.phase, s.builds = "", 0 // hosts deploy once the build is over, whether it said so or not
+	}
 	h.phase = e.Phase
 	if strings.HasPrefix(e.Msg, "interrupted") {
 		s.stopped = true
@@ -328,6 +331,8 @@ func (s *liveState) runLine(now time.Time, final bool, color bool) string {
 	switch {
 	case final && (s.stopped || counts[fleet.Interrupted] > 0):
 		phase = "interrupted"
+	case final && (phase == "evaluating" || strings.HasPrefix(phase, "building ")):
+		phase = "stopped while " + phase
 	case final:
 		phase = "done"
 	case s.stopped:
