@@ -1,4 +1,5 @@
-// Package ui renders fleet events and results for people: plain
-// timestamped lines on standard error, and the final summary table on
+// Package ui renders fleet events and results for people: a live view on
+// a terminal (Bubble Tea, on standard error), plain timestamped lines on
+// standard error otherwise, JSON Lines, and the final summary table on
 // standard output. Colour, when used, never carries meaning alone.
 package ui

@@ -74,48 +74,6 @@ func TestJSONStream(t *testing.T) {
 	}
 }
 
-func TestLiveFrameCollapsesFinishedHosts(t *testing.T) {
-	l := &Live{rows: func() int { return 6 }, start: t0, hosts: map[string]*liveHost{}}
-	for _, n := range []string{"a1", "a2", "a3", "a4", "a5", "a6"} {
-		l.Event(fleet.Event{Time: t0, Host: n, Phase: fleet.PhaseConnect, Msg: "connecting"})
-	}
-	for _, n := range []string{"a1", "a2", "a3"} {
-		l.Event(fleet.Event{Time: t0.Add(time.Second), Host: n, Phase: fleet.PhaseDone, Status: fleet.Deployed, Msg: "deployed in 1s"})
-	}
-	l.Event(fleet.Event{Time: t0.Add(time.Second), Host: "a4", Phase: fleet.PhaseDone, Status: fleet.Failed, Msg: "failed: no route"})
-	l.Event(fleet.Event{Time: t0, Host: "a5", Phase: fleet.PhaseCopy, Msg: "copying"})
-	l.Event(fleet.Event{Time: t0, Host: "a5", Phase: fleet.PhaseCopy, Progress: true, Done: 1 << 20, Total: 4 << 20})
-	l.Event(fleet.Event{Time: t0, Phase: fleet.PhaseBuild, Msg: "built in 1s"})
-	got := l.frame(t0.Add(2 * time.Second))
-	want := []string{
-		"skiff 2s  build: built in 1s",
-		"  a4    failed          1s  no route",
-		"  a5    copy            2s  1.0 MiB of 4.0 MiB",
-		"  a6    connect         2s  connecting",
-		"  ... 3 deployed",
-	}
-	if d := cmp.Diff(want, got); d != "" {
-		t.Errorf("(-want +got)\n%s", d)
-	}
-}
-
-func TestLiveFrameCountsFinishedHostsWhenRunningOnesFillTheScreen(t *testing.T) {
-	l := &Live{rows: func() int { return 4 }, start: t0, hosts: map[string]*liveHost{}}
-	for _, n := range []string{"a1", "a2", "a3", "a4", "a5"} {
-		l.Event(fleet.Event{Time: t0, Host: n, Phase: fleet.PhaseCopy, Msg: "copying"})
-	}
-	l.Event(fleet.Event{Time: t0, Host: "a6", Phase: fleet.PhaseDone, Status: fleet.Failed, Msg: "failed: x"})
-	got := l.frame(t0)
-	want := []string{
-		"skiff 0s  ",
-		"  a1    copy            0s  copying",
-		"  ... 1 failed, 4 more running",
-	}
-	if d := cmp.Diff(want, got); d != "" {
-		t.Errorf("(-want +got)\n%s", d)
-	}
-}
-
 func TestSummaryOfAnInterruptedRun(t *testing.T) {
 	var b bytes.Buffer
 	Summary(&b, []fleet.Result{
@@ -148,16 +106,5 @@ func TestJSONSummaryOfAnInterruptedHost(t *testing.T) {
 		Error: "web1: interrupted during the copy; nothing was activated", Hint: "deploy again"}
 	if d := cmp.Diff(want, s.Hosts[0]); d != "" || s.ExitCode != 130 {
 		t.Errorf("exit %d (-want +got)\n%s", s.ExitCode, d)
-	}
-}
-
-func TestLiveFrameCountsInterruptedHosts(t *testing.T) {
-	l := &Live{rows: func() int { return 3 }, start: t0, hosts: map[string]*liveHost{}}
-	for _, n := range []string{"a1", "a2", "a3"} {
-		l.Event(fleet.Event{Time: t0, Host: n, Phase: fleet.PhaseDone, Status: fleet.Interrupted, Msg: "interrupted: interrupted during the build"})
-	}
-	got := l.frame(t0)
-	if last := got[len(got)-1]; last != "  ... 2 interrupted" {
-		t.Errorf("frame %q", got)
 	}
 }
