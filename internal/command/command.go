@@ -25,6 +25,12 @@ type Cmd struct {
 	// StreamStderr, when set, receives standard error as it is produced
 	// instead of Stream.
 	StreamStderr io.Writer
+	// Terminal keeps the program in skiff's process group, where it may
+	// use the terminal (a key command asking for a passphrase). Other
+	// programs get a process group of their own: a Ctrl-C typed on the
+	// terminal reaches skiff alone, which then stops them (or lets them
+	// finish) as it decides, instead of every ssh dying at once.
+	Terminal bool
 }
 
 // Result is what a finished program printed.
@@ -82,6 +88,9 @@ func (r *Runner) Run(ctx context.Context, c Cmd) (Result, error) {
 	cmd := exec.CommandContext(ctx, c.Argv[0], c.Argv[1:]...)
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 	cmd.WaitDelay = 5 * time.Second
+	if !c.Terminal {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	}
 	if len(c.Env) > 0 {
 		cmd.Env = append(os.Environ(), c.Env...)
 	}

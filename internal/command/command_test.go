@@ -5,7 +5,9 @@ import (
 	"context"
 	"errors"
 	"os/exec"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -54,5 +56,25 @@ func TestRunTracesAndReportsFailure(t *testing.T) {
 func TestTail(t *testing.T) {
 	if got := Tail("a\n\nb\nc\n\n", 2); got != "b\nc" {
 		t.Errorf("Tail = %q", got)
+	}
+}
+
+// A program runs in a process group of its own, so that a Ctrl-C typed on
+// the terminal (sent to skiff's whole group) reaches skiff alone; a
+// Terminal program stays in skiff's group.
+func TestProgramsGetTheirOwnProcessGroup(t *testing.T) {
+	own := syscall.Getpgrp()
+	for _, terminal := range []bool{false, true} {
+		res, err := (&Runner{}).Run(context.Background(), Cmd{Argv: []string{"sh", "-c", "ps -o pgid= -p $$"}, Terminal: terminal})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pgid, err := strconv.Atoi(strings.TrimSpace(string(res.Stdout)))
+		if err != nil {
+			t.Fatalf("ps printed %q", res.Stdout)
+		}
+		if (pgid == own) != terminal {
+			t.Errorf("terminal=%v: child's process group %d, skiff's %d", terminal, pgid, own)
+		}
 	}
 }

@@ -30,6 +30,8 @@ func runAt(t *testing.T, l sshConfigured, marker string, at func(p *skiffProc), 
 	t.Helper()
 	cmd := exec.Command(skiffBinary(t), append([]string{"-F", l.SSHConfig(), "--nix-option", "substituters="}, args...)...)
 	cmd.Env = append(cmd.Environ(), "SKIFF_HISTORY="+filepath.Join(t.TempDir(), "history.db"))
+	// skiff leads a process group, as a shell's foreground job does.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -80,6 +82,10 @@ func runAt(t *testing.T, l sshConfigured, marker string, at func(p *skiffProc), 
 type skiffProc struct{ cmd *exec.Cmd }
 
 func (p *skiffProc) interrupt() { p.cmd.Process.Signal(syscall.SIGINT) }
+
+// interruptGroup is a Ctrl-C typed on a terminal: SIGINT to skiff's whole
+// process group, with every child skiff left in it.
+func (p *skiffProc) interruptGroup() { syscall.Kill(-p.cmd.Process.Pid, syscall.SIGINT) }
 
 func interruptOn(t *testing.T, l sshConfigured, marker string, args ...string) result {
 	t.Helper()
@@ -246,6 +252,24 @@ func TestInterruptDuringActivationSaysWhatItWaitsFor(t *testing.T) {
 	}
 	if got := profileOf(t, l, "ia1"); got != "system-3-link" {
 		t.Errorf("profile %q, want system-3-link", got)
+	}
+}
+
+// A Ctrl-C typed on the terminal goes to skiff's whole process group: the
+// ssh connections that follow the activation must not die with it.
+func TestTerminalInterruptDuringActivationLetsItFinish(t *testing.T) {
+	l := newLab(t, lab.HostSpec{Name: "it1"})
+	wantCode(t, skiffOn(t, l, "deploy", "it1", "--flake", writeFlake(t, host("it1", "generation = 1;"))), 0)
+	// Sent while a status read waits on the host for the slow activation.
+	r := runAt(t, l, "it1| activating the configuration", func(p *skiffProc) {
+		time.Sleep(500 * time.Millisecond)
+		p.interruptGroup()
+	},
+		"deploy", "it1", "--flake", writeFlake(t, host("it1", "generation = 2; activationDelay = 3;")))
+	wantCode(t, r, 130)
+	wantContains(t, "output", r.stderr, "it1: done: deployed: interrupted during activation, which was let finish")
+	if got := profileOf(t, l, "it1"); got != "system-2-link" {
+		t.Errorf("profile %q, want system-2-link", got)
 	}
 }
 

@@ -254,7 +254,7 @@ func readOne(ctx context.Context, run *command.Runner, s Spec) ([]byte, error) {
 	}
 	cctx, cancel := context.WithTimeout(ctx, commandTimeout)
 	defer cancel()
-	res, err := run.Run(cctx, command.Cmd{Argv: s.KeyCommand})
+	res, err := run.Run(cctx, command.Cmd{Argv: s.KeyCommand, Terminal: true})
 	if err != nil {
 		name := command.Join(s.KeyCommand)
 		var ce *command.Error
