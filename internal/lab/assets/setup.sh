@@ -65,6 +65,8 @@ printf '%s\t%s\t%s\t%s\t%s\n' "$(date +%s)" sshd.service "$name" 'systemd[1]' \
 
 # A process that keeps the namespace alive while sshd is stopped (Host.StopSSHD),
 # and the host's own nix-daemon (for non-root users that are trusted-users).
+# (Its redirections free the descriptors of the process that started it.)
+# shellcheck disable=SC2217
 sleep infinity </dev/null >/dev/null 2>&1 &
 echo $! >"$hostdir/keeper.pid"
 nix-daemon </dev/null >>"$hostdir/nix-daemon.log" 2>&1 &
@@ -86,8 +88,9 @@ if [ -n "$sys" ] && [ -x "$sys/activate" ]; then
 		if "$sys/activate" "$sys"; then
 			# systemd starts the units of the booted system.
 			if [ -d "$sys/etc/lab/units" ]; then
-				for u in $(ls "$sys/etc/lab/units"); do
-					systemctl start "$u" || true
+				for f in "$sys/etc/lab/units"/*; do
+					[ -e "$f" ] || continue
+					systemctl start "${f##*/}" || true
 				done
 			fi
 		else
