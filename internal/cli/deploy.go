@@ -64,14 +64,19 @@ Modes (as nixos-rebuild):
 
 ` + exitCodeHelp,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if o.local {
-				name, err := localHost(args, cmd.Flags().Changed("on"), o)
-				if err != nil {
-					return err
-				}
-				args = []string{name}
+			if !o.local {
+				return runDeploy(cmd.Context(), g, o, safety, args)
 			}
-			return runDeploy(cmd.Context(), g, o, safety, args)
+			name, err := localHost(args, cmd.Flags().Changed("on"), o)
+			if err != nil {
+				return err
+			}
+			err = runDeploy(cmd.Context(), g, o, safety, []string{name})
+			if fe, ok := fault.As(err); ok && len(args) == 0 && fe.Class == fault.Usage && fe.Host == "" {
+				// The name came from the host name: say how to choose another.
+				fe.Hint = strings.TrimPrefix(fe.Hint+"; ", "; ") + "name the configuration: \"skiff deploy --local NAME\""
+			}
+			return err
 		},
 	}
 	f := c.Flags()

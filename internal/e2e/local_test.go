@@ -137,6 +137,12 @@ func TestDeployLocalDarwin(t *testing.T) {
 		}
 		return dir
 	}
+	// This machine's host name is not in the flake: say how to name one.
+	if hn, _ := os.Hostname(); !strings.HasPrefix(hn, "mac9") {
+		r := skiffOn(t, l, "deploy", "--local", "--flake", flake("1"))
+		wantCode(t, r, 2)
+		wantContains(t, "error", r.stderr, "skiff: error: unknown host", `name the configuration: "skiff deploy --local NAME"`)
+	}
 	r := skiffInHost(t, l, "root", "mac9", "deploy", "--local", "mac9", "--flake", flake("1"))
 	wantCode(t, r, 0)
 	wantContains(t, "output", r.stderr, "connecting to root@localhost (this machine, no ssh)", "nothing to copy",
