@@ -17,8 +17,15 @@ import (
 // returns its exit code and output.
 func skiffInHost(t *testing.T, l *lab.Lab, user, host string, args ...string) result {
 	t.Helper()
+	return skiffInHostInput(t, l, "", user, host, args...)
+}
+
+// skiffInHostInput is skiffInHost with stdin as skiff's standard input.
+func skiffInHostInput(t *testing.T, l *lab.Lab, stdin, user, host string, args ...string) result {
+	t.Helper()
 	argv := append([]string{skiffBinary(t), "-x", "--nix-option", "substituters="}, args...)
 	cmd := exec.Command("ssh", "-F", l.SSHConfig(), user+"@"+host, "--", command.Join(argv))
+	cmd.Stdin = strings.NewReader(stdin)
 	var stdout, stderr strings.Builder
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
@@ -63,7 +70,8 @@ func noSSH(t *testing.T, r result) {
 // nothing copied, activated under the supervisor without the lockout
 // proof, a failing unit rolled back; as root, and as a user with sudo.
 func TestDeployLocal(t *testing.T) {
-	l := newLab(t, lab.HostSpec{Name: "loc1"})
+	const pw = "local horse"
+	l := newLab(t, lab.HostSpec{Name: "loc1"}, lab.HostSpec{Name: "locpw", SudoPassword: pw})
 	// Named after this machine (the lab host shares its host name), so
 	// that --local without a name finds it.
 	hn, _ := os.Hostname()
@@ -121,6 +129,22 @@ func TestDeployLocal(t *testing.T) {
 	noSSH(t, r)
 	if got := profile(t, l, "loc1"); got != "system-3-link" {
 		t.Errorf("profile %q after the deploy user's deploy, want system-3-link", got)
+	}
+
+	// A sudo that wants the password gets it through the sudo wrapper,
+	// and nothing shows it.
+	for _, gen := range []string{"1", "2"} {
+		r = skiffInHostInput(t, l, pw+"\n", lab.DeployUser, "locpw", "deploy", "--local", name, "--ask-sudo-password", "--flake", flake(gen, ""), confirm)
+		wantCode(t, r, 0)
+		wantContains(t, "output", r.stderr, "connecting to deploy@localhost (this machine, no ssh)", "nothing to copy", "skiff-sudo")
+		noSSH(t, r)
+		if strings.Contains(r.stdout+r.stderr, pw) {
+			t.Errorf("the password shows in the output")
+		}
+	}
+	wantContains(t, "output", r.stderr, "no ssh to lose: the lockout proof is skipped", "confirmed; system profile at generation 2")
+	if got := profile(t, l, "locpw"); got != "system-2-link" {
+		t.Errorf("profile %q on locpw, want system-2-link", got)
 	}
 }
 
