@@ -3,6 +3,7 @@ package activate
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -190,6 +191,29 @@ func TestLockoutRollsBackBeforeTheWindowEnds(t *testing.T) {
 		// rollback is asked for at once.
 		if f.freshTries != 1 || f.decidedAt > time.Second+PollInterval {
 			t.Errorf("%d fresh attempts, rollback asked %s after launch", f.freshTries, f.decidedAt)
+		}
+	})
+}
+
+// On this machine (deploy --local) there is no ssh to lose: the decision
+// is written once, without a fresh connection, and the output says so.
+func TestNoLockoutProofConfirmsWithoutAFreshConnection(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := &fakeHost{activation: time.Second, freshErr: errSSH}
+		o := Options{ConfirmTimeout: 3 * time.Second, NoLockoutProof: true}
+		f.plan = Plan{ID: "t", New: "/nix/store/new", Old: "/nix/store/old", Window: o.Confirm()}
+		var notes []string
+		out, err := Run(t.Context(), f, f.plan, o, Checks{}, nil, Hooks{Note: func(format string, a ...any) {
+			notes = append(notes, fmt.Sprintf(format, a...))
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !out.Committed || out.Cause != CauseNone || f.freshTries != 0 || f.decidedBy != "deployer" {
+			t.Fatalf("outcome %+v, %d fresh tries, decided by %s; want committed by the deployer without a fresh connection", out, f.freshTries, f.decidedBy)
+		}
+		if got := strings.Join(notes, "\n"); !strings.Contains(got, "no ssh to lose: the lockout proof is skipped") || strings.Contains(got, "new ssh connection") {
+			t.Errorf("notes:\n%s", got)
 		}
 	})
 }

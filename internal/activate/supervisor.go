@@ -27,6 +27,9 @@ type Options struct {
 	IgnoreUnits []string
 	// BreakLock takes the host's deploy lock even from a live holder.
 	BreakLock bool
+	// NoLockoutProof confirms without a fresh connection: the host is
+	// this machine (skiff deploy --local), there is no ssh to lose.
+	NoLockoutProof bool
 }
 
 // DefaultConfirmTimeout is the confirm window when none is set.

@@ -2,12 +2,14 @@ package cli
 
 import (
 	"context"
+	"os"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/skiffdeploy/skiff/internal/activate"
+	"github.com/skiffdeploy/skiff/internal/fault"
 	"github.com/skiffdeploy/skiff/internal/flake"
 	"github.com/skiffdeploy/skiff/internal/fleet"
 )
@@ -26,6 +28,7 @@ type deployOptions struct {
 	buildHost  string
 	substitute bool
 	cache      string
+	local      bool
 	plan       planOptions
 }
 
@@ -42,6 +45,11 @@ switch-to-configuration MODE there. Hosts are chosen by name (web1), glob
 host of the flake is deployed. Hosts with deployment.critical = true go last,
 after every other host succeeded.
 
+With --local [NAME], the configuration NAME (default: this machine's host
+name) is deployed to the machine skiff runs on: no ssh and nothing to copy,
+privileged steps through sudo when skiff does not run as root, the same
+supervisor, lock and rollback; the lockout proof is skipped.
+
 nix-darwin hosts (darwinConfigurations.HOST) deploy in the same run: their
 system profile gets the new generation, then activate-user (as the login
 user, where the system has it) and activate (as root) run; switch only.
@@ -56,7 +64,19 @@ Modes (as nixos-rebuild):
 
 ` + exitCodeHelp,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return runDeploy(cmd.Context(), g, o, safety, args)
+			if !o.local {
+				return runDeploy(cmd.Context(), g, o, safety, args)
+			}
+			name, err := localHost(args, cmd.Flags().Changed("on"), o)
+			if err != nil {
+				return err
+			}
+			err = runDeploy(cmd.Context(), g, o, safety, []string{name})
+			if fe, ok := fault.As(err); ok && len(args) == 0 && fe.Class == fault.Usage && fe.Host == "" {
+				// The name came from the host name: say how to choose another.
+				fe.Hint = strings.TrimPrefix(fe.Hint+"; ", "; ") + "name the configuration: \"skiff deploy --local NAME\""
+			}
+			return err
 		},
 	}
 	f := c.Flags()
@@ -73,6 +93,7 @@ Modes (as nixos-rebuild):
 	f.BoolVar(&o.substitute, "use-substitutes", false, "let each host fetch what it can from its own substituters (nix copy --substitute-on-destination)")
 	f.StringVar(&o.cache, "cache", "", "push every system once to the binary cache `URL` (e.g. file:///srv/cache?secret-key=/etc/nix/cache.sec), then copy with --use-substitutes; the hosts must have the cache among their substituters")
 	f.StringVar(&o.buildHost, "build-host", "", "build every host's system on `[USER@]HOST` (over ssh) instead of here; overrides deployment.buildHost")
+	f.BoolVar(&o.local, "local", false, "deploy nixosConfigurations.NAME (or darwinConfigurations.NAME) to this machine, without ssh (sudo when not root); NAME defaults to this machine's host name")
 	addPlanFlags(f, &o.plan)
 	addSafetyFlags(f, &safety)
 	return withOn(c)
@@ -147,6 +168,7 @@ func runDeploy(ctx context.Context, g *globals, o deployOptions, safety activate
 		Reporter:       red.Reporter(out.reporter),
 		BeforeDeploy:   beforeDeploy,
 		Safety:         safety,
+		Local:          o.local,
 	})
 	out.close()
 	results, err = red.Results(results), red.Error(err)
@@ -186,4 +208,38 @@ func exitCodeOf(results []fleet.Result) int {
 		}
 	}
 	return code
+}
+
+// localHost is the one configuration deploy --local deploys to this
+// machine: the argument, else this machine's host name up to its first
+// dot. Options that choose other hosts or another login are refused before
+// anything runs.
+func localHost(args []string, on bool, o deployOptions) (string, error) {
+	const hint = "deploy --local deploys one configuration to this machine: \"skiff deploy --local [NAME]\""
+	switch {
+	case on:
+		return "", fault.New("", fault.Usage, hint, "--local takes no --on: it deploys to this machine only")
+	case len(args) > 1:
+		return "", fault.New("", fault.Usage, hint, "--local takes at most one configuration name, got %d", len(args))
+	case o.buildHost != "":
+		return "", fault.New("", fault.Usage, hint+"; it builds here", "--local and --build-host do not go together")
+	case o.targetUser != "":
+		return "", fault.New("", fault.Usage, "run skiff as the user who should deploy (root, or a user who may use sudo)",
+			"--local and --target-user do not go together: there is no login, skiff runs as the current user")
+	}
+	if len(args) == 1 {
+		if !flake.ValidName(args[0]) {
+			return "", fault.New("", fault.Usage, hint, "--local takes a configuration name, not %q", args[0])
+		}
+		return args[0], nil
+	}
+	name, err := os.Hostname()
+	if err != nil {
+		return "", fault.New("", fault.Usage, "name the configuration: \"skiff deploy --local NAME\"", "cannot read this machine's host name: %v", err)
+	}
+	name, _, _ = strings.Cut(name, ".")
+	if !flake.ValidName(name) {
+		return "", fault.New("", fault.Usage, "name the configuration: \"skiff deploy --local NAME\"", "this machine's host name %q is not a configuration name", name)
+	}
+	return name, nil
 }

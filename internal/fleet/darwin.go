@@ -90,7 +90,9 @@ func (r *run) activateDarwin(ctx context.Context, c *remote.Host, h flake.Host, 
 			"see the activation output above; fix the configuration and deploy again",
 			"nix-darwin %s exited with %d", step, act.ExitCode))
 	}
-	if r.Safety.MagicRollback {
+	if r.Safety.MagicRollback && r.Safety.NoLockoutProof {
+		r.report(h.Name, PhaseActivate, "no ssh to lose: the lockout proof is skipped")
+	} else if r.Safety.MagicRollback {
 		if _, err := c.RunPriv(ctx, "prove access over a new connection", true, "true"); err != nil {
 			msg := err.Error()
 			if fe, ok := fault.As(err); ok {

@@ -44,7 +44,12 @@ type Options struct {
 	UseSubstitutes bool
 	// Cache, when set, is a binary cache (store URL) every built system is
 	// pushed to once before the copies, which then use substitutes.
-	Cache    string
+	Cache string
+	// Local deploys to this machine itself, without ssh (deploy --local):
+	// commands run directly (through sudo when not root), systems are
+	// built here whatever deployment.buildHost says, and the lockout
+	// proof is skipped (Safety.NoLockoutProof).
+	Local    bool
 	Runner   *command.Runner
 	Nix      *nix.Nix
 	Reporter Reporter
@@ -110,9 +115,23 @@ func Prepare(ctx context.Context, o Options, build bool) (*Session, error) {
 	}
 	r.hosts = hosts
 	r.report("", PhaseEval, "evaluated %d host(s) in %s", len(hosts), since(start))
+	var local transport.Target
+	if o.Local {
+		if local, err = transport.LocalTarget(); err != nil {
+			return nil, err
+		}
+		r.Safety.NoLockoutProof = true
+		for i := range hosts {
+			hosts[i].Deployment.BuildHost = "" // built here, where it runs
+		}
+	}
 	for _, h := range hosts {
+		t := TargetOf(h, o.User)
+		if o.Local {
+			t = local
+		}
 		r.conns[h.Name] = &remote.Host{Name: h.Name, Password: o.SudoPassword,
-			Conn: &transport.SSH{Target: TargetOf(h, o.User), Options: o.SSH, Run: o.Runner, Name: h.Name}}
+			Conn: &transport.SSH{Target: t, Options: o.SSH, Run: o.Runner, Name: h.Name}}
 	}
 
 	if build && o.Mode.writesKeys() {

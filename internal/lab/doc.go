@@ -18,6 +18,9 @@
 //     a NixOS host running systemd 252. The simulated systemd state lives in
 //     /run/lab-systemd (see assets/systemctl). Each host runs its own nix-daemon, so
 //     non-root users can use the host's store (trusted-users via ExtraNixConf).
+//     A host builds without build users (build-users-group is empty): the machine's
+//     nixbld accounts are shared by every store here, and Nix kills a build user's
+//     processes before building with it.
 //     The host's date is a stand-in too: writing a number of seconds to
 //     ClockOffsetFile steps its wall clock (its monotonic clock never moves).
 //     HostSpec.MaxStartups makes its sshd drop new connections early, like a busy one.

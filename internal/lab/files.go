@@ -301,7 +301,11 @@ func (h *Host) sudoers() string {
 }
 
 // writeNixConf writes the host's /etc/nix: the machine's files, with nix.conf ending in
-// "sandbox = false" and the host's ExtraNixConf.
+// "sandbox = false", "build-users-group =" and the host's ExtraNixConf. A host builds
+// (skiff run on the host, a build host) without build users: the nixbld accounts are
+// the machine's, shared by every store here, and Nix kills every process of a build
+// user before it builds with it, so two stores building at once would kill each
+// other's builders. Builds run as root (the host's nix-daemon for other users).
 func (h *Host) writeNixConf() error {
 	dir := filepath.Join(h.Dir, "etc", "nix")
 	if _, err := os.Stat("/etc/nix"); err == nil {
@@ -318,7 +322,7 @@ func (h *Host) writeNixConf() error {
 	if len(conf) > 0 && !bytes.HasSuffix(conf, []byte("\n")) {
 		b.WriteByte('\n')
 	}
-	b.WriteString("\n# skiff lab host " + h.Name + "\nsandbox = false\n")
+	b.WriteString("\n# skiff lab host " + h.Name + "\nsandbox = false\nbuild-users-group =\n")
 	if h.Spec.ExtraNixConf != "" {
 		b.WriteString(h.Spec.ExtraNixConf)
 		if !strings.HasSuffix(h.Spec.ExtraNixConf, "\n") {

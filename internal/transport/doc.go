@@ -9,4 +9,10 @@
 // commands hints print (ByHand, HintOpts, the ssh-keyscan of an unknown
 // key) carry the user's -F and -o options but never the run's ControlPath,
 // so they work as printed after skiff exits.
+//
+// A local target (Target.Local, LocalTarget: skiff deploy --local) is this
+// machine: Command runs the argv itself through the same runner, with no
+// ssh, no quoting and no shared connection (Fresh means nothing), and the
+// hints print the command itself. Everything above (privilege through
+// sudo, locks, the supervisor) works on it unchanged.
 package transport

@@ -42,8 +42,15 @@ func (s *SSH) HintOpts() string {
 // ssh with the user's options, then flags, the host's port and login, then
 // the remote command. The remote shell reads the command's words again:
 // plain words are printed as they are, anything else is quoted for the
-// remote shell and then, as one argument, for the local one.
+// remote shell and then, as one argument, for the local one. On a local
+// target it is the command itself.
 func ByHand(o Options, t Target, flags []string, remote ...string) string {
+	if t.Local {
+		if len(remote) == 0 {
+			return "true"
+		}
+		return command.Join(remote)
+	}
 	argv := append([]string{"ssh"}, o.UserArgs()...)
 	argv = append(argv, flags...)
 	if t.Port != 0 {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -81,6 +82,19 @@ type Target struct {
 	Host string // ssh destination: a name from ssh config, a DNS name or an address
 	Port int    // 0 means the ssh configuration decides
 	User string // empty means root
+	// Local is this machine itself: commands run directly, without ssh
+	// (skiff deploy --local). User is then the user skiff runs as.
+	Local bool
+}
+
+// LocalTarget is this machine, reached without ssh, as the user skiff
+// runs as (not root means sudo for privileged steps, as on any host).
+func LocalTarget() (Target, error) {
+	u, err := user.Current()
+	if err != nil {
+		return Target{}, fmt.Errorf("find the current user: %w", err)
+	}
+	return Target{Host: "localhost", User: u.Username, Local: true}, nil
 }
 
 // Login returns the user skiff logs in as.
@@ -95,6 +109,9 @@ func (t Target) Login() string {
 func (t Target) Destination() string { return t.Login() + "@" + t.Host }
 
 func (t Target) String() string {
+	if t.Local {
+		return t.Destination() + " (this machine, no ssh)"
+	}
 	if t.Port != 0 {
 		return fmt.Sprintf("%s:%d", t.Destination(), t.Port)
 	}
@@ -129,6 +146,9 @@ func (s *SSH) SSHOpts() string { return strings.Join(s.baseArgs(), " ") }
 // that is not root reaches the store through sudo, which writes the paths
 // as root: no trusted-users entry is needed.
 func (s *SSH) StoreURL(sudo bool) string {
+	if s.Target.Local {
+		return "auto" // this machine's own store
+	}
 	u := "ssh://" + s.Target.Destination()
 	if sudo {
 		u += "?remote-program=sudo%20-n%20nix-store"
@@ -144,13 +164,18 @@ type Exec struct {
 	// StreamStderr, when set, receives the command's standard error
 	// instead of Stream.
 	StreamStderr io.Writer
-	// Fresh opens a new connection instead of the shared one.
+	// Fresh opens a new connection instead of the shared one (nothing
+	// for a local target).
 	Fresh bool
 }
 
 // Command runs argv on the host. Each element of argv is quoted once for
-// the remote shell; nothing else is.
+// the remote shell; nothing else is. On a local target argv runs as it is,
+// on this machine, through the same runner (so -x traces it).
 func (s *SSH) Command(ctx context.Context, e Exec) (command.Result, error) {
+	if s.Target.Local {
+		return s.Run.Run(ctx, command.Cmd{Argv: e.Argv, Stdin: e.Stdin, Stream: e.Stream, StreamStderr: e.StreamStderr})
+	}
 	args := []string{"ssh"}
 	if e.Fresh {
 		// ssh keeps the first value of an option: this one must come

@@ -239,3 +239,64 @@ func TestByHandQuotesForBothShells(t *testing.T) {
 		}
 	}
 }
+
+// A local target runs argv on this machine as it is: no ssh, no quoting
+// for a remote shell, the same runner (so -x traces it).
+func TestLocalRunsWithoutSSH(t *testing.T) {
+	var trace strings.Builder
+	s := &SSH{Target: Target{Host: "localhost", User: "deploy", Local: true}, Options: Options{ControlDir: "/tmp/skiff-ssh-1"},
+		Run: &command.Runner{Trace: &trace}, Name: "h1"}
+	for _, tc := range []struct {
+		argv  []string
+		stdin string
+		want  string
+	}{
+		{[]string{"printf", "%s|", "a b", "$HOME", "'q'"}, "", "a b|$HOME|'q'|"},
+		{[]string{"cat"}, "input\n", "input\n"},
+		{[]string{"sh", "-c", `printf '%s' "$1"`, "sh", "x;y"}, "", "x;y"},
+	} {
+		var in *strings.Reader
+		e := Exec{Argv: tc.argv, Fresh: true}
+		if tc.stdin != "" {
+			in = strings.NewReader(tc.stdin)
+			e.Stdin = in
+		}
+		res, err := s.Command(context.Background(), e)
+		if err != nil {
+			t.Fatalf("%q: %v", tc.argv, err)
+		}
+		if string(res.Stdout) != tc.want {
+			t.Errorf("%q: stdout %q, want %q", tc.argv, res.Stdout, tc.want)
+		}
+	}
+	if strings.Contains(trace.String(), "ssh") || !strings.Contains(trace.String(), "+ printf") {
+		t.Errorf("trace of local commands:\n%s", trace.String())
+	}
+	s.Close(context.Background()) // nothing to close: runs nothing
+	if strings.Contains(trace.String(), "ssh") {
+		t.Errorf("Close ran ssh:\n%s", trace.String())
+	}
+}
+
+func TestLocalTargetInMessages(t *testing.T) {
+	tgt := Target{Host: "localhost", User: "deploy", Local: true}
+	s := &SSH{Target: tgt, Options: Options{ConfigFile: "/lab/ssh_config"}}
+	for _, tc := range []struct{ got, want string }{
+		{tgt.String(), "deploy@localhost (this machine, no ssh)"},
+		{s.ByHand("cat", "/run/skiff/act-1/log"), "cat /run/skiff/act-1/log"},
+		{s.ByHand("sudo", "-n", "--", "sh", "-c", "echo $HOME"), "sudo -n -- sh -c 'echo $HOME'"},
+		{s.ByHand(), "true"},
+		{s.StoreURL(true), "auto"},
+	} {
+		if tc.got != tc.want {
+			t.Errorf("got %q, want %q", tc.got, tc.want)
+		}
+	}
+	lt, err := LocalTarget()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !lt.Local || lt.User == "" || lt.Host != "localhost" {
+		t.Errorf("LocalTarget() = %+v", lt)
+	}
+}
