@@ -27,6 +27,7 @@ type deployOptions struct {
 	substitute bool
 	cache      string
 	plan       planOptions
+	reboot     rebootOptions
 }
 
 func newDeploy(g *globals) *cobra.Command {
@@ -73,6 +74,7 @@ Modes (as nixos-rebuild):
 	f.BoolVar(&o.substitute, "use-substitutes", false, "let each host fetch what it can from its own substituters (nix copy --substitute-on-destination)")
 	f.StringVar(&o.cache, "cache", "", "push every system once to the binary cache `URL` (e.g. file:///srv/cache?secret-key=/etc/nix/cache.sec), then copy with --use-substitutes; the hosts must have the cache among their substituters")
 	f.StringVar(&o.buildHost, "build-host", "", "build every host's system on `[USER@]HOST` (over ssh) instead of here; overrides deployment.buildHost")
+	addRebootFlags(f, &o.reboot)
 	addPlanFlags(f, &o.plan)
 	addSafetyFlags(f, &safety)
 	return withOn(c)
@@ -100,6 +102,9 @@ func runDeploy(ctx context.Context, g *globals, o deployOptions, safety activate
 	}
 	if o.buildHost != "" && !flake.ValidBuildHost(o.buildHost) {
 		return usageError{errorf("invalid --build-host %q (want HOST or USER@HOST)", o.buildHost)}
+	}
+	if err := o.reboot.check(mode); err != nil {
+		return err
 	}
 	rc, err := g.reach(hosts)
 	if err != nil {
@@ -147,6 +152,8 @@ func runDeploy(ctx context.Context, g *globals, o deployOptions, safety activate
 		Reporter:       red.Reporter(out.reporter),
 		BeforeDeploy:   beforeDeploy,
 		Safety:         safety,
+		Reboot:         o.reboot.reboot,
+		RebootTimeout:  o.reboot.timeout,
 	})
 	out.close()
 	results, err = red.Results(results), red.Error(err)

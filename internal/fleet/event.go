@@ -78,8 +78,12 @@ type Result struct {
 	FailedUnits []string
 	Duration    time.Duration
 	Phases      map[Phase]time.Duration // time spent in each phase of this host
-	Note        string                  // why a host was skipped; that the run was interrupted during its activation
-	Err         error
+	Note        string                  // why a host was skipped; that the run was interrupted during its activation; that it needs a reboot
+	// RebootRequired: the host runs a kernel, initrd or kernel modules
+	// it has not booted (NixOS only). Rebooted: --reboot rebooted it.
+	RebootRequired bool
+	Rebooted       bool
+	Err            error
 }
 
 // Class is the error class of a failed host, or "".
