@@ -18,8 +18,8 @@
 # stand-ins) and lab-nixos-tools (switch-to-configuration and activate).
 # packages = { NAME = VERSION; } adds a store path NAME-VERSION per entry to the closure
 # (listed in etc/lab/packages), so that closures differ by real package versions.
-# kernelVersion changes the system's kernel, initrd and kernel-modules: a host that
-# switches to it needs a reboot to run them (skiff's "needs a reboot").
+# kernelVersion changes the system's kernel and initrd: a host that switches to it
+# needs a reboot to run them (skiff's "needs a reboot").
 let
   boolStr = b: if b then "1" else "0";
   valueStr = v: if builtins.isBool v then boolStr v else toString v;

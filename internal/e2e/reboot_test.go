@@ -3,11 +3,15 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"os"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/skiffdeploy/skiff/internal/lab"
+	"github.com/skiffdeploy/skiff/internal/lab/nspawn"
 )
 
 // labRead runs argv inside host of lab l and returns its trimmed output.
@@ -118,7 +122,7 @@ func TestRebootRequiredByAnotherKernel(t *testing.T) {
 	r := skiffOn(t, l, "deploy", "--json", "--flake", newKernel)
 	wantCode(t, r, 0)
 	_, hj := jsonHost(t, r.stdout, "rb4")
-	const note = "needs a reboot: the running system's kernel, initrd and kernel-modules are not the booted system's"
+	const note = "needs a reboot: the running system's kernel and initrd are not the booted system's"
 	if !hj.RebootRequired || hj.Note != note {
 		t.Errorf("reboot_required %v, note %q; want true, %q", hj.RebootRequired, hj.Note, note)
 	}
@@ -126,7 +130,7 @@ func TestRebootRequiredByAnotherKernel(t *testing.T) {
 
 	r = skiffOn(t, l, "status", "--flake", newKernel)
 	wantCode(t, r, 0)
-	wantContains(t, "status", r.stdout, "REBOOT", "needed (kernel, initrd, kernel-modules)")
+	wantContains(t, "status", r.stdout, "REBOOT", "needed (kernel, initrd)")
 	if got := statusReboot(t, skiffOn(t, l, "status", "--json", "--flake", newKernel)); got == nil || !*got {
 		t.Errorf("status --json reboot_required %v, want true", got)
 	}
@@ -173,4 +177,77 @@ func statusReboot(t *testing.T, r result) *bool {
 		t.Fatalf("status --json: %v\n%s", err, r.stdout)
 	}
 	return j.RebootRequired
+}
+
+// TestSystemdReboot: --reboot on a host with real systemd (a
+// systemd-nspawn container, which gets a new boot id at every boot):
+// systemctl reboot ends the container, which the test boots again as a
+// machine's firmware would; skiff sees the new boot id, the deployed system
+// and no newly failed unit.
+func TestSystemdReboot(t *testing.T) {
+	if err := nspawn.Available(""); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("cannot run the systemd-nspawn hosts in CI: %v", err)
+		}
+		t.Skipf("skipping the systemd hosts: %v", err)
+	}
+	const h = "sd-reboot"
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	f, err := nspawn.Start(ctx, nspawn.Options{Dir: t.TempDir(), Hosts: []nspawn.HostSpec{{Name: h}}, Logf: t.Logf})
+	if err != nil {
+		t.Fatalf("start the systemd host: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := f.Stop(); err != nil {
+			t.Errorf("stop the systemd host: %v", err)
+		}
+	})
+	host := f.Host(h)
+	wantCode(t, sdDeploy(t, f, h, 1, "", ""), 0)
+	before := on(t, f, h, "cat", "/proc/sys/kernel/random/boot_id")
+
+	// The firmware: whenever the container ends, boot it again.
+	bootCtx, stopBooting := context.WithCancel(ctx)
+	var boots atomic.Int32
+	booter := make(chan struct{})
+	go func() {
+		defer close(booter)
+		for {
+			select {
+			case <-bootCtx.Done():
+				return
+			case <-host.Exited():
+			}
+			if bootCtx.Err() != nil {
+				return
+			}
+			if err := host.Start(bootCtx); err != nil {
+				t.Logf("boot %s again: %v", h, err)
+				return
+			}
+			boots.Add(1)
+		}
+	}()
+	t.Cleanup(func() { // before f.Stop
+		stopBooting()
+		<-booter
+	})
+
+	r := sdDeploy(t, f, h, 2, "", "", "--reboot")
+	wantCode(t, r, 0)
+	wantContains(t, "progress", r.stderr, "rebooting (systemctl reboot)", "back after")
+	if boots.Load() != 1 {
+		t.Errorf("the host booted %d times, want 1", boots.Load())
+	}
+	if id := on(t, f, h, "cat", "/proc/sys/kernel/random/boot_id"); id == before {
+		t.Errorf("boot id %s unchanged", id)
+	}
+	want := on(t, f, h, "readlink", "-f", "/nix/var/nix/profiles/system")
+	if got := on(t, f, h, "readlink", "/run/current-system"); got != want {
+		t.Errorf("running %s after the reboot, want %s", got, want)
+	}
+	if got := try(f, h, "systemctl", "is-active", "demo-web.service"); got != "active" {
+		t.Errorf("demo-web.service %s after the reboot", got)
+	}
 }
