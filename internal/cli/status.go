@@ -273,21 +273,21 @@ func classOf(err error) fault.Class {
 // statusJSON is one line of "skiff status --json". Fields are only ever
 // added, never repurposed.
 type statusJSON struct {
-	Host         string   `json:"host"`
-	Reachable    bool     `json:"reachable"`
-	CurrentPath  string   `json:"current_path,omitempty"`
-	ProfilePath  string   `json:"profile_path,omitempty"`
-	Generation   int      `json:"profile_generation,omitempty"` // of the system profile; see profile_path
-	FlakePath    string   `json:"flake_path"`
-	MatchesFlake *bool    `json:"matches_flake"` // null when unknown
-	SystemState  string   `json:"system_state,omitempty"`
-	FailedUnits  []string `json:"failed_units"` // null when unknown
-	// RebootRequired is null when unknown (and on nix-darwin hosts).
-	RebootRequired *bool           `json:"reboot_required"`
-	LastDeploy     *lastDeployJSON `json:"last_deploy,omitempty"`
-	ErrorClass     string          `json:"error_class,omitempty"`
-	Error          string          `json:"error,omitempty"`
-	Hint           string          `json:"hint,omitempty"`
+	Host         string          `json:"host"`
+	Reachable    bool            `json:"reachable"`
+	CurrentPath  string          `json:"current_path,omitempty"`
+	ProfilePath  string          `json:"profile_path,omitempty"`
+	Generation   int             `json:"profile_generation,omitempty"` // of the system profile; see profile_path
+	FlakePath    string          `json:"flake_path"`
+	MatchesFlake *bool           `json:"matches_flake"` // null when unknown
+	SystemState  string          `json:"system_state,omitempty"`
+	FailedUnits  []string        `json:"failed_units"` // null when unknown
+	LastDeploy   *lastDeployJSON `json:"last_deploy,omitempty"`
+	ErrorClass   string          `json:"error_class,omitempty"`
+	Error        string          `json:"error,omitempty"`
+	Hint         string          `json:"hint,omitempty"`
+
+	RebootRequired *bool `json:"reboot_required"` // null when unknown and on nix-darwin hosts
 }
 
 type lastDeployJSON struct {

@@ -52,10 +52,10 @@ type Lab struct {
 	byName  map[string]*Host
 	libDir  string
 	pubKey  string
+	reboots *rebootWatch
 	mu      sync.Mutex // guards the state file and the fields below
 	lock    *os.File   // flock of the subnet
 	stopped bool
-	reboots *rebootWatch // serves the hosts' reboot requests (reboot.go)
 }
 
 // Hosts returns n host specs named prefix1..prefixN (prefix "" means "h").

@@ -28,6 +28,8 @@ const rebootPoll = 100 * time.Millisecond
 // the command that asked returns first, as systemctl reboot does.
 const rebootDelay = 200 * time.Millisecond
 
+// rebootWatch serves the reboot requests of a lab's hosts (Lab.reboots, set once
+// by Start, stopped first by Stop).
 type rebootWatch struct {
 	l    *Lab
 	quit chan struct{}
