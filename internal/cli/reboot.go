@@ -32,9 +32,13 @@ func (o rebootOptions) check(mode fleet.Mode) error {
 		return usageError{errorf("--reboot-timeout must be positive")}
 	}
 	if o.reboot && !mode.MakesGeneration() {
+		why := "test activates without changing the boot default, so the reboot would return to the old system"
+		if mode == fleet.DryActivate {
+			why = "dry-activate changes nothing, so there is nothing to reboot into"
+		}
 		return usageError{fault.New("", fault.Usage,
 			"use --mode switch or --mode boot with --reboot",
-			"--reboot with --mode %s: %s does not change the boot default, so the host would boot its old system", mode, mode)}
+			"--reboot with --mode %s: %s", mode, why)}
 	}
 	return nil
 }
