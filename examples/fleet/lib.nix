@@ -7,7 +7,7 @@
 #              activationFails ? false, activationDelay ? 0, deployment ? {},
 #              system ? "x86_64-linux", baseSize ? 0,
 #              nixosVersion ? "24.05.20240601.lab", initInterfaceVersion ? "systemd",
-#              packages ? {} }
+#              packages ? {}, kernelVersion ? "6.6.32" }
 #
 # returns { config = { system.build.toplevel; deployment; nixpkgs.hostPlatform.system;
 # networking.hostName; }; }, the part of a NixOS configuration that deploy tools read.
@@ -18,6 +18,8 @@
 # stand-ins) and lab-nixos-tools (switch-to-configuration and activate).
 # packages = { NAME = VERSION; } adds a store path NAME-VERSION per entry to the closure
 # (listed in etc/lab/packages), so that closures differ by real package versions.
+# kernelVersion changes the system's kernel and initrd: a host that switches to it
+# needs a reboot to run them (skiff's "needs a reboot").
 let
   boolStr = b: if b then "1" else "0";
   valueStr = v: if builtins.isBool v then boolStr v else toString v;
@@ -63,6 +65,7 @@ in
     , nixosVersion ? "24.05.20240601.lab"
     , initInterfaceVersion ? "systemd"
     , packages ? { }
+    , kernelVersion ? "6.6.32"
     }:
     let
       hostName = checkName "host" name;
@@ -89,7 +92,8 @@ in
       };
 
       kernel = mk {
-        name = "linux-lab-6.6.32";
+        name = "linux-lab-${kernelVersion}";
+        version = kernelVersion;
         args = [ ./lab/build-kernel.sh ];
       };
 
@@ -273,6 +277,7 @@ in
 
       kernel = mk {
         name = "linux-lab-6.6.32";
+        version = "6.6.32";
         args = [ ./lab/build-kernel.sh ];
       };
 

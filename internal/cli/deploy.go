@@ -30,6 +30,7 @@ type deployOptions struct {
 	cache      string
 	local      bool
 	plan       planOptions
+	reboot     rebootOptions
 }
 
 func newDeploy(g *globals) *cobra.Command {
@@ -94,6 +95,7 @@ Modes (as nixos-rebuild):
 	f.StringVar(&o.cache, "cache", "", "push every system once to the binary cache `URL` (e.g. file:///srv/cache?secret-key=/etc/nix/cache.sec), then copy with --use-substitutes; the hosts must have the cache among their substituters")
 	f.StringVar(&o.buildHost, "build-host", "", "build every host's system on `[USER@]HOST` (over ssh) instead of here; overrides deployment.buildHost")
 	f.BoolVar(&o.local, "local", false, "deploy nixosConfigurations.NAME (or darwinConfigurations.NAME) to this machine, without ssh (sudo when not root); NAME defaults to this machine's host name")
+	addRebootFlags(f, &o.reboot)
 	addPlanFlags(f, &o.plan)
 	addSafetyFlags(f, &safety)
 	return withOn(c)
@@ -121,6 +123,9 @@ func runDeploy(ctx context.Context, g *globals, o deployOptions, safety activate
 	}
 	if o.buildHost != "" && !flake.ValidBuildHost(o.buildHost) {
 		return usageError{errorf("invalid --build-host %q (want HOST or USER@HOST)", o.buildHost)}
+	}
+	if err := o.reboot.check(mode); err != nil {
+		return err
 	}
 	rc, err := g.reach(hosts)
 	if err != nil {
@@ -169,6 +174,8 @@ func runDeploy(ctx context.Context, g *globals, o deployOptions, safety activate
 		BeforeDeploy:   beforeDeploy,
 		Safety:         safety,
 		Local:          o.local,
+		Reboot:         o.reboot.reboot,
+		RebootTimeout:  o.reboot.timeout,
 	})
 	out.close()
 	results, err = red.Results(results), red.Error(err)
@@ -226,6 +233,9 @@ func localHost(args []string, on bool, o deployOptions) (string, error) {
 	case o.targetUser != "":
 		return "", fault.New("", fault.Usage, "run skiff as the user who should deploy (root, or a user who may use sudo)",
 			"--local and --target-user do not go together: there is no login, skiff runs as the current user")
+	case o.reboot.reboot:
+		return "", fault.New("", fault.Usage, "deploy with --mode boot, then reboot this machine yourself",
+			"--local and --reboot do not go together: skiff would reboot the machine it runs on and could not check it came back")
 	}
 	if len(args) == 1 {
 		if !flake.ValidName(args[0]) {

@@ -38,8 +38,10 @@ generation of its system profile ("profile N" when the profile points
 elsewhere than the running system), whether that system is the one the flake evaluates to now
 (FLAKE: "matches", "drift", or "next boot" when the system profile has it
 but the host has not booted it yet), systemctl is-system-running, the
-number of failed units, and the host's last successful deploy from the
-history. --json prints the same as JSON Lines, one object per host.
+number of failed units, the host's last successful deploy from the
+history, and REBOOT: "needed" when the running system's kernel, initrd or
+kernel modules are not the booted ones (NixOS hosts). --json prints the
+same as JSON Lines, one object per host.
 Nothing on the hosts is changed.
 
 Exit codes:
@@ -67,6 +69,7 @@ type hostStatus struct {
 	stateOK   bool // state was read
 	state     remote.State
 	health    *remote.Health // nil when not read
+	boot      *remote.Boot   // nil when not read (and on nix-darwin hosts)
 	last      *history.Entry
 	err       error
 }
@@ -125,6 +128,7 @@ func runStatus(ctx context.Context, g *globals, o statusOptions, selectors []str
 			defer wg.Done()
 			sem <- struct{}{}
 			defer func() { <-sem }()
+			rows[i].boot = readBoot(ctx, s.Remote(h.Name), h, o.timeout)
 			var hl remote.Health
 			err := withinTimeout(ctx, o.timeout, h.Name, "reading systemd's state", func(ctx context.Context) (err error) {
 				hl, err = s.Remote(h.Name).SystemHealth(ctx)
@@ -224,7 +228,7 @@ func (r hostStatus) flakeMatch() string {
 
 func statusTable(w io.Writer, rows []hostStatus, now time.Time) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "HOST\tREACHABLE\tSYSTEM\tGENERATION\tFLAKE\tSTATE\tFAILED\tLAST DEPLOY")
+	fmt.Fprintln(tw, "HOST\tREACHABLE\tSYSTEM\tGENERATION\tFLAKE\tSTATE\tFAILED\tLAST DEPLOY\tREBOOT")
 	for _, r := range rows {
 		reach := "yes"
 		if !r.reachable {
@@ -254,7 +258,7 @@ func statusTable(w io.Writer, rows []hostStatus, now time.Time) {
 				last = fmt.Sprintf("gen %d, %s", r.last.Host.NewGen, last)
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.host.Name, reach, system, gen, r.flakeMatch(), state, failed, last)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.host.Name, reach, system, gen, r.flakeMatch(), state, failed, last, rebootColumn(r.boot))
 	}
 	tw.Flush()
 }
@@ -282,6 +286,8 @@ type statusJSON struct {
 	ErrorClass   string          `json:"error_class,omitempty"`
 	Error        string          `json:"error,omitempty"`
 	Hint         string          `json:"hint,omitempty"`
+
+	RebootRequired *bool `json:"reboot_required"` // null when unknown and on nix-darwin hosts
 }
 
 type lastDeployJSON struct {
@@ -309,6 +315,10 @@ func toStatusJSON(r hostStatus) statusJSON {
 		for _, u := range r.health.Failed {
 			j.FailedUnits = append(j.FailedUnits, u.Unit)
 		}
+	}
+	if r.boot != nil {
+		req := r.boot.RebootRequired()
+		j.RebootRequired = &req
 	}
 	if e := r.last; e != nil {
 		j.LastDeploy = &lastDeployJSON{Run: e.Run.ID, Time: e.Run.Finished.Format(time.RFC3339Nano), Who: e.Run.Who,

@@ -212,7 +212,7 @@ func (r *run) deployHost(ctx context.Context, h flake.Host) Result {
 		if err := r.upToDateKeys(ctx, c, h); err != nil {
 			return finish(Failed, err)
 		}
-		return finish(UpToDate, nil)
+		return finish(r.afterDeploy(ctx, c, h, UpToDate, nil, &res, enter))
 	}
 	if h.Darwin() {
 		if err := checkDarwinToplevel(h); err != nil {
@@ -326,7 +326,7 @@ func (r *run) deployHost(ctx context.Context, h flake.Host) Result {
 	if !stop() { // the interrupt was announced
 		res.Note = "interrupted during activation, which was let finish"
 	}
-	return finish(status, err)
+	return finish(r.afterDeploy(ctx, c, h, status, err, &res, enter))
 }
 
 // unroot removes a host's GC root made by the store query; it runs even

@@ -80,6 +80,12 @@ type Result struct {
 	Phases      map[Phase]time.Duration // time spent in each phase of this host
 	Note        string                  // why a host was skipped; that the run was interrupted during its activation
 	Err         error
+
+	// RebootRequired: the host runs a kernel, initrd or kernel modules
+	// it has not booted (NixOS only; Note says so too). Rebooted:
+	// --reboot rebooted it and it came back.
+	RebootRequired bool
+	Rebooted       bool
 }
 
 // Class is the error class of a failed host, or "".

@@ -57,6 +57,10 @@ type Options struct {
 	// is changed (deploy --plan); returning false deploys nothing.
 	BeforeDeploy func(ctx context.Context, s *Session) (bool, error)
 	Safety       activate.Options // lock, magic rollback, health (issue 4)
+	// Reboot reboots each deployed host and waits, at most RebootTimeout
+	// (0 means DefaultRebootTimeout), until it runs the new system (reboot.go).
+	Reboot        bool
+	RebootTimeout time.Duration
 }
 
 type run struct {

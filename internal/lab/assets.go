@@ -8,13 +8,14 @@ import (
 )
 
 // assets holds the fixed scripts a lab installs: setup.sh (run through unshare to
-// turn a namespace into a host) and the systemctl, journalctl and date stand-ins.
+// turn a namespace into a host) and the systemctl, journalctl, date, reboot and
+// shutdown stand-ins.
 //
-//go:embed assets/setup.sh assets/systemctl assets/journalctl assets/date
+//go:embed assets/setup.sh assets/systemctl assets/journalctl assets/date assets/reboot assets/shutdown
 var assets embed.FS
 
 // shims are the commands written to every host's shim dir (HOSTDIR/bin).
-var shims = []string{"systemctl", "journalctl", "date"}
+var shims = []string{"systemctl", "journalctl", "date", "reboot", "shutdown"}
 
 // ClockOffsetFile steps a host's wall clock: while it holds a number of seconds
 // (say -3600), the host's date prints the time shifted by that much. The host's

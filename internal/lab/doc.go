@@ -30,6 +30,13 @@
 //     profile, is activated and its units are started before sshd accepts logins.
 //     Host.StopSSHD and Host.StartSSHD stop and start only the listener, so new
 //     connections are refused while /run and running sessions survive.
+//   - A host reboots itself: its reboot stand-ins (systemctl reboot, reboot, shutdown -r;
+//     root only) write HOSTDIR/ctl/reboot, and the process that started the lab
+//     answers with Host.Stop and Host.Start (reboot.go). Every boot has a new boot id,
+//     also at /proc/sys/kernel/random/boot_id (a file bind-mounted over the kernel's,
+//     in the host's namespace only). Host.HoldReboots keeps a rebooted host down;
+//     Host.BootOnce makes its next boot boot another system; Lab.RebootLog lists
+//     the reboots served, in order.
 //   - Stop ends every process of every host (by pid, and every process whose /nix is
 //     the host's store, which covers nsenter'd commands and namespaces derived from
 //     the host's, such as nix-daemon's), unmounts the size-limited stores, and is

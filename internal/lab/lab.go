@@ -52,6 +52,7 @@ type Lab struct {
 	byName  map[string]*Host
 	libDir  string
 	pubKey  string
+	reboots *rebootWatch
 	mu      sync.Mutex // guards the state file and the fields below
 	lock    *os.File   // flock of the subnet
 	stopped bool
@@ -163,6 +164,7 @@ func Start(ctx context.Context, opts Options) (*Lab, error) {
 		_ = l.Stop()
 		return nil, fmt.Errorf("start lab in %s: %w", dir, err)
 	}
+	l.reboots = l.watchReboots()
 	return l, nil
 }
 
@@ -247,6 +249,7 @@ func (l *Lab) saveState() error {
 // Stop stops every host (every process of it, see the package doc), unmounts the
 // size-limited stores and releases the subnet. It is idempotent.
 func (l *Lab) Stop() error {
+	l.reboots.stop()
 	var errs []error
 	errs2 := make([]error, len(l.hosts))
 	var wg sync.WaitGroup

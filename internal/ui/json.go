@@ -44,6 +44,10 @@ type HostJSON struct {
 	ErrorClass    string           `json:"error_class,omitempty"`
 	Error         string           `json:"error,omitempty"`
 	Hint          string           `json:"hint,omitempty"`
+	// RebootRequired: the host runs a kernel, initrd or kernel modules it
+	// has not booted (NixOS hosts; always false for nix-darwin).
+	RebootRequired bool `json:"reboot_required"`
+	Rebooted       bool `json:"rebooted,omitempty"` // --reboot rebooted it and it came back
 }
 
 // SummaryJSON is the last line of the stream.
@@ -72,7 +76,8 @@ func (j *JSON) Summary(results []fleet.Result, code int) {
 	for _, r := range results {
 		h := HostJSON{Host: r.Host, Result: string(r.Status), Mode: string(r.Mode), OldPath: r.OldPath,
 			OldGeneration: r.OldGen, NewGeneration: r.NewGen, CopiedPaths: r.CopiedPaths, CopiedBytes: r.CopiedBytes,
-			FailedUnits: r.FailedUnits, DurationMS: r.Duration.Milliseconds(), Note: r.Note, ErrorClass: string(r.Class())}
+			FailedUnits: r.FailedUnits, DurationMS: r.Duration.Milliseconds(), Note: r.Note, ErrorClass: string(r.Class()),
+			RebootRequired: r.RebootRequired, Rebooted: r.Rebooted}
 		if r.Status == fleet.Deployed || r.Status == fleet.UpToDate {
 			h.NewPath = r.NewPath
 		}

@@ -1,6 +1,7 @@
-# Builder of linux-lab: small stand-ins for a kernel image and an initrd.
+# Builder of linux-lab: small stand-ins for a kernel image and an initrd, for kernel
+# version $version.
 set -eu
 PATH=/usr/bin:/bin
 mkdir -p "$out"
-printf 'skiff lab kernel stand-in\n' >"$out/bzImage"
-printf 'skiff lab initrd stand-in\n' >"$out/initrd"
+printf 'skiff lab kernel stand-in %s\n' "$version" >"$out/bzImage"
+printf 'skiff lab initrd stand-in %s\n' "$version" >"$out/initrd"

@@ -56,7 +56,16 @@ sd=/run/lab-systemd
 mkdir -p "$sd/bin"
 mount --bind "$hostdir/bin" "$sd/bin"
 printf '%s\n' "$name" >"$sd/hostname"
-tr -d '-' </proc/sys/kernel/random/uuid >"$sd/boot_id"
+# A new boot id for every boot, also where programs read the kernel's
+# (/proc/sys/kernel/random/boot_id, bind-mounted over in this namespace only).
+uuid=$(cat /proc/sys/kernel/random/uuid)
+printf '%s\n' "$uuid" >"$sd/proc-boot-id"
+mount --bind "$sd/proc-boot-id" /proc/sys/kernel/random/boot_id
+printf '%s\n' "$uuid" | tr -d '-' >"$sd/boot_id"
+# Reboot requests go to the lab through HOSTDIR/ctl (see the reboot stand-in).
+mkdir -p "$hostdir/ctl" "$sd/ctl"
+rm -f "$hostdir/ctl/reboot"
+mount --bind "$hostdir/ctl" "$sd/ctl"
 : >"$sd/journal"
 printf 'description=OpenSSH Daemon\n' >"$sd/static/sshd.service"
 printf 'loaded active running OpenSSH Daemon\n' >"$sd/units/sshd.service"
@@ -73,8 +82,12 @@ nix-daemon </dev/null >>"$hostdir/nix-daemon.log" 2>&1 &
 
 # A "reboot": boot the boot default (recorded by switch-to-configuration boot or
 # switch), else the system profile, like a boot loader would.
+# HOSTDIR/ctl/boot-once (Host.BootOnce) picks another system for this boot only.
 sys=
-if [ -e /nix/var/lab/boot-default ]; then
+if [ -s "$sd/ctl/boot-once" ]; then
+	sys=$(readlink -f "$(cat "$sd/ctl/boot-once")")
+	rm -f "$sd/ctl/boot-once"
+elif [ -e /nix/var/lab/boot-default ]; then
 	sys=$(readlink -f /nix/var/lab/boot-default)
 elif [ -e /nix/var/nix/profiles/system ]; then
 	sys=$(readlink -f /nix/var/nix/profiles/system)
