@@ -21,9 +21,9 @@ import (
 // Health is the error class of a failed health check.
 const Health fault.Class = "health"
 
-// activate makes the built system the host's, holding the host's deploy
-// lock. switch with magic rollback (the default) goes through the
-// supervised protocol of package activate: the boot default changes only
+// activate makes the built system the host's; the caller holds the
+// host's deploy lock. switch with magic rollback (the default) goes
+// through the supervised protocol of package activate: the boot default changes only
 // once the deployer has proved, over a fresh connection, that it can still
 // get in and the host is healthy. boot, test, dry-activate and
 // --magic-rollback=false keep NixOS's meanings (plainActivate).
@@ -34,20 +34,10 @@ func (r *run) activate(ctx context.Context, c *remote.Host, h flake.Host, st rem
 	if r.Mode == DryActivate {
 		return r.plainActivate(ctx, c, h, st, res)
 	}
-	lock, err := r.lock(ctx, c)
-	if err != nil {
-		return Failed, err
-	}
-	defer lock.Release()
 	if err := r.preActivationKeys(ctx, c, h); err != nil {
 		return Failed, err
 	}
 	defer r.postActivationKeys(ctx, c, h, &status, &err)
-	// Another deploy may have changed the host since it was connected to.
-	if now, err := c.ReadState(ctx); err == nil {
-		st = now
-		res.OldPath, res.OldGen = st.Current, st.Generation
-	}
 	if r.Mode == Switch && r.Safety.MagicRollback {
 		if st.Current != "" {
 			return r.supervised(ctx, c, h.Name, activate.Plan{New: h.OutPath, Old: st.Current}, checksOf(h), st, res)
@@ -427,6 +417,11 @@ func (r *run) rollbackHost(ctx context.Context, h flake.Host, to int) Result {
 		return finish(Failed, err)
 	}
 	c := r.conns[h.Name]
+	sess, err := c.OpenSession(ctx)
+	if err != nil {
+		return finish(Failed, err)
+	}
+	defer sess.Close()
 	lock, err := r.lock(ctx, c)
 	if err != nil {
 		return finish(Failed, err)

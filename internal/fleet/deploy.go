@@ -168,9 +168,19 @@ func (r *run) deployHost(ctx context.Context, h flake.Host) Result {
 	// remote.Root); it goes when the deploy of the host ends, however it
 	// ends.
 	var root remote.Root
+	// The host's session, and the deploy lock its agent keeps, from
+	// before the store query to the end.
+	var sess *remote.Session
+	var lock *remote.Lock
 	finish := func(status Status, err error) Result {
 		if root.ID != "" {
 			r.unroot(ctx, r.conns[h.Name], root)
+		}
+		if lock != nil {
+			lock.Release()
+		}
+		if sess != nil {
+			sess.Close()
 		}
 		enter("")
 		if status == Failed && fault.ClassOf(err) == fault.Interrupted {
@@ -243,6 +253,25 @@ func (r *run) deployHost(ctx context.Context, h flake.Host) Result {
 	}
 	if ctx.Err() != nil {
 		return stopped(ctx.Err())
+	}
+	// One session for every later step on the host, holding the deploy
+	// lock (a dry activation changes nothing and takes none).
+	if sess, err = c.OpenSession(ctx); err != nil {
+		return stopped(err)
+	}
+	if r.Mode != DryActivate {
+		if lock, err = r.lock(ctx, c); err != nil {
+			if ctx.Err() != nil {
+				return stopped(err)
+			}
+			return finish(Failed, err)
+		}
+		// Another deploy may have changed the host since it was
+		// connected to.
+		if now, err := c.ReadState(ctx); err == nil {
+			st = now
+			res.OldPath, res.OldGen = st.Current, st.Generation
+		}
 	}
 	var store remote.Store
 	var need int64 // NAR bytes of the missing paths
@@ -468,15 +497,10 @@ func (r *run) gcKeep() int {
 // collect makes room on a host whose store is too full for the copy:
 // old generations go (never the newest GCKeep, the boot default, the
 // running or the booted system), then garbage is collected. Like skiff
-// gc, it holds the host's deploy lock meanwhile (this deploy takes it
-// again only later, to activate); the system being deployed is safe from
-// it by the deploy's GC root.
+// gc, it runs under the host's deploy lock (the deploy's, held since
+// before the store query); the system being deployed is safe from it by
+// the deploy's GC root.
 func (r *run) collect(ctx context.Context, c *remote.Host, free, need int64) error {
-	lock, err := r.lock(ctx, c)
-	if err != nil {
-		return err
-	}
-	defer lock.Release()
 	r.report(c.Name, PhaseCopy, "needs %s, %s free: deleting all but the newest %d generations and collecting garbage",
 		human.Bytes(need), human.Bytes(free), r.gcKeep())
 	deleted, _, err := c.PruneGenerations(ctx, remote.GCPolicy{Keep: r.gcKeep()}, time.Now())

@@ -29,6 +29,9 @@ type Host struct {
 	// never in argv, environment or logs.
 	Password string
 
+	sessMu sync.Mutex
+	sess   *Session // the open session, which privileged steps go through
+
 	sudoMu     sync.Mutex
 	sudoProbed bool // sudoAsks has been decided
 	sudoAsks   bool // sudo wants the password on this host (policy, not a cache)
@@ -40,27 +43,32 @@ func (h *Host) run(ctx context.Context, what string, e transport.Exec) (command.
 	if err == nil {
 		return res, nil
 	}
+	return res, h.explain(what, err)
+}
+
+// explain classifies the failure of a host operation.
+func (h *Host) explain(what string, err error) error {
 	if _, ok := fault.As(err); ok {
-		return res, err
+		return err
 	}
 	var ce *command.Error
 	if !errors.As(err, &ce) {
-		return res, fmt.Errorf("%s: %s: %w", h.Name, what, err)
+		return fmt.Errorf("%s: %s: %w", h.Name, what, err)
 	}
 	if fe := h.sudoFault(ce); fe != nil {
-		return res, fe
+		return fe
 	}
 	if ce.ExitCode == 127 && strings.Contains(ce.Stderr, "nix") {
-		return res, fault.Wrap(err, h.Name, fault.Nix,
+		return fault.Wrap(err, h.Name, fault.Nix,
 			"install Nix on the host, or make nix-store and nix-env reachable on the PATH of non-interactive ssh sessions",
 			"%s: nix is not installed on the host (%s)", what, command.Tail(ce.Stderr, 1))
 	}
 	if strings.Contains(ce.Stderr, "No space left on device") {
-		return res, fault.Wrap(err, h.Name, fault.Disk,
+		return fault.Wrap(err, h.Name, fault.Disk,
 			fmt.Sprintf("free space in /nix/store: \"%s\" after deleting old generations", h.Conn.ByHand(h.PrivArgv("nix-collect-garbage")...)),
 			"%s: no space left on the host's disk", what)
 	}
-	return res, fmt.Errorf("%s: %s: %w", h.Name, what, err)
+	return fmt.Errorf("%s: %s: %w", h.Name, what, err)
 }
 
 // sudoFault recognises sudo refusing to run a privileged step.
