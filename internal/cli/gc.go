@@ -184,6 +184,13 @@ func runGC(ctx context.Context, g *globals, o gcOptions, selectors []string) err
 			}
 			return
 		}
+		// One session for the lock, the pruning and the collection.
+		sess, err := h.OpenSession(ctx)
+		if err != nil {
+			r.err = err
+			return
+		}
+		defer sess.Close()
 		lock, err := h.Lock(ctx, fleet.LockOwner(remote.OpGC), false)
 		if err != nil {
 			var held *remote.HeldError

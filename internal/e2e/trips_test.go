@@ -50,15 +50,19 @@ func (tr sshTrace) String() string {
 // sessions (the probe, the host session, the fresh-connection
 // confirmation) besides nix copy; a plain one with two.
 func TestDeployOpensFewSSHSessions(t *testing.T) {
+	// requests are the requests on the host's session: lock, state and
+	// store query (those two at once), then the activation's steps, the
+	// GC root's removal and the release.
 	tests := []struct {
 		name     string
 		args     []string
 		sessions int
+		requests int
 	}{
-		{"first deploy (plain: nothing to roll back to)", nil, 2},
-		{"supervised switch", nil, 3},
-		{"plain switch", []string{"--magic-rollback=false"}, 2},
-		{"test mode", []string{"--mode", "test"}, 2},
+		{"first deploy (plain: nothing to roll back to)", nil, 2, 7},
+		{"supervised switch", nil, 3, 8},
+		{"plain switch", []string{"--magic-rollback=false"}, 2, 7},
+		{"test mode", []string{"--mode", "test"}, 2, 6},
 	}
 	for i, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -69,6 +73,9 @@ func TestDeployOpensFewSSHSessions(t *testing.T) {
 			t.Logf("%d ssh sessions, %d session requests, %d copies:\n%s", len(tr.sessions), len(tr.requests), tr.copies, tr)
 			if len(tr.sessions) > tc.sessions {
 				t.Errorf("%d ssh sessions, want at most %d:\n%s", len(tr.sessions), tc.sessions, tr)
+			}
+			if len(tr.requests) > tc.requests {
+				t.Errorf("%d requests on the host's session, want at most %d:\n%s", len(tr.requests), tc.requests, tr)
 			}
 			if tr.copies != 1 {
 				t.Errorf("%d nix copy commands, want 1", tr.copies)

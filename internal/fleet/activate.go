@@ -120,11 +120,11 @@ func (r *run) supervised(ctx context.Context, c *remote.Host, name string, plan 
 	window := r.Safety.Confirm() + checks.Budget()
 	r.waitOf(name).set("skiff waits for switch-to-configuration test to end on the host, then checks the host and confirms over a new ssh connection "+
 		"(at most %s after the activation ends; unconfirmed, the host returns to %s by itself)", window, previous(st))
-	before, err := c.FailedUnits(ctx)
-	if errors.Is(err, remote.ErrNoSystemd) {
+	// The failed units before, as the state read under the lock found
+	// them.
+	before := st.FailedUnits
+	if !st.Systemctl {
 		r.report(name, PhaseActivate, "no systemctl on the host: failed units are not checked")
-	} else if err != nil {
-		return Failed, err
 	}
 	plan.ID = activate.NewID(time.Now())
 	plan.Window = window
@@ -133,7 +133,7 @@ func (r *run) supervised(ctx context.Context, c *remote.Host, name string, plan 
 	// The supervisor's last lines tell why a commit failed (nix-env's
 	// error goes to its log, which arrives here as output).
 	var tail []string
-	out, err := activate.Run(ctx, &activate.Remote{Host: c}, plan, r.Safety, checks, before, activate.Hooks{
+	out, err := activate.Run(ctx, &activate.Remote{Host: c, State: &st}, plan, r.Safety, checks, before, activate.Hooks{
 		Output: func(l string) {
 			if tail = append(tail, l); len(tail) > supervisorTail {
 				tail = tail[1:]

@@ -266,9 +266,22 @@ func (r *run) deployHost(ctx context.Context, h flake.Host) Result {
 			}
 			return finish(Failed, err)
 		}
-		// Another deploy may have changed the host since it was
-		// connected to.
-		if now, err := c.ReadState(ctx); err == nil {
+	}
+	// Another deploy may have changed the host since it was connected
+	// to: the state is read again under the lock, on the session at the
+	// same time as the store query below (one round trip for both).
+	var now remote.State
+	nowErr := errors.New("not read")
+	reread := make(chan struct{})
+	go func() {
+		defer close(reread)
+		if lock != nil {
+			now, nowErr = c.ReadState(ctx)
+		}
+	}()
+	reState := func() {
+		<-reread
+		if nowErr == nil {
 			st = now
 			res.OldPath, res.OldGen = st.Current, st.Generation
 		}
@@ -290,7 +303,9 @@ func (r *run) deployHost(ctx context.Context, h flake.Host) Result {
 	tooFull := func() bool {
 		return store.Free >= 0 && need > 0 && need+DiskMargin > store.Free
 	}
-	if err := query(); err != nil {
+	err = query()
+	reState()
+	if err != nil {
 		return stopped(err)
 	}
 	if tooFull() && r.GC {

@@ -64,7 +64,7 @@ var sessionScript = withoutComments(sessionFile)
 var errSessionGone = errors.New("the host's session has ended")
 
 // OpenSession starts the host's session; until Close, privileged steps
-// go through it. It ends when ctx is done only through Close: an
+// go through it. It does not wait for the host. It ends when ctx is done only through Close: an
 // interrupted deploy still releases its lock and removes its GC root.
 func (h *Host) OpenSession(ctx context.Context) (*Session, error) {
 	pr, pw := io.Pipe()
@@ -84,14 +84,9 @@ func (h *Host) OpenSession(ctx context.Context) (*Session, error) {
 		_ = pr.CloseWithError(errSessionGone)
 		close(s.done)
 	}()
-	select {
-	case <-hello.ch:
-	case <-s.done:
-		return nil, s.err
-	case <-ctx.Done():
-		_ = pw.Close()
-		return nil, ctx.Err()
-	}
+	// The agent's first answer ("ready") is not waited for: the first
+	// request travels with the session's start, and a session that could
+	// not start (sudo refusing) fails that request with the reason.
 	h.sessMu.Lock()
 	h.sess = s
 	h.sessMu.Unlock()
@@ -188,12 +183,38 @@ func (s *Session) wait(ctx context.Context, p *pending) (reply, error) {
 // ssh command: the same result, a *command.Error for a non-zero exit.
 // errSessionGone says the session had ended before.
 func (s *Session) exec(ctx context.Context, argv []string, e transport.Exec) (command.Result, error) {
+	r, err := s.do(ctx, argv, e)
+	if err != nil {
+		return command.Result{}, err
+	}
+	res, err := r.result(argv)
+	if len(r.vals) > 0 {
+		res.Stdout = append(res.Stdout, []byte(strings.Join(r.vals, "\n")+"\n")...)
+	}
+	return res, err
+}
+
+// result is r as an ssh command's result.
+func (r reply) result(argv []string) (command.Result, error) {
+	stderr := strings.Join(r.errs, "\n")
+	if stderr != "" {
+		stderr += "\n"
+	}
+	res := command.Result{Stdout: r.out, Stderr: []byte(stderr)}
+	if r.code != 0 {
+		return res, &command.Error{Argv: argv, ExitCode: r.code, Stderr: stderr, Err: fmt.Errorf("exit status %d", r.code)}
+	}
+	return res, nil
+}
+
+// do sends the request that runs argv and waits for its reply.
+func (s *Session) do(ctx context.Context, argv []string, e transport.Exec) (reply, error) {
 	var reqs []string
 	var streams []io.Writer
 	if e.Stdin != nil {
 		in, err := io.ReadAll(e.Stdin)
 		if err != nil {
-			return command.Result{}, err
+			return reply{}, err
 		}
 		reqs = append(reqs, request("stdin", base64.StdEncoding.EncodeToString(in)))
 		streams = append(streams, nil)
@@ -207,29 +228,44 @@ func (s *Session) exec(ctx context.Context, argv []string, e transport.Exec) (co
 	s.h.Conn.Run.Note("session " + s.h.Name + ": " + command.Join(argv))
 	ps, err := s.send(reqs, streams)
 	if err != nil {
-		return command.Result{}, err
+		return reply{}, err
 	}
 	var r reply
 	for _, p := range ps {
 		if r, err = s.wait(ctx, p); err != nil {
 			if ctx.Err() != nil {
-				return command.Result{}, &command.Error{Argv: argv, ExitCode: -1, Err: ctx.Err()}
+				return reply{}, &command.Error{Argv: argv, ExitCode: -1, Err: ctx.Err()}
 			}
-			return command.Result{}, err
+			return reply{}, err
 		}
 	}
-	stderr := strings.Join(r.errs, "\n")
-	if stderr != "" {
-		stderr += "\n"
+	return r, nil
+}
+
+// ErrNoSession is returned by Follow on a host without an open session.
+var ErrNoSession = errors.New("no session open on the host")
+
+// Follow runs argv with the deploy's privileges on the host's session,
+// passing its output to out as it comes, and returns the lines it wrote
+// on descriptor 3: a step that reports as it goes and ends with a result
+// (the activation's log, then its state). ErrNoSession says there is no
+// session to run it on.
+func (h *Host) Follow(ctx context.Context, what string, out io.Writer, argv ...string) ([]string, error) {
+	s := h.session()
+	if s == nil {
+		return nil, ErrNoSession
 	}
-	res := command.Result{Stdout: r.out, Stderr: []byte(stderr)}
-	if len(r.vals) > 0 {
-		res.Stdout = append(res.Stdout, []byte(strings.Join(r.vals, "\n")+"\n")...)
+	r, err := s.do(ctx, argv, transport.Exec{Argv: argv, Stream: out})
+	if errors.Is(err, errSessionGone) {
+		return nil, ErrNoSession
 	}
-	if r.code != 0 {
-		return res, &command.Error{Argv: argv, ExitCode: r.code, Stderr: stderr, Err: fmt.Errorf("exit status %d", r.code)}
+	if err == nil {
+		_, err = r.result(argv)
 	}
-	return res, nil
+	if err != nil {
+		return r.vals, h.explain(what, err)
+	}
+	return r.vals, nil
 }
 
 // lock takes the deploy lock with the agent as its keeper: it returns
