@@ -12,7 +12,8 @@
 # With $5 = follow (on the host's session, which passes output on as it
 # comes), the output is printed as it grows and is no reason to stop,
 # nor is the state "activating" (the deployer waits for the activation's
-# end); the state line and liveness go to descriptor 3 at the end.
+# end), nor a supervisor that has not started yet; the state line and
+# liveness go to descriptor 3 at the end.
 d=$1 off=$2 last=$3 n=$4 follow=${5:-}
 alive() { [ -f "$d/pid" ] && kill -0 "$(cat "$d/pid")" 2>/dev/null; }
 while :; do
@@ -25,9 +26,13 @@ while :; do
 		tail -c +"$off" "$d/log" 2>/dev/null | head -c "$((size - off + 1))"
 		off=$((size + 1))
 	fi
-	news=$s
-	if [ -n "$follow" ] && [ "$s" = activating ]; then news=$last; fi
-	if [ "$news" != "$last" ] || [ "$a" = 0 ] || [ "$size" -ge "$off" ] || [ "$n" -le 0 ]; then break; fi
+	news=$s live=$a
+	if [ -n "$follow" ]; then
+		if [ "$s" = activating ]; then news=$last; fi
+		# A supervisor not started yet (no state) is waited for.
+		if [ -z "$s" ]; then live=1; fi
+	fi
+	if [ "$news" != "$last" ] || [ "$live" = 0 ] || [ "$size" -ge "$off" ] || [ "$n" -le 0 ]; then break; fi
 	n=$((n - 1))
 	sleep 0.1 2>/dev/null || n=0
 done
