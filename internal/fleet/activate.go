@@ -9,8 +9,9 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
+
+	"golang.org/x/sync/errgroup"
 
 	"github.com/skiffdeploy/skiff/internal/activate"
 	"github.com/skiffdeploy/skiff/internal/fault"
@@ -376,18 +377,15 @@ func Rollback(ctx context.Context, o Options, to int) ([]Result, error) {
 	defer s.Close()
 	r := s.run
 	results := make([]Result, len(r.hosts))
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, r.Parallel)
+	var g errgroup.Group
+	g.SetLimit(max(r.Parallel, 1))
 	for i, h := range r.hosts {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			sem <- struct{}{}
-			defer func() { <-sem }()
+		g.Go(func() error {
 			results[i] = r.rollbackHost(context.WithoutCancel(ctx), h, to)
-		}()
+			return nil
+		})
 	}
-	wg.Wait()
+	_ = g.Wait()
 	return results, nil
 }
 

@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/skiffdeploy/skiff/internal/activate"
 	"github.com/skiffdeploy/skiff/internal/command"
 	"github.com/skiffdeploy/skiff/internal/fault"
@@ -120,31 +122,23 @@ func hostNames(hosts []flake.Host) string {
 // FailFast, hosts not yet started when one fails are skipped.
 func (r *run) deployWave(ctx context.Context, hosts []flake.Host) []Result {
 	results := make([]Result, len(hosts))
-	queue := make(chan int)
 	var stopped atomic.Bool
-	var wg sync.WaitGroup
-	for range min(r.Parallel, len(hosts)) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range queue {
-				h := hosts[i]
-				if stopped.Load() {
-					results[i] = Result{Host: h.Name, Mode: r.Mode, NewPath: h.OutPath, Status: Skipped, Note: "not deployed: --fail-fast after another host failed"}
-					continue
-				}
-				results[i] = r.deployHost(ctx, h)
-				if r.FailFast && (results[i].Status == Failed || results[i].Status == RolledBack) {
-					stopped.Store(true)
-				}
+	var g errgroup.Group
+	g.SetLimit(max(r.Parallel, 1))
+	for i, h := range hosts { // in order: with -p 1 hosts go one after the other
+		g.Go(func() error {
+			if stopped.Load() {
+				results[i] = Result{Host: h.Name, Mode: r.Mode, NewPath: h.OutPath, Status: Skipped, Note: "not deployed: --fail-fast after another host failed"}
+				return nil
 			}
-		}()
+			results[i] = r.deployHost(ctx, h)
+			if r.FailFast && (results[i].Status == Failed || results[i].Status == RolledBack) {
+				stopped.Store(true)
+			}
+			return nil
+		})
 	}
-	for i := range hosts { // in order: with -p 1 hosts go one after the other
-		queue <- i
-	}
-	close(queue)
-	wg.Wait()
+	_ = g.Wait()
 	return results
 }
 

@@ -45,7 +45,7 @@ input=
 # full line holds a multiple of three bytes).
 b64() {
 	[ -s "$1" ] || return 0
-	base64 <"$1" | while IFS= read -r l; do printf 'b %s\n' "$l"; done
+	base64 <"$1" | sed 's/^/b /'
 }
 
 # lines TAG FILE: each line of the file, tagged.
@@ -67,13 +67,12 @@ launch() {
 	rm -f "$t/out" "$t/err" "$t/val" "$t/rc" "$t/rc.tmp"
 	: >"$t/out"
 	if [ -n "$input" ]; then
-		in=$input
-		input=
 		(
 			if [ "$stream" = 1 ]; then exec 2>&1; fi
-			decode "$in" | "$@" 3>"$t/val"
+			decode "$input" | "$@" 3>"$t/val"
 			echo $? >"$t/rc.tmp" && mv -f "$t/rc.tmp" "$t/rc"
 		) >>"$t/out" 2>"$t/err" &
+		input= # the input (keys) lives no longer than its command
 	else
 		(
 			if [ "$stream" = 1 ]; then exec 2>&1; fi
