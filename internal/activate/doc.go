@@ -2,8 +2,11 @@
 // the deployer out ("magic rollback").
 //
 // Protocol (one activation, driven by Run):
-//  1. The caller holds the host's deploy lock (remote.Host.Lock) and has
-//     recorded the running system and the failed units.
+//  1. The caller holds the host's deploy lock (remote.Host.Lock, kept by
+//     the host's session) and has recorded the running system and the
+//     failed units (the probe, remote.State). The steps below run on the
+//     host's session (remote.Session) when one is open, each as a request
+//     rather than an ssh command; only the confirmation opens its own.
 //  2. A supervisor (the fixed POSIX sh script Supervisor,
 //     scripts/supervisor.sh) is started on the host, detached from the
 //     SSH session: a transient systemd-run unit
@@ -11,10 +14,14 @@
 //     controlling terminal, stdin from /dev/null and output to
 //     /run/skiff/act-ID/log. It runs NEW/bin/switch-to-configuration test
 //     (no generation, boot default untouched) and records the exit code.
-//  3. The deployer checks health (newly failed units, the host's command
-//     and URL checks) and then proves it can still get in: it writes the
-//     decision "commit" over a FRESH ssh connection (ControlPath=none), so
-//     a lockout cannot hide behind the multiplexed connection. Failures
+//  3. The deployer follows the supervisor's output and state on the host
+//     (Status: the request ends when the state changes, no polling) until
+//     the test activation has ended, checks health (newly failed units, the
+//     host's command and URL checks) and then proves it can still get in:
+//     it writes the decision "commit" over a FRESH ssh connection
+//     (ControlPath=none), so a lockout cannot hide behind the multiplexed
+//     connection. The same command (decide.sh) then waits on the host for
+//     the supervisor's final state and prints it: no polls after it. Failures
 //     that prove nothing (a busy sshd dropping connections) are tried
 //     again with a backoff; only a definite one (key or connection
 //     refused, another host key) or failing until the window ends is a

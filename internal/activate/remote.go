@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/skiffdeploy/skiff/internal/command"
@@ -17,6 +18,9 @@ import (
 // Remote is the Target of a host reached over SSH.
 type Remote struct {
 	Host *remote.Host
+	// State, when set, is what the host's probe found (whether it runs
+	// systemd): no command to ask again.
+	State *remote.State
 	// HTTP fetches URL checks; nil means http.DefaultClient.
 	HTTP *http.Client
 
@@ -26,10 +30,17 @@ type Remote struct {
 // StatusWait is how long one status read may wait on the host for news.
 const StatusWait = 2 * time.Second
 
+// FollowWait is how long one status read on the host's session may
+// follow the supervisor without a change of state.
+const FollowWait = 10 * time.Second
+
 var _ Target = (*Remote)(nil)
 
 // Systemd implements Target.
 func (r *Remote) Systemd(ctx context.Context) (bool, error) {
+	if r.State != nil {
+		return r.State.Systemd, nil
+	}
 	res, err := r.Host.RunPriv(ctx, "detect systemd", false, "sh", "-c", detectScript)
 	if err != nil {
 		return false, err
@@ -43,8 +54,25 @@ func (r *Remote) Launch(ctx context.Context, argv []string) error {
 	return err
 }
 
-// Status implements Target.
-func (r *Remote) Status(ctx context.Context, p Plan, offset int) (State, error) {
+// Status implements Target. On the host's session it follows the
+// supervisor: the output comes to out as the supervisor writes it, and the
+// command ends only when the state changes (or after FollowWait), so a
+// deployer makes no round trip per burst of output.
+func (r *Remote) Status(ctx context.Context, p Plan, offset int, out func([]byte)) (State, error) {
+	if out != nil {
+		vals, err := r.Host.Follow(ctx, "follow the activation", writerFunc(out), "sh", "-c", statusScript, "sh",
+			p.StateDir(), strconv.Itoa(offset), r.lastState, strconv.Itoa(int(FollowWait/(100*time.Millisecond))), "follow")
+		if !errors.Is(err, remote.ErrNoSession) {
+			if err != nil {
+				return State{}, err
+			}
+			st := ParseState([]byte(strings.Join(vals, "\n") + "\n"))
+			if len(vals) > 0 && vals[0] != "" {
+				r.lastState = vals[0]
+			}
+			return st, nil
+		}
+	}
 	res, err := r.Host.RunPriv(ctx, "read the activation state", false, "sh", "-c", statusScript, "sh",
 		p.StateDir(), strconv.Itoa(offset), r.lastState, strconv.Itoa(int(StatusWait/(100*time.Millisecond))))
 	if err != nil {
@@ -56,14 +84,66 @@ func (r *Remote) Status(ctx context.Context, p Plan, offset int) (State, error) 
 	return ParseState(res.Stdout), nil
 }
 
-// Decide implements Target.
-func (r *Remote) Decide(ctx context.Context, p Plan, decision string, fresh bool) error {
-	_, err := r.Host.RunPriv(ctx, "confirm the activation", fresh, "sh", "-c", decideScript, "sh", p.StateDir(), decision)
-	var ce *command.Error
-	if errors.As(err, &ce) && ce.ExitCode == 3 {
-		return ErrTooLate
+// writerFunc passes what is written to a function.
+type writerFunc func([]byte)
+
+func (w writerFunc) Write(p []byte) (int, error) {
+	w(append([]byte(nil), p...))
+	return len(p), nil
+}
+
+// Decide implements Target: decide.sh records the decision and waits on
+// the host for the final state. A fresh attempt is bounded by ctx only
+// until the host has said whether it recorded the decision: the wait for
+// the final state (the commit, or the rollback) that follows is not an
+// attempt to get in.
+func (r *Remote) Decide(ctx context.Context, p Plan, decision string, fresh bool, offset int) (State, error) {
+	argv := []string{"sh", "-c", decideScript, "sh", p.StateDir(), decision, strconv.Itoa(offset),
+		strconv.Itoa(int((p.Window + DecideWait) / (100 * time.Millisecond)))}
+	wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancel()
+	first := &firstLine{seen: make(chan struct{})}
+	stop := context.AfterFunc(ctx, func() {
+		select {
+		case <-first.seen:
+		default:
+			cancel()
+		}
+	})
+	defer stop()
+	res, err := r.Host.RunPrivStream(wctx, "confirm the activation", fresh, first, argv...)
+	if ctx.Err() != nil && wctx.Err() != nil {
+		// Cut before the host answered: as if ctx had stopped it.
+		return State{}, ctx.Err()
 	}
-	return err
+	verdict, rest, _ := strings.Cut(string(res.Stdout), "\n")
+	st := ParseState([]byte(rest))
+	var ce *command.Error
+	if errors.As(err, &ce) && ce.ExitCode == 3 && verdict == "too-late" {
+		return st, ErrTooLate
+	}
+	if err != nil {
+		return State{}, err
+	}
+	return st, nil
+}
+
+// DecideWait bounds, beyond the window, how long decide.sh waits on the
+// host for the supervisor's final state (a rollback's re-activation);
+// the deployer follows the supervisor if it has not ended by then.
+const DecideWait = 60 * time.Second
+
+// firstLine notes when the first line of output has arrived.
+type firstLine struct {
+	once sync.Once
+	seen chan struct{}
+}
+
+func (f *firstLine) Write(p []byte) (int, error) {
+	if strings.Contains(string(p), "\n") {
+		f.once.Do(func() { close(f.seen) })
+	}
+	return len(p), nil
 }
 
 // FailedUnits implements Target.

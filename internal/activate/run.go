@@ -19,11 +19,16 @@ type Target interface {
 	Systemd(ctx context.Context) (bool, error)
 	// Launch starts the supervisor with argv.
 	Launch(ctx context.Context, argv []string) error
-	// Status reads the supervisor's state and its output from offset.
-	Status(ctx context.Context, p Plan, offset int) (State, error)
-	// Decide records the decision; fresh uses a new SSH connection. It
-	// returns ErrTooLate when a decision was taken already.
-	Decide(ctx context.Context, p Plan, decision string, fresh bool) error
+	// Status reads the supervisor's state and its output from offset
+	// (1-based), after waiting on the host for news. The output is
+	// either in State.Output or, as it comes, given to out.
+	Status(ctx context.Context, p Plan, offset int, out func([]byte)) (State, error)
+	// Decide records the decision (fresh: over a new SSH connection),
+	// then waits on the host for the supervisor's final state, which it
+	// returns with the output from offset: a state that is not final
+	// when the wait ran out. It returns ErrTooLate, with the state, when
+	// a decision was taken already.
+	Decide(ctx context.Context, p Plan, decision string, fresh bool, offset int) (State, error)
 	// FailedUnits lists the units that are failed now.
 	FailedUnits(ctx context.Context) ([]string, error)
 	// Journal returns the last n journal lines of unit.
@@ -167,9 +172,13 @@ func Run(ctx context.Context, t Target, plan Plan, o Options, checks Checks, bef
 		}
 	}
 	if !st.Final() {
+		// Each decision comes back with the supervisor's final state
+		// (decide.sh waits for it on the host).
+		var final State
 		if decision == "commit" && o.NoLockoutProof {
 			hk.Note("no ssh to lose: the lockout proof is skipped; confirming on this machine")
-			if err := t.Decide(ctx, plan, "commit", false); err != nil && !errors.Is(err, ErrTooLate) {
+			var err error
+			if final, err = t.Decide(ctx, plan, "commit", false, w.offset+1); err != nil && !errors.Is(err, ErrTooLate) {
 				if ctx.Err() != nil {
 					return out, ctx.Err()
 				}
@@ -178,7 +187,11 @@ func Run(ctx context.Context, t Target, plan Plan, o Options, checks Checks, bef
 		} else if decision == "commit" {
 			hk.Note("confirming over a new ssh connection")
 			err := confirmFresh(ctx, deadline, func(ctx context.Context) error {
-				return t.Decide(ctx, plan, "commit", true)
+				s, err := t.Decide(ctx, plan, "commit", true, w.offset+1)
+				if err == nil || errors.Is(err, ErrTooLate) {
+					final = s
+				}
+				return err
 			})
 			switch {
 			case err == nil, errors.Is(err, ErrTooLate):
@@ -189,20 +202,28 @@ func Run(ctx context.Context, t Target, plan Plan, o Options, checks Checks, bef
 				out.Cause = CauseLostAccess
 				reason := "lost SSH access after activation: " + err.Error()
 				hk.Note("%s; asking the host to roll back", reason)
-				// The shared connection may still work; if not, the
+				// The host's session may still work; if not, the
 				// supervisor times out by itself.
-				_ = t.Decide(ctx, plan, "rollback "+oneLine(reason), false)
+				final, _ = t.Decide(ctx, plan, "rollback "+oneLine(reason), false, w.offset+1)
 			}
 		} else {
 			hk.Note("asking the host to roll back: %s", strings.TrimPrefix(decision, "rollback "))
-			if err := t.Decide(ctx, plan, oneLine(decision), false); err != nil && !errors.Is(err, ErrTooLate) {
+			var err error
+			if final, err = t.Decide(ctx, plan, oneLine(decision), false, w.offset+1); err != nil && !errors.Is(err, ErrTooLate) {
 				hk.Note("could not reach the host (%v); it rolls back by itself when the window ends", err)
 			}
 		}
-		// The supervisor ends at the latest one rollback after its window.
-		st, err = w.until(ctx, State.Final, seen.Add(plan.Window+time.Second), false)
-		if err != nil {
-			return out, err
+		if final.Final() {
+			w.emit(final.Output)
+			w.flush()
+			st = final
+		} else {
+			// The supervisor ends at the latest one rollback after its
+			// window.
+			st, err = w.until(ctx, State.Final, seen.Add(plan.Window+time.Second), false)
+			if err != nil {
+				return out, err
+			}
 		}
 	}
 	return finish(out, st), nil
@@ -426,7 +447,7 @@ type watcher struct {
 func (w *watcher) until(ctx context.Context, done func(State) bool, deadline time.Time, starting bool) (State, error) {
 	failures := 0
 	for {
-		st, err := w.t.Status(ctx, w.plan, w.offset+1)
+		st, err := w.t.Status(ctx, w.plan, w.offset+1, w.emit)
 		if err == nil {
 			failures = 0
 			w.emit(st.Output)

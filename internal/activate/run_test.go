@@ -86,7 +86,7 @@ func (f *fakeHost) supervise() {
 	f.set(State{Phase: "rolled-back", Reason: strings.TrimPrefix(d, "rollback ")})
 }
 
-func (f *fakeHost) Status(ctx context.Context, p Plan, offset int) (State, error) {
+func (f *fakeHost) Status(ctx context.Context, p Plan, offset int, _ func([]byte)) (State, error) {
 	if f.lost() {
 		return State{}, errSSH
 	}
@@ -95,34 +95,45 @@ func (f *fakeHost) Status(ctx context.Context, p Plan, offset int) (State, error
 	return f.st, nil
 }
 
-func (f *fakeHost) Decide(ctx context.Context, p Plan, decision string, fresh bool) error {
+func (f *fakeHost) Decide(ctx context.Context, p Plan, decision string, fresh bool, offset int) (State, error) {
 	if fresh {
 		f.mu.Lock()
 		f.freshTries++
 		f.mu.Unlock()
 		if f.freshErr != nil {
-			return f.freshErr
+			return State{}, f.freshErr
 		}
 		if f.fresh != nil {
 			f.mu.Lock()
 			n := f.freshTries
 			f.mu.Unlock()
 			if err := f.fresh(ctx, n); err != nil {
-				return err
+				return State{}, err
 			}
 		}
 	}
 	if f.lost() {
-		return errSSH
+		return State{}, errSSH
 	}
 	f.mu.Lock()
-	defer f.mu.Unlock()
+	var err error
 	if f.decided != "" {
-		return ErrTooLate
+		err = ErrTooLate
+	} else {
+		f.decided, f.decidedBy, f.decidedAt = decision, "deployer", time.Since(f.start)
+		f.decideCh <- decision
 	}
-	f.decided, f.decidedBy, f.decidedAt = decision, "deployer", time.Since(f.start)
-	f.decideCh <- decision
-	return nil
+	f.mu.Unlock()
+	// decide.sh waits on the host for the final state.
+	for {
+		f.mu.Lock()
+		st := f.st
+		f.mu.Unlock()
+		if st.Final() {
+			return st, err
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 func (f *fakeHost) FailedUnits(context.Context) ([]string, error) {

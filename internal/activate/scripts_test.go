@@ -374,3 +374,91 @@ exec /bin/cat "$@"
 		t.Errorf("status = %+v, want activating and running", st)
 	}
 }
+
+// On the host's session, status.sh follows: it prints the log as it grows,
+// does not stop for output or for "activating", and ends with the state
+// and liveness on descriptor 3 once the state changes.
+func TestStatusFollowsUntilTheStateChanges(t *testing.T) {
+	dash := needTool(t, "dash")
+	dir := t.TempDir()
+	write := func(name, s string) {
+		t.Helper()
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(s), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("state", "activating\n")
+	write("log", "old\n")
+	write("pid", fmt.Sprint(os.Getpid()))
+	// The "supervisor": more output, then the end of the activation.
+	go func() {
+		time.Sleep(300 * time.Millisecond)
+		f, _ := os.OpenFile(filepath.Join(dir, "log"), os.O_APPEND|os.O_WRONLY, 0)
+		f.WriteString("new 1\n")
+		time.Sleep(300 * time.Millisecond)
+		f.WriteString("new 2\n")
+		f.Close()
+		os.WriteFile(filepath.Join(dir, "state.tmp"), []byte("activated 4\n"), 0o600)
+		os.Rename(filepath.Join(dir, "state.tmp"), filepath.Join(dir, "state"))
+	}()
+	vals := filepath.Join(t.TempDir(), "vals")
+	cmd := exec.Command(dash, "-c", `exec 3>"$1"; shift; `+"sh -c \"$0\" sh \"$@\"", statusScript, vals, dir, "5", "", "100", "follow")
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(out) != "new 1\nnew 2\n" {
+		t.Errorf("followed output %q, want both new lines", out)
+	}
+	b, _ := os.ReadFile(vals)
+	if st := ParseState(b); st.Phase != "activated" || st.Code != 4 || !st.Running {
+		t.Errorf("state on descriptor 3: %q", b)
+	}
+}
+
+// decide.sh records the decision once and returns the final state with
+// the output after the offset; a second decision is too late (exit 3) but
+// still gets the final state.
+func TestDecideWaitsForTheFinalState(t *testing.T) {
+	dash := needTool(t, "dash")
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "state"), []byte("activated 0\n"), 0o600)
+	os.WriteFile(filepath.Join(dir, "log"), []byte("seen\n"), 0o600)
+	os.WriteFile(filepath.Join(dir, "pid"), []byte(fmt.Sprint(os.Getpid())), 0o600)
+	go func() {
+		for {
+			if _, err := os.Stat(filepath.Join(dir, "decision")); err == nil {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		f, _ := os.OpenFile(filepath.Join(dir, "log"), os.O_APPEND|os.O_WRONLY, 0)
+		f.WriteString("committing\n")
+		f.Close()
+		os.WriteFile(filepath.Join(dir, "state.tmp"), []byte("committed system-9-link\n"), 0o600)
+		os.Rename(filepath.Join(dir, "state.tmp"), filepath.Join(dir, "state"))
+	}()
+	run := func(decision string) (string, int) {
+		out, err := exec.Command(dash, "-c", decideScript, "sh", dir, decision, "6", "100").Output()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		return string(out), code
+	}
+	out, code := run("commit")
+	verdict, rest, _ := strings.Cut(out, "\n")
+	st := ParseState([]byte(rest))
+	if verdict != "decided" || code != 0 || st.Phase != "committed" || st.Generation() != 9 || string(st.Output) != "committing\n" {
+		t.Errorf("decide: %q (exit %d)", out, code)
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, "decision")); string(b) != "commit\n" {
+		t.Errorf("decision file %q", b)
+	}
+	out, code = run("rollback late")
+	if verdict, rest, _ := strings.Cut(out, "\n"); verdict != "too-late" || code != 3 || ParseState([]byte(rest)).Phase != "committed" {
+		t.Errorf("late decide: %q (exit %d)", out, code)
+	}
+}

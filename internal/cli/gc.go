@@ -8,11 +8,11 @@ import (
 	"io"
 	"strconv"
 	"strings"
-	"sync"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/skiffdeploy/skiff/internal/fault"
 	"github.com/skiffdeploy/skiff/internal/fleet"
@@ -127,18 +127,15 @@ func hostConns(ctx context.Context, g *globals, user string, selectors []string)
 
 // eachHost runs fn for every host, at most parallel at once.
 func eachHost(hosts []*remote.Host, parallel int, fn func(i int, h *remote.Host)) {
-	sem := make(chan struct{}, parallel)
-	var wg sync.WaitGroup
+	var g errgroup.Group
+	g.SetLimit(max(parallel, 1))
 	for i, h := range hosts {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			sem <- struct{}{}
-			defer func() { <-sem }()
+		g.Go(func() error {
 			fn(i, h)
-		}()
+			return nil
+		})
 	}
-	wg.Wait()
+	_ = g.Wait()
 }
 
 func runGC(ctx context.Context, g *globals, o gcOptions, selectors []string) error {
@@ -184,6 +181,13 @@ func runGC(ctx context.Context, g *globals, o gcOptions, selectors []string) err
 			}
 			return
 		}
+		// One session for the lock, the pruning and the collection.
+		sess, err := h.OpenSession(ctx)
+		if err != nil {
+			r.err = err
+			return
+		}
+		defer sess.Close()
 		lock, err := h.Lock(ctx, fleet.LockOwner(remote.OpGC), false)
 		if err != nil {
 			var held *remote.HeldError

@@ -120,6 +120,17 @@ func (r *Runner) Run(ctx context.Context, c Cmd) (Result, error) {
 	return res, e
 }
 
+// Note writes "+ line" to the trace (-x), for a step that is not a
+// program of its own (a request on a host's session).
+func (r *Runner) Note(line string) {
+	if r == nil || r.Trace == nil {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	fmt.Fprintf(r.Trace, "+ %s\n", line)
+}
+
 func (r *Runner) trace(c Cmd) {
 	if r == nil || r.Trace == nil {
 		return

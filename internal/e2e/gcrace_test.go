@@ -126,7 +126,9 @@ func TestGCSkipsAHostADeployHoldsAndTheRootGoesWithTheDeploy(t *testing.T) {
 	go func() { first <- skiffOn(t, l, "deploy", "gclock1", confirm, "--flake", slow) }()
 	held := false
 	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline) && !held; time.Sleep(100 * time.Millisecond) {
-		_, err := l.Host("gclock1").Exec(context.Background(), "sh", "-c", "test -d /run/skiff/lock && ls -d /run/skiff/act-*")
+		// The deploy holds the lock from its store query on; wait for
+		// its activation, which comes after the copy.
+		_, err := l.Host("gclock1").Exec(context.Background(), "sh", "-c", "test -d /run/skiff/lock && grep -qx activating /run/skiff/act-*/state")
 		held = err == nil
 	}
 	if !held {

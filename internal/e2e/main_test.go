@@ -18,7 +18,7 @@ import (
 // own hosts so that tests do not depend on each other's order.
 var fleet *lab.Lab
 
-var hostNames = []string{"web1", "web2", "db1", "modes", "sudo1", "fail1", "units1", "down1", "auth1"}
+var hostNames = []string{"web1", "web2", "db1", "modes", "sudo1", "fail1", "units1", "down1", "auth1", "trips1"}
 
 // Hosts with special settings.
 var specialHosts = []lab.HostSpec{

@@ -9,8 +9,9 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
+
+	"golang.org/x/sync/errgroup"
 
 	"github.com/skiffdeploy/skiff/internal/activate"
 	"github.com/skiffdeploy/skiff/internal/fault"
@@ -21,9 +22,9 @@ import (
 // Health is the error class of a failed health check.
 const Health fault.Class = "health"
 
-// activate makes the built system the host's, holding the host's deploy
-// lock. switch with magic rollback (the default) goes through the
-// supervised protocol of package activate: the boot default changes only
+// activate makes the built system the host's; the caller holds the
+// host's deploy lock. switch with magic rollback (the default) goes
+// through the supervised protocol of package activate: the boot default changes only
 // once the deployer has proved, over a fresh connection, that it can still
 // get in and the host is healthy. boot, test, dry-activate and
 // --magic-rollback=false keep NixOS's meanings (plainActivate).
@@ -34,20 +35,10 @@ func (r *run) activate(ctx context.Context, c *remote.Host, h flake.Host, st rem
 	if r.Mode == DryActivate {
 		return r.plainActivate(ctx, c, h, st, res)
 	}
-	lock, err := r.lock(ctx, c)
-	if err != nil {
-		return Failed, err
-	}
-	defer lock.Release()
 	if err := r.preActivationKeys(ctx, c, h); err != nil {
 		return Failed, err
 	}
 	defer r.postActivationKeys(ctx, c, h, &status, &err)
-	// Another deploy may have changed the host since it was connected to.
-	if now, err := c.ReadState(ctx); err == nil {
-		st = now
-		res.OldPath, res.OldGen = st.Current, st.Generation
-	}
 	if r.Mode == Switch && r.Safety.MagicRollback {
 		if st.Current != "" {
 			return r.supervised(ctx, c, h.Name, activate.Plan{New: h.OutPath, Old: st.Current}, checksOf(h), st, res)
@@ -130,11 +121,11 @@ func (r *run) supervised(ctx context.Context, c *remote.Host, name string, plan 
 	window := r.Safety.Confirm() + checks.Budget()
 	r.waitOf(name).set("skiff waits for switch-to-configuration test to end on the host, then checks the host and confirms over a new ssh connection "+
 		"(at most %s after the activation ends; unconfirmed, the host returns to %s by itself)", window, previous(st))
-	before, err := c.FailedUnits(ctx)
-	if errors.Is(err, remote.ErrNoSystemd) {
+	// The failed units before, as the state read under the lock found
+	// them.
+	before := st.FailedUnits
+	if !st.Systemctl {
 		r.report(name, PhaseActivate, "no systemctl on the host: failed units are not checked")
-	} else if err != nil {
-		return Failed, err
 	}
 	plan.ID = activate.NewID(time.Now())
 	plan.Window = window
@@ -143,7 +134,7 @@ func (r *run) supervised(ctx context.Context, c *remote.Host, name string, plan 
 	// The supervisor's last lines tell why a commit failed (nix-env's
 	// error goes to its log, which arrives here as output).
 	var tail []string
-	out, err := activate.Run(ctx, &activate.Remote{Host: c}, plan, r.Safety, checks, before, activate.Hooks{
+	out, err := activate.Run(ctx, &activate.Remote{Host: c, State: &st}, plan, r.Safety, checks, before, activate.Hooks{
 		Output: func(l string) {
 			if tail = append(tail, l); len(tail) > supervisorTail {
 				tail = tail[1:]
@@ -386,18 +377,15 @@ func Rollback(ctx context.Context, o Options, to int) ([]Result, error) {
 	defer s.Close()
 	r := s.run
 	results := make([]Result, len(r.hosts))
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, r.Parallel)
+	var g errgroup.Group
+	g.SetLimit(max(r.Parallel, 1))
 	for i, h := range r.hosts {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			sem <- struct{}{}
-			defer func() { <-sem }()
+		g.Go(func() error {
 			results[i] = r.rollbackHost(context.WithoutCancel(ctx), h, to)
-		}()
+			return nil
+		})
 	}
-	wg.Wait()
+	_ = g.Wait()
 	return results, nil
 }
 
@@ -427,6 +415,11 @@ func (r *run) rollbackHost(ctx context.Context, h flake.Host, to int) Result {
 		return finish(Failed, err)
 	}
 	c := r.conns[h.Name]
+	sess, err := c.OpenSession(ctx)
+	if err != nil {
+		return finish(Failed, err)
+	}
+	defer sess.Close()
 	lock, err := r.lock(ctx, c)
 	if err != nil {
 		return finish(Failed, err)

@@ -54,23 +54,14 @@ func darwinMode(h flake.Host, m Mode) error {
 		"--mode %s is a NixOS mode: nix-darwin has no boot entries and no separate test activation", m)
 }
 
-// activateDarwin makes the built nix-darwin system the host's, holding the
-// host's deploy lock.
+// activateDarwin makes the built nix-darwin system the host's; the caller
+// holds the host's deploy lock.
 func (r *run) activateDarwin(ctx context.Context, c *remote.Host, h flake.Host, st remote.State, res *Result) (status Status, err error) {
 	r.waitOf(h.Name).set("skiff waits for the nix-darwin activation to end on the host (without a time limit: as long as it takes), then for the health checks; a failure restores the previous generation")
-	lock, err := r.lock(ctx, c)
-	if err != nil {
-		return Failed, err
-	}
-	defer lock.Release()
 	if err := r.preActivationKeys(ctx, c, h); err != nil {
 		return Failed, err
 	}
 	defer r.postActivationKeys(ctx, c, h, &status, &err)
-	if now, err := c.ReadState(ctx); err == nil {
-		st = now
-		res.OldPath, res.OldGen = st.Current, st.Generation
-	}
 	if st.Current == "" && st.Profile == "" {
 		r.report(h.Name, PhaseActivate, "no previous nix-darwin system: activating the built system directly (no darwin-rebuild needed)")
 	}

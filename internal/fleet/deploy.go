@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/skiffdeploy/skiff/internal/activate"
 	"github.com/skiffdeploy/skiff/internal/command"
 	"github.com/skiffdeploy/skiff/internal/fault"
@@ -120,31 +122,23 @@ func hostNames(hosts []flake.Host) string {
 // FailFast, hosts not yet started when one fails are skipped.
 func (r *run) deployWave(ctx context.Context, hosts []flake.Host) []Result {
 	results := make([]Result, len(hosts))
-	queue := make(chan int)
 	var stopped atomic.Bool
-	var wg sync.WaitGroup
-	for range min(r.Parallel, len(hosts)) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range queue {
-				h := hosts[i]
-				if stopped.Load() {
-					results[i] = Result{Host: h.Name, Mode: r.Mode, NewPath: h.OutPath, Status: Skipped, Note: "not deployed: --fail-fast after another host failed"}
-					continue
-				}
-				results[i] = r.deployHost(ctx, h)
-				if r.FailFast && (results[i].Status == Failed || results[i].Status == RolledBack) {
-					stopped.Store(true)
-				}
+	var g errgroup.Group
+	g.SetLimit(max(r.Parallel, 1))
+	for i, h := range hosts { // in order: with -p 1 hosts go one after the other
+		g.Go(func() error {
+			if stopped.Load() {
+				results[i] = Result{Host: h.Name, Mode: r.Mode, NewPath: h.OutPath, Status: Skipped, Note: "not deployed: --fail-fast after another host failed"}
+				return nil
 			}
-		}()
+			results[i] = r.deployHost(ctx, h)
+			if r.FailFast && (results[i].Status == Failed || results[i].Status == RolledBack) {
+				stopped.Store(true)
+			}
+			return nil
+		})
 	}
-	for i := range hosts { // in order: with -p 1 hosts go one after the other
-		queue <- i
-	}
-	close(queue)
-	wg.Wait()
+	_ = g.Wait()
 	return results
 }
 
@@ -168,9 +162,19 @@ func (r *run) deployHost(ctx context.Context, h flake.Host) Result {
 	// remote.Root); it goes when the deploy of the host ends, however it
 	// ends.
 	var root remote.Root
+	// The host's session, and the deploy lock its agent keeps, from
+	// before the store query to the end.
+	var sess *remote.Session
+	var lock *remote.Lock
 	finish := func(status Status, err error) Result {
 		if root.ID != "" {
 			r.unroot(ctx, r.conns[h.Name], root)
+		}
+		if lock != nil {
+			lock.Release()
+		}
+		if sess != nil {
+			sess.Close()
 		}
 		enter("")
 		if status == Failed && fault.ClassOf(err) == fault.Interrupted {
@@ -244,6 +248,38 @@ func (r *run) deployHost(ctx context.Context, h flake.Host) Result {
 	if ctx.Err() != nil {
 		return stopped(ctx.Err())
 	}
+	// One session for every later step on the host, holding the deploy
+	// lock (a dry activation changes nothing and takes none).
+	if sess, err = c.OpenSession(ctx); err != nil {
+		return stopped(err)
+	}
+	if r.Mode != DryActivate {
+		if lock, err = r.lock(ctx, c); err != nil {
+			if ctx.Err() != nil {
+				return stopped(err)
+			}
+			return finish(Failed, err)
+		}
+	}
+	// Another deploy may have changed the host since it was connected
+	// to: the state is read again under the lock, on the session at the
+	// same time as the store query below (one round trip for both).
+	var now remote.State
+	nowErr := errors.New("not read")
+	reread := make(chan struct{})
+	go func() {
+		defer close(reread)
+		if lock != nil {
+			now, nowErr = c.ReadState(ctx)
+		}
+	}()
+	reState := func() {
+		<-reread
+		if nowErr == nil {
+			st = now
+			res.OldPath, res.OldGen = st.Current, st.Generation
+		}
+	}
 	var store remote.Store
 	var need int64 // NAR bytes of the missing paths
 	root = remote.Root{ID: activate.NewID(time.Now()), Path: h.OutPath}
@@ -261,7 +297,9 @@ func (r *run) deployHost(ctx context.Context, h flake.Host) Result {
 	tooFull := func() bool {
 		return store.Free >= 0 && need > 0 && need+DiskMargin > store.Free
 	}
-	if err := query(); err != nil {
+	err = query()
+	reState()
+	if err != nil {
 		return stopped(err)
 	}
 	if tooFull() && r.GC {
@@ -468,15 +506,10 @@ func (r *run) gcKeep() int {
 // collect makes room on a host whose store is too full for the copy:
 // old generations go (never the newest GCKeep, the boot default, the
 // running or the booted system), then garbage is collected. Like skiff
-// gc, it holds the host's deploy lock meanwhile (this deploy takes it
-// again only later, to activate); the system being deployed is safe from
-// it by the deploy's GC root.
+// gc, it runs under the host's deploy lock (the deploy's, held since
+// before the store query); the system being deployed is safe from it by
+// the deploy's GC root.
 func (r *run) collect(ctx context.Context, c *remote.Host, free, need int64) error {
-	lock, err := r.lock(ctx, c)
-	if err != nil {
-		return err
-	}
-	defer lock.Release()
 	r.report(c.Name, PhaseCopy, "needs %s, %s free: deleting all but the newest %d generations and collecting garbage",
 		human.Bytes(need), human.Bytes(free), r.gcKeep())
 	deleted, _, err := c.PruneGenerations(ctx, remote.GCPolicy{Keep: r.gcKeep()}, time.Now())

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/skiffdeploy/skiff/internal/activate"
 	"github.com/skiffdeploy/skiff/internal/command"
 	"github.com/skiffdeploy/skiff/internal/fault"
@@ -230,14 +232,10 @@ func (r *run) closeAll() {
 
 // connectAll opens each host's shared connection and reads its state.
 func (r *run) connectAll(ctx context.Context) {
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, r.Parallel)
+	var g errgroup.Group
+	g.SetLimit(max(r.Parallel, 1))
 	for _, h := range r.hosts {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			sem <- struct{}{}
-			defer func() { <-sem }()
+		g.Go(func() error {
 			c := r.conns[h.Name]
 			start := time.Now()
 			r.report(h.Name, PhaseConnect, "connecting to %s", c.Conn.Target)
@@ -246,7 +244,7 @@ func (r *run) connectAll(ctx context.Context) {
 				err = interrupted(h.Name, "while connecting", unchanged)
 				r.fail(h.Name, err)
 				r.report(h.Name, PhaseConnect, "interrupted")
-				return
+				return nil
 			}
 			if err != nil {
 				if fe, ok := fault.As(err); ok && fe.Host == "" {
@@ -254,16 +252,17 @@ func (r *run) connectAll(ctx context.Context) {
 				}
 				r.fail(h.Name, err)
 				r.report(h.Name, PhaseConnect, "failed: %v", err)
-				return
+				return nil
 			}
 			r.mu.Lock()
 			r.states[h.Name] = st
 			r.connectTime[h.Name] = time.Since(start)
 			r.mu.Unlock()
 			r.report(h.Name, PhaseConnect, "connected in %s; %s", since(start), describeState(st))
-		}()
+			return nil
+		})
 	}
-	wg.Wait()
+	_ = g.Wait()
 }
 
 func describeState(st remote.State) string {

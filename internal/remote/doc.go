@@ -5,5 +5,8 @@
 // switch-to-configuration. Privileged steps run through "sudo -n" when the
 // login user is not root, or, with a sudo password, through sudo.sh, which
 // gives the password to sudo alone (sudo.go). Every operation is one ssh
-// command on the host's shared connection.
+// command on the host's shared connection, or, while the host's Session is
+// open (a deploy, a rollback, a gc), one request to the session's agent
+// (session.sh), which also keeps the deploy lock: a deploy runs the probe
+// (ReadState), the session and, to prove access, one fresh command.
 package remote

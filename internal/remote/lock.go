@@ -3,6 +3,7 @@ package remote
 import (
 	"bufio"
 	"context"
+	_ "embed" // the lock's host-side functions
 	"errors"
 	"fmt"
 	"io"
@@ -54,49 +55,26 @@ func orDash(s string) string {
 // ended is stale and taken over; $5 = 1 breaks a live one. Reading
 // "release" removes the lock; end of input (the deployer vanished) leaves
 // it, to be found stale. $6, when set, is what holds the lock (gc).
-const lockScript = `set -u
-user=$1 machine=$2 pid=$3 since=$4 brk=$5 op=${6:-}
-d=/run/skiff l=/run/skiff/lock
-umask 077
-mkdir -p "$d" || exit 1
-owner() { tr '\n' ' ' <"$l/owner" 2>/dev/null; }
-live() {
-	k=$(sed -n 's/^keeper=//p' "$l/owner" 2>/dev/null)
-	if [ -n "$k" ] && kill -0 "$k" 2>/dev/null; then return 0; fi
-	for f in "$d"/act-*/pid; do
-		[ -f "$f" ] && kill -0 "$(cat "$f")" 2>/dev/null && return 0
-	done
-	return 1
-}
-t=$d/.lock.$$
-rm -rf "$t" && mkdir "$t" &&
-	printf 'user=%s\nmachine=%s\npid=%s\nsince=%s\nkeeper=%s\n' "$user" "$machine" "$pid" "$since" "$$" >"$t/owner" || exit 1
-if [ -n "$op" ]; then echo "op=$op" >>"$t/owner" || exit 1; fi
-if ! mv -T "$t" "$l" 2>/dev/null; then
-	if live && [ "$brk" != 1 ]; then
-		echo "skiff-lock: held $(owner)"
-		rm -rf "$t"
-		exit 3
-	fi
-	if live; then how=broken; else how=stale; fi
-	echo "skiff-lock: $how $(owner)"
-	rm -rf "$l"
-	if ! mv -T "$t" "$l" 2>/dev/null; then
-		echo "skiff-lock: held $(owner)"
-		rm -rf "$t"
-		exit 3
-	fi
-fi
-echo "skiff-lock: locked"
+var lockScript = lockFuncs + `set -u
+skiff_lock "$@" || exit
 read -r cmd || cmd=
-if [ "$cmd" = release ] && grep -qx "keeper=$$" "$l/owner" 2>/dev/null; then rm -rf "$l"; fi`
+if [ "$cmd" = release ]; then skiff_unlock; fi`
+
+// lockFuncs takes and removes the lock (lock.sh), for the keeper above
+// and the session agent (session.sh).
+//
+//go:embed lock.sh
+var lockFile string
+
+var lockFuncs = withoutComments(lockFile)
 
 // Lock is a held deploy lock.
 type Lock struct {
-	h    *Host
-	in   *io.PipeWriter
-	done chan error
-	once sync.Once
+	h       *Host
+	session *Session // the session keeping the lock; nil: a keeper of its own
+	in      *io.PipeWriter
+	done    chan error
+	once    sync.Once
 	// Took is how the lock was taken: "" (it was free), "stale" or
 	// "broken", with the previous owner in Previous.
 	Took     string
@@ -116,12 +94,39 @@ func (e *HeldError) Error() string { return "the deploy lock is held by " + e.Ho
 // naming the holder) when a live deploy holds it, unless breakLock. The lock lasts until Release or until the deployer's
 // session ends; a lock left by a vanished deployer is taken over once no
 // activation supervisor runs on the host.
+//
+// While a session is open, its agent keeps the lock, until Release or
+// the end of the session.
 func (h *Host) Lock(ctx context.Context, owner LockOwner, breakLock bool) (*Lock, error) {
-	pr, pw := io.Pipe()
 	brk := "0"
 	if breakLock {
 		brk = "1"
 	}
+	if s := h.session(); s != nil {
+		lines, held, err := s.lock(ctx, owner, brk)
+		if err == nil {
+			l := &Lock{h: h, session: s}
+			for _, line := range lines {
+				verb, rest, _ := strings.Cut(line, " ")
+				switch verb {
+				case "stale", "broken":
+					l.Took, l.Previous = verb, parseOwner(rest)
+				case "held":
+					if held {
+						return nil, h.heldError(parseOwner(rest))
+					}
+				}
+			}
+			return l, nil
+		}
+		if !errors.Is(err, errSessionGone) {
+			if _, ok := fault.As(err); ok || ctx.Err() != nil {
+				return nil, err
+			}
+			return nil, fmt.Errorf("%s: take the deploy lock %s: %w", h.Name, LockDir, err)
+		}
+	}
+	pr, pw := io.Pipe()
 	lines := make(chan string, 8)
 	w := &lockLines{ch: lines}
 	l := &Lock{h: h, in: pw, done: make(chan error, 1)}
@@ -146,14 +151,7 @@ func (h *Host) Lock(ctx context.Context, owner LockOwner, breakLock bool) (*Lock
 			case "held":
 				_ = pw.Close()
 				<-l.done
-				holder := parseOwner(rest)
-				who := "another deploy"
-				if holder.Op != "" {
-					who = "skiff " + holder.Op
-				}
-				return nil, fault.Wrap(&HeldError{holder}, h.Name, Locked,
-					fmt.Sprintf("wait for that %s to finish; if it is gone and its lock is wrong, run again with --break-lock (the lock is %s on the host)", strings.TrimPrefix(who, "another "), LockDir),
-					"%s holds the host's deploy lock: %s", who, holder)
+				return nil, h.heldError(parseOwner(rest))
 			}
 		case err := <-l.done:
 			_ = pw.Close()
@@ -171,9 +169,24 @@ func (h *Host) Lock(ctx context.Context, owner LockOwner, breakLock bool) (*Lock
 	}
 }
 
+// heldError is the Locked fault of a lock held by holder.
+func (h *Host) heldError(holder LockOwner) error {
+	who := "another deploy"
+	if holder.Op != "" {
+		who = "skiff " + holder.Op
+	}
+	return fault.Wrap(&HeldError{holder}, h.Name, Locked,
+		fmt.Sprintf("wait for that %s to finish; if it is gone and its lock is wrong, run again with --break-lock (the lock is %s on the host)", strings.TrimPrefix(who, "another "), LockDir),
+		"%s holds the host's deploy lock: %s", who, holder)
+}
+
 // Release gives the lock back and waits (bounded) for the keeper to end.
 func (l *Lock) Release() {
 	l.once.Do(func() {
+		if l.session != nil {
+			l.session.release()
+			return
+		}
 		go func() {
 			_, _ = io.WriteString(l.in, "release\n")
 			_ = l.in.Close()

@@ -29,6 +29,9 @@ type Host struct {
 	// never in argv, environment or logs.
 	Password string
 
+	sessMu sync.Mutex
+	sess   *Session // the open session, which privileged steps go through
+
 	sudoMu     sync.Mutex
 	sudoProbed bool // sudoAsks has been decided
 	sudoAsks   bool // sudo wants the password on this host (policy, not a cache)
@@ -40,27 +43,32 @@ func (h *Host) run(ctx context.Context, what string, e transport.Exec) (command.
 	if err == nil {
 		return res, nil
 	}
+	return res, h.explain(what, err)
+}
+
+// explain classifies the failure of a host operation.
+func (h *Host) explain(what string, err error) error {
 	if _, ok := fault.As(err); ok {
-		return res, err
+		return err
 	}
 	var ce *command.Error
 	if !errors.As(err, &ce) {
-		return res, fmt.Errorf("%s: %s: %w", h.Name, what, err)
+		return fmt.Errorf("%s: %s: %w", h.Name, what, err)
 	}
 	if fe := h.sudoFault(ce); fe != nil {
-		return res, fe
+		return fe
 	}
 	if ce.ExitCode == 127 && strings.Contains(ce.Stderr, "nix") {
-		return res, fault.Wrap(err, h.Name, fault.Nix,
+		return fault.Wrap(err, h.Name, fault.Nix,
 			"install Nix on the host, or make nix-store and nix-env reachable on the PATH of non-interactive ssh sessions",
 			"%s: nix is not installed on the host (%s)", what, command.Tail(ce.Stderr, 1))
 	}
 	if strings.Contains(ce.Stderr, "No space left on device") {
-		return res, fault.Wrap(err, h.Name, fault.Disk,
+		return fault.Wrap(err, h.Name, fault.Disk,
 			fmt.Sprintf("free space in /nix/store: \"%s\" after deleting old generations", h.Conn.ByHand(h.PrivArgv("nix-collect-garbage")...)),
 			"%s: no space left on the host's disk", what)
 	}
-	return res, fmt.Errorf("%s: %s: %w", h.Name, what, err)
+	return fmt.Errorf("%s: %s: %w", h.Name, what, err)
 }
 
 // sudoFault recognises sudo refusing to run a privileged step.
@@ -97,6 +105,13 @@ type State struct {
 	Booted     string // /run/booted-system target
 	Profile    string // system toplevel the profile points at
 	Generation int    // the profile's generation; 0 when none
+	// Systemd: the host runs systemd (where a supervisor is a
+	// transient unit).
+	Systemd bool
+	// Systemctl: the host has systemctl, and FailedUnits are its failed
+	// units.
+	Systemctl   bool
+	FailedUnits []string
 }
 
 // stateScript prints one KEY=VALUE line per fact. It takes no arguments.
@@ -105,11 +120,16 @@ echo "current=$(readlink /run/current-system 2>/dev/null)"
 echo "booted=$(readlink /run/booted-system 2>/dev/null)"
 echo "link=$(readlink $p 2>/dev/null)"
 echo "profile=$(readlink -f $p 2>/dev/null)"
-command -v nix-store >/dev/null 2>&1 || echo "nix=missing"`
+command -v nix-store >/dev/null 2>&1 || echo "nix=missing"
+if [ -d /run/systemd/system ] && command -v systemd-run >/dev/null 2>&1; then echo systemd=1; fi
+if command -v systemctl >/dev/null 2>&1; then
+	echo "units=$(systemctl list-units --failed --all --output=json --no-pager 2>/dev/null | tr -d '\n')"
+fi`
 
-// ReadState reads the host's running system and system profile. For a
-// login that is not root it goes through sudo, which also proves early
-// that the privileged steps will be allowed.
+// ReadState reads the host's running system and system profile, whether
+// it runs systemd and its failed units, in one command (the probe of a
+// deploy). For a login that is not root it goes through sudo, which also
+// proves early that the privileged steps will be allowed.
 func (h *Host) ReadState(ctx context.Context) (State, error) {
 	res, err := h.run(ctx, "read system state", transport.Exec{Argv: h.priv("sh", "-c", stateScript)})
 	if err != nil {
@@ -136,6 +156,14 @@ func parseState(out string) (State, error) {
 			if m := linkRE.FindStringSubmatch(path.Base(v)); m != nil {
 				st.Generation, _ = strconv.Atoi(m[1])
 			}
+		case "systemd":
+			st.Systemd = v == "1"
+		case "units":
+			units, err := ParseUnits([]byte(v))
+			if err != nil {
+				return st, err
+			}
+			st.Systemctl, st.FailedUnits = true, failedNames(units)
 		case "nix":
 			return st, fault.New("", fault.Nix, "install Nix on the host (NixOS has it); skiff needs nix-store and nix-env there",
 				"nix is not installed on the host")

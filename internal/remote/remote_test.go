@@ -20,6 +20,14 @@ func TestParseState(t *testing.T) {
 	if st.Generation != 0 || st.Profile != "" {
 		t.Errorf("fresh host: %+v", st)
 	}
+	st, err = parseState("current=/nix/store/aaa\nlink=\nsystemd=1\n" +
+		`units=[{"unit":"demo.service","load":"loaded","active":"failed","sub":"failed","description":"Demo"},{"unit":"ok.service","load":"loaded","active":"active","sub":"running","description":"OK"}]` + "\n")
+	if err != nil || !st.Systemd || !st.Systemctl || !cmp.Equal(st.FailedUnits, []string{"demo.service"}) {
+		t.Errorf("probe with systemd: %+v, %v", st, err)
+	}
+	if st, _ = parseState("current=\nunits=\n"); !st.Systemctl || st.FailedUnits != nil || st.Systemd {
+		t.Errorf("no failed units: %+v", st)
+	}
 	if _, err := parseState("current=\nnix=missing\n"); err == nil {
 		t.Error("missing nix not reported")
 	}

@@ -3,6 +3,7 @@ package remote
 import (
 	"context"
 	_ "embed" // the host-side sudo script
+	"errors"
 	"io"
 	"strings"
 
@@ -93,7 +94,24 @@ func (h *Host) CopyWithSudo() bool {
 
 // exec runs e on the host; a privileged argv on a host whose sudo asks
 // for the password goes through sudo.sh.
+//
+// While a session is open, a privileged argv (any argv for a root login)
+// runs on it, unless e asks for a fresh connection or its own standard
+// error.
 func (h *Host) exec(ctx context.Context, e transport.Exec) (command.Result, error) {
+	if s := h.session(); s != nil && !e.Fresh && e.StreamStderr == nil {
+		argv, ok := privArgv(e.Argv)
+		if !h.Sudo() {
+			argv, ok = e.Argv, true
+		}
+		if ok {
+			res, err := s.exec(ctx, argv, e)
+			if !errors.Is(err, errSessionGone) {
+				return res, err
+			}
+			// The session has ended: a command of its own.
+		}
+	}
 	if argv, ok := privArgv(e.Argv); ok && h.Password != "" {
 		asks, err := h.askingSudo(ctx)
 		if err != nil {

@@ -52,13 +52,18 @@ func (h *Host) FailedUnits(ctx context.Context) ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", h.Name, err)
 	}
+	return failedNames(units), nil
+}
+
+// failedNames are the names of the failed units among units.
+func failedNames(units []Unit) []string {
 	var names []string
 	for _, u := range units {
 		if u.Active == "failed" || u.Sub == "failed" {
 			names = append(names, u.Unit)
 		}
 	}
-	return names, nil
+	return names
 }
 
 var unitNameRE = regexp.MustCompile(`^[A-Za-z0-9:_.@\\-]+$`)

@@ -1,5 +1,29 @@
 # shellcheck shell=sh
-# Record the decision $2 in DIR $1 unless one was taken already (exit 3:
-# too late).
-mkdir "$1/decided" 2>/dev/null || exit 3
-printf '%s\n' "$2" >"$1/decision.tmp" && mv -f "$1/decision.tmp" "$1/decision"
+# Record the decision $2 in DIR $1 unless one was taken already, and say
+# which: "decided" or "too-late" (exit 3 at the end). Then wait on the
+# host, up to $4 tenths of a second, for the supervisor's final state,
+# and print what status.sh prints (state line, liveness, output from byte
+# offset $3): one command both confirms and tells how the activation
+# ended.
+d=$1 n=${4:-0} rc=0
+if mkdir "$d/decided" 2>/dev/null; then
+	printf '%s\n' "$2" >"$d/decision.tmp" && mv -f "$d/decision.tmp" "$d/decision" || exit 1
+	echo decided
+else
+	echo too-late
+	rc=3
+fi
+alive() { [ -f "$d/pid" ] && kill -0 "$(cat "$d/pid")" 2>/dev/null; }
+while :; do
+	a=0
+	if alive; then a=1; fi
+	s=$(cat "$d/state" 2>/dev/null) || s=
+	if [ "$a" = 0 ] && alive; then a=1; fi
+	case $s in committed* | rolled-back* | stranded*) break ;; esac
+	if [ "$a" = 0 ] || [ "$n" -le 0 ]; then break; fi
+	n=$((n - 1))
+	sleep 0.1 2>/dev/null || n=0
+done
+printf '%s\n%s\n' "$s" "$a"
+tail -c +"${3:-1}" "$d/log" 2>/dev/null
+exit "$rc"

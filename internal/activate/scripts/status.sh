@@ -8,7 +8,13 @@
 # between the two reads has written its pid before its first state, so
 # liveness is read once more when the first read found none: "not running"
 # with a state that is not final then means the supervisor really died.
-d=$1 off=$2 last=$3 n=$4
+#
+# With $5 = follow (on the host's session, which passes output on as it
+# comes), the output is printed as it grows and is no reason to stop,
+# nor is the state "activating" (the deployer waits for the activation's
+# end), nor a supervisor that has not started yet; the state line and
+# liveness go to descriptor 3 at the end.
+d=$1 off=$2 last=$3 n=$4 follow=${5:-}
 alive() { [ -f "$d/pid" ] && kill -0 "$(cat "$d/pid")" 2>/dev/null; }
 while :; do
 	a=0
@@ -16,9 +22,23 @@ while :; do
 	s=$(cat "$d/state" 2>/dev/null) || s=
 	if [ "$a" = 0 ] && alive; then a=1; fi
 	size=$(wc -c <"$d/log" 2>/dev/null) || size=0
-	if [ "$s" != "$last" ] || [ "$a" = 0 ] || [ "$size" -ge "$off" ] || [ "$n" -le 0 ]; then break; fi
+	if [ -n "$follow" ] && [ "$size" -ge "$off" ]; then
+		tail -c +"$off" "$d/log" 2>/dev/null | head -c "$((size - off + 1))"
+		off=$((size + 1))
+	fi
+	news=$s live=$a
+	if [ -n "$follow" ]; then
+		if [ "$s" = activating ]; then news=$last; fi
+		# A supervisor not started yet (no state) is waited for.
+		if [ -z "$s" ]; then live=1; fi
+	fi
+	if [ "$news" != "$last" ] || [ "$live" = 0 ] || [ "$size" -ge "$off" ] || [ "$n" -le 0 ]; then break; fi
 	n=$((n - 1))
 	sleep 0.1 2>/dev/null || n=0
 done
+if [ -n "$follow" ]; then
+	printf '%s\n%s\n' "$s" "$a" >&3
+	exit 0
+fi
 printf '%s\n%s\n' "$s" "$a"
 tail -c +"$2" "$d/log" 2>/dev/null || true

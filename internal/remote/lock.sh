@@ -1,0 +1,54 @@
+# Functions of the host's deploy lock, /run/skiff/lock, shared by the
+# lock keeper (lock.go) and the session agent (session.sh); sourced, not
+# run on its own.
+#
+# skiff_lock USER MACHINE PID SINCE BREAK [OP] takes the lock for the
+# calling shell, the "keeper" whose pid ($$) the owner file records, and
+# prints "skiff-lock: locked" (after "skiff-lock: stale OWNER" or
+# "skiff-lock: broken OWNER" when it took one over), or prints
+# "skiff-lock: held OWNER" and returns 3. A lock whose keeper is gone
+# and whose activation supervisors have all ended is stale and taken
+# over; BREAK = 1 breaks a live one. OP, when set, is what holds the lock
+# (gc). skiff_unlock removes the lock if this shell keeps it.
+skiff_lockdir=/run/skiff
+skiff_lockfile=/run/skiff/lock
+skiff_lockowner() { tr '\n' ' ' <"$skiff_lockfile/owner" 2>/dev/null; }
+skiff_locklive() {
+	skiff_k=$(sed -n 's/^keeper=//p' "$skiff_lockfile/owner" 2>/dev/null)
+	if [ -n "$skiff_k" ] && kill -0 "$skiff_k" 2>/dev/null; then return 0; fi
+	for skiff_f in "$skiff_lockdir"/act-*/pid; do
+		[ -f "$skiff_f" ] && kill -0 "$(cat "$skiff_f")" 2>/dev/null && return 0
+	done
+	return 1
+}
+skiff_lock() {
+	(umask 077 && mkdir -p "$skiff_lockdir") || return 1
+	skiff_t=$skiff_lockdir/.lock.$$
+	rm -rf "$skiff_t" && (umask 077 && mkdir "$skiff_t") &&
+		printf 'user=%s\nmachine=%s\npid=%s\nsince=%s\nkeeper=%s\n' "$1" "$2" "$3" "$4" "$$" >"$skiff_t/owner" || return 1
+	if [ -n "${6:-}" ]; then echo "op=$6" >>"$skiff_t/owner" || return 1; fi
+	if grep -qx "keeper=$$" "$skiff_lockfile/owner" 2>/dev/null; then
+		rm -rf "$skiff_t"
+		echo "skiff-lock: locked"
+		return 0
+	fi
+	if ! mv -T "$skiff_t" "$skiff_lockfile" 2>/dev/null; then
+		if skiff_locklive && [ "$5" != 1 ]; then
+			echo "skiff-lock: held $(skiff_lockowner)"
+			rm -rf "$skiff_t"
+			return 3
+		fi
+		if skiff_locklive; then skiff_how=broken; else skiff_how=stale; fi
+		echo "skiff-lock: $skiff_how $(skiff_lockowner)"
+		rm -rf "$skiff_lockfile"
+		if ! mv -T "$skiff_t" "$skiff_lockfile" 2>/dev/null; then
+			echo "skiff-lock: held $(skiff_lockowner)"
+			rm -rf "$skiff_t"
+			return 3
+		fi
+	fi
+	echo "skiff-lock: locked"
+}
+skiff_unlock() {
+	if grep -qx "keeper=$$" "$skiff_lockfile/owner" 2>/dev/null; then rm -rf "$skiff_lockfile"; fi
+}

@@ -1,0 +1,360 @@
+package remote
+
+import (
+	"bytes"
+	"context"
+	_ "embed" // the session agent
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/skiffdeploy/skiff/internal/command"
+	"github.com/skiffdeploy/skiff/internal/transport"
+)
+
+// A Session is one long-running privileged ssh command on a host, the
+// agent session.sh, which answers requests on its standard input: while a
+// session is open, the host's deploy lock (Lock) and every privileged
+// step (store query, profile, activation, units, journals, checks, keys,
+// GC root) go through it instead of an ssh command each. Only the
+// fresh-connection confirmation of package activate (transport.Exec.Fresh)
+// and steps run as a login user other than root still open their own.
+//
+// The agent holds the deploy lock as its keeper: the lock lasts until
+// Release or the end of the session; a session that dies (the deployer
+// killed, the connection lost) leaves a lock that is stale once no
+// activation supervisor runs, like the keeper's.
+type Session struct {
+	h     *Host
+	in    *io.PipeWriter
+	wmu   sync.Mutex // orders the queue like the requests written
+	qmu   sync.Mutex
+	queue []*pending // requests whose reply has not ended yet, oldest first
+	done  chan struct{}
+	err   error // why the session ended, once done is closed
+	frame frameWriter
+}
+
+// pending is a request waiting for its reply.
+type pending struct {
+	stream io.Writer // gets the output as it comes; nil: none
+	r      reply
+	ch     chan reply
+}
+
+// reply is the agent's answer to one request.
+type reply struct {
+	out  []byte   // "b" frames, decoded
+	vals []string // "o" lines
+	errs []string // "e" lines
+	code int
+}
+
+//go:embed session.sh
+var sessionFile string
+
+var sessionScript = withoutComments(sessionFile)
+
+// errSessionGone is returned for a request on a session that has ended.
+var errSessionGone = errors.New("the host's session has ended")
+
+// OpenSession starts the host's session; until Close, privileged steps
+// go through it. It does not wait for the host. It ends when ctx is done only through Close: an
+// interrupted deploy still releases its lock and removes its GC root.
+func (h *Host) OpenSession(ctx context.Context) (*Session, error) {
+	pr, pw := io.Pipe()
+	s := &Session{h: h, in: pw, done: make(chan struct{})}
+	s.frame.s = s
+	hello := &pending{ch: make(chan reply, 1)}
+	s.queue = []*pending{hello}
+	argv := h.priv("sh", "-c", lockFuncs+sessionScript, "skiff-session")
+	go func() {
+		_, err := h.exec(context.WithoutCancel(ctx), transport.Exec{Argv: argv, Stdin: pr, Stream: &s.frame, StreamStderr: io.Discard})
+		if err == nil {
+			err = errSessionGone
+		} else {
+			err = h.explain("open a session", err)
+		}
+		s.err = err
+		_ = pr.CloseWithError(errSessionGone)
+		close(s.done)
+	}()
+	// The agent's first answer ("ready") is not waited for: the first
+	// request travels with the session's start, and a session that could
+	// not start (sudo refusing) fails that request with the reason.
+	h.sessMu.Lock()
+	h.sess = s
+	h.sessMu.Unlock()
+	return s, nil
+}
+
+// session is the host's open session, or nil.
+func (h *Host) session() *Session {
+	h.sessMu.Lock()
+	defer h.sessMu.Unlock()
+	if h.sess == nil {
+		return nil
+	}
+	select {
+	case <-h.sess.done:
+		return nil
+	default:
+	}
+	return h.sess
+}
+
+// Close ends the session: the agent ends at the end of its input (a lock
+// not released is left, stale once nothing activates). It waits, bounded,
+// for the agent to end.
+func (s *Session) Close() {
+	s.h.sessMu.Lock()
+	if s.h.sess == s {
+		s.h.sess = nil
+	}
+	s.h.sessMu.Unlock()
+	s.wmu.Lock()
+	_ = s.in.Close()
+	s.wmu.Unlock()
+	select {
+	case <-s.done:
+	case <-time.After(10 * time.Second):
+	}
+}
+
+// arg frames one argument of a request.
+func arg(a string) string {
+	if strings.ContainsAny(a, "\n\r") {
+		return "~" + base64.StdEncoding.EncodeToString([]byte(a)) + "\n"
+	}
+	return ":" + a + "\n"
+}
+
+func request(verb string, args ...string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s %d\n", verb, len(args))
+	for _, a := range args {
+		b.WriteString(arg(a))
+	}
+	return b.String()
+}
+
+// send writes requests and returns their pending replies, in order.
+func (s *Session) send(reqs []string, streams []io.Writer) ([]*pending, error) {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	ps := make([]*pending, len(reqs))
+	s.qmu.Lock()
+	for i := range reqs {
+		ps[i] = &pending{stream: streams[i], ch: make(chan reply, 1)}
+		s.queue = append(s.queue, ps[i])
+	}
+	s.qmu.Unlock()
+	if _, err := io.WriteString(s.in, strings.Join(reqs, "")); err != nil {
+		return nil, errSessionGone
+	}
+	return ps, nil
+}
+
+// wait waits for p's reply.
+func (s *Session) wait(ctx context.Context, p *pending) (reply, error) {
+	select {
+	case r := <-p.ch:
+		return r, nil
+	case <-s.done:
+		// The reply may have arrived just before the end.
+		select {
+		case r := <-p.ch:
+			return r, nil
+		default:
+		}
+		return reply{}, s.err
+	case <-ctx.Done():
+		// The agent still answers it; the reply is dropped.
+		return reply{}, ctx.Err()
+	}
+}
+
+// exec runs argv (with the deploy's privileges) on the session, like an
+// ssh command: the same result, a *command.Error for a non-zero exit.
+// errSessionGone says the session had ended before.
+func (s *Session) exec(ctx context.Context, argv []string, e transport.Exec) (command.Result, error) {
+	r, err := s.do(ctx, argv, e)
+	if err != nil {
+		return command.Result{}, err
+	}
+	res, err := r.result(argv)
+	if len(r.vals) > 0 {
+		res.Stdout = append(res.Stdout, []byte(strings.Join(r.vals, "\n")+"\n")...)
+	}
+	return res, err
+}
+
+// result is r as an ssh command's result.
+func (r reply) result(argv []string) (command.Result, error) {
+	stderr := strings.Join(r.errs, "\n")
+	if stderr != "" {
+		stderr += "\n"
+	}
+	res := command.Result{Stdout: r.out, Stderr: []byte(stderr)}
+	if r.code != 0 {
+		return res, &command.Error{Argv: argv, ExitCode: r.code, Stderr: stderr, Err: fmt.Errorf("exit status %d", r.code)}
+	}
+	return res, nil
+}
+
+// do sends the request that runs argv and waits for its reply.
+func (s *Session) do(ctx context.Context, argv []string, e transport.Exec) (reply, error) {
+	var reqs []string
+	var streams []io.Writer
+	if e.Stdin != nil {
+		in, err := io.ReadAll(e.Stdin)
+		if err != nil {
+			return reply{}, err
+		}
+		reqs = append(reqs, request("stdin", base64.StdEncoding.EncodeToString(in)))
+		streams = append(streams, nil)
+	}
+	verb := "run"
+	if e.Stream != nil {
+		verb = "stream"
+	}
+	reqs = append(reqs, request(verb, argv...))
+	streams = append(streams, e.Stream)
+	s.h.Conn.Run.Note("session " + s.h.Name + ": " + command.Join(argv))
+	ps, err := s.send(reqs, streams)
+	if err != nil {
+		return reply{}, err
+	}
+	var r reply
+	for _, p := range ps {
+		if r, err = s.wait(ctx, p); err != nil {
+			if ctx.Err() != nil {
+				return reply{}, &command.Error{Argv: argv, ExitCode: -1, Err: ctx.Err()}
+			}
+			return reply{}, err
+		}
+	}
+	return r, nil
+}
+
+// ErrNoSession is returned by Follow on a host without an open session.
+var ErrNoSession = errors.New("no session open on the host")
+
+// Follow runs argv with the deploy's privileges on the host's session,
+// passing its output to out as it comes, and returns the lines it wrote
+// on descriptor 3: a step that reports as it goes and ends with a result
+// (the activation's log, then its state). ErrNoSession says there is no
+// session to run it on.
+func (h *Host) Follow(ctx context.Context, what string, out io.Writer, argv ...string) ([]string, error) {
+	s := h.session()
+	if s == nil {
+		return nil, ErrNoSession
+	}
+	r, err := s.do(ctx, argv, transport.Exec{Argv: argv, Stream: out})
+	if errors.Is(err, errSessionGone) {
+		return nil, ErrNoSession
+	}
+	if err == nil {
+		_, err = r.result(argv)
+	}
+	if err != nil {
+		return r.vals, h.explain(what, err)
+	}
+	return r.vals, nil
+}
+
+// lock takes the deploy lock with the agent as its keeper: it returns
+// the agent's "skiff-lock: " lines and whether the lock is held by
+// another.
+func (s *Session) lock(ctx context.Context, owner LockOwner, brk string) ([]string, bool, error) {
+	args := []string{owner.User, owner.Machine, strconv.Itoa(owner.PID), owner.Since, brk, owner.Op}
+	s.h.Conn.Run.Note("session " + s.h.Name + ": lock " + command.Join(args))
+	ps, err := s.send([]string{request("lock", args...)}, []io.Writer{nil})
+	if err != nil {
+		return nil, false, err
+	}
+	r, err := s.wait(ctx, ps[0])
+	if err != nil {
+		return nil, false, err
+	}
+	var lines []string
+	for _, v := range r.vals {
+		if rest, ok := strings.CutPrefix(v, "skiff-lock: "); ok {
+			lines = append(lines, rest)
+		}
+	}
+	switch r.code {
+	case 0:
+		return lines, false, nil
+	case 3:
+		return lines, true, nil
+	}
+	return nil, false, fmt.Errorf("the lock failed (exit %d): %s", r.code, strings.Join(r.errs, "; "))
+}
+
+// release removes the lock the agent keeps.
+func (s *Session) release() {
+	s.h.Conn.Run.Note("session " + s.h.Name + ": release")
+	ps, err := s.send([]string{request("release")}, []io.Writer{nil})
+	if err != nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, _ = s.wait(ctx, ps[0])
+}
+
+// frameWriter reads the agent's framed lines into the pending replies.
+type frameWriter struct {
+	s   *Session
+	buf []byte
+}
+
+func (w *frameWriter) Write(p []byte) (int, error) {
+	w.buf = append(w.buf, p...)
+	for {
+		i := bytes.IndexByte(w.buf, '\n')
+		if i < 0 {
+			return len(p), nil
+		}
+		w.line(string(w.buf[:i]))
+		w.buf = w.buf[i+1:]
+	}
+}
+
+func (w *frameWriter) line(l string) {
+	s := w.s
+	s.qmu.Lock()
+	if len(s.queue) == 0 {
+		s.qmu.Unlock()
+		return // not an answer to anything: ignore
+	}
+	p := s.queue[0]
+	tag, text, _ := strings.Cut(l, " ")
+	switch tag {
+	case "b":
+		b, err := base64.StdEncoding.DecodeString(text)
+		if err == nil {
+			p.r.out = append(p.r.out, b...)
+			if p.stream != nil {
+				s.qmu.Unlock()
+				_, _ = p.stream.Write(b)
+				return
+			}
+		}
+	case "o":
+		p.r.vals = append(p.r.vals, text)
+	case "e":
+		p.r.errs = append(p.r.errs, text)
+	case "=":
+		p.r.code, _ = strconv.Atoi(strings.TrimSpace(text))
+		s.queue = s.queue[1:]
+		p.ch <- p.r
+	}
+	s.qmu.Unlock()
+}

@@ -1,0 +1,157 @@
+# skiff-session: the host side of one deploy's session, an agent that
+# answers the deployer's requests on standard input, in order, one at a
+# time, for as long as the input stays open.
+#
+# Usage: sh -c "$(cat lock.sh session.sh)" skiff-session (lock.sh's
+# functions come first), run with the deploy's privileges.
+#
+# A request is a line "VERB N" followed by N argument lines. An argument
+# line is ":TEXT" (TEXT as is) or "~BASE64" (decoded, for text with
+# newlines). Verbs:
+#   lock USER MACHINE PID SINCE BREAK [OP]  take the deploy lock (lock.sh),
+#                                this shell being its keeper
+#   release                      remove the lock if this shell keeps it
+#   run ARGV...                  run ARGV, stdout captured
+#   stream ARGV...               run ARGV, stdout and stderr passed on as
+#                                they come
+#   stdin DATA                   (before run or stream) the next command's
+#                                standard input, base64 (never written to
+#                                a file, never an argument)
+# Commands run with standard input /dev/null unless given one, and with
+# descriptor 3 open on a file whose lines come back as values.
+#
+# Every reply is a series of framed lines, so that output, values, errors
+# and the end can never be confused:
+#   b BASE64   bytes of the command's output
+#   o TEXT     a value line (descriptor 3; the lock's answer)
+#   e TEXT     a line of the command's standard error
+#   = RC       the end of the reply, with the exit code
+# The agent first says "= 0" once it is ready.
+#
+# End of input (the deployer is gone, or done) ends the agent: a lock it
+# kept without a "release" is then found stale by the next deploy, as the
+# lock keeper's is, once no activation supervisor runs.
+set -u
+# Commands run with the umask the agent got (an activation under 077
+# would make its files private); its own directory is private.
+t=$(umask 077 && mktemp -d "${TMPDIR:-/tmp}/skiff-session.XXXXXX") || exit 1
+trap 'rm -rf "$t"' EXIT
+trap 'exit 129' HUP
+trap 'exit 130' INT
+trap 'exit 143' TERM
+input=
+
+# b64 FILE: the file as "b" lines (base64 lines decode on their own: each
+# full line holds a multiple of three bytes).
+b64() {
+	[ -s "$1" ] || return 0
+	base64 <"$1" | sed 's/^/b /'
+}
+
+# lines TAG FILE: each line of the file, tagged.
+lines() {
+	[ -s "$2" ] || return 0
+	while IFS= read -r l || [ -n "$l" ]; do printf '%s %s\n' "$1" "$l"; done <"$2"
+}
+
+# decode TEXT: base64 TEXT to standard output.
+decode() {
+	if printf '%s\n' "$1" | base64 -d 2>/dev/null; then return 0; fi
+	printf '%s\n' "$1" | base64 -D
+}
+
+# launch: start "$@" with its input, its output to $t/out (and stderr to
+# $t/err, or to $t/out with STREAM=1), values to $t/val; $t/rc appears
+# when it ends.
+launch() {
+	rm -f "$t/out" "$t/err" "$t/val" "$t/rc" "$t/rc.tmp"
+	: >"$t/out"
+	if [ -n "$input" ]; then
+		(
+			if [ "$stream" = 1 ]; then exec 2>&1; fi
+			decode "$input" | "$@" 3>"$t/val"
+			echo $? >"$t/rc.tmp" && mv -f "$t/rc.tmp" "$t/rc"
+		) >>"$t/out" 2>"$t/err" &
+		input= # the input (keys) lives no longer than its command
+	else
+		(
+			if [ "$stream" = 1 ]; then exec 2>&1; fi
+			"$@" </dev/null 3>"$t/val"
+			echo $? >"$t/rc.tmp" && mv -f "$t/rc.tmp" "$t/rc"
+		) >>"$t/out" 2>"$t/err" &
+	fi
+}
+
+# follow: pass on $t/out as it grows until $t/rc appears.
+follow() {
+	off=0
+	while :; do
+		done=0
+		[ -f "$t/rc" ] && done=1
+		size=$(wc -c <"$t/out" | tr -d ' ')
+		if [ "$size" -gt "$off" ]; then
+			tail -c +"$((off + 1))" "$t/out" | head -c "$((size - off))" >"$t/chunk"
+			b64 "$t/chunk"
+			off=$size
+		fi
+		[ "$done" = 1 ] && break
+		sleep 0.05 2>/dev/null || sleep 1
+	done
+}
+
+run() {
+	launch "$@"
+	if [ "$stream" = 1 ]; then
+		follow
+	else
+		wait
+		b64 "$t/out"
+	fi
+	wait
+	lines o "$t/val"
+	lines e "$t/err"
+	rc=$(cat "$t/rc" 2>/dev/null) || rc=
+	printf '= %s\n' "${rc:-1}"
+}
+
+echo "= 0"
+while IFS= read -r req; do
+	verb=${req%% *} n=${req#* }
+	case $n in '' | *[!0-9]*) n=0 ;; esac
+	set --
+	while [ "$n" -gt 0 ] && IFS= read -r a; do
+		case $a in
+		~*) a=$(decode "${a#\~}") ;;
+		*) a=${a#:} ;;
+		esac
+		set -- "$@" "$a"
+		n=$((n - 1))
+	done
+	[ "$n" -eq 0 ] || exit 1
+	stream=0
+	case $verb in
+	lock)
+		skiff_lock "$@" >"$t/val" 2>"$t/err"
+		rc=$?
+		lines o "$t/val"
+		lines e "$t/err"
+		printf '= %s\n' "$rc"
+		;;
+	release)
+		skiff_unlock
+		echo "= 0"
+		;;
+	stdin)
+		input=${1-}
+		echo "= 0"
+		;;
+	run) run "$@" ;;
+	stream)
+		stream=1
+		run "$@"
+		;;
+	*)
+		printf 'e unknown request %s\n= 2\n' "$verb"
+		;;
+	esac
+done
