@@ -166,7 +166,9 @@ func (r *run) deployHost(ctx context.Context, h flake.Host) Result {
 	// before the store query to the end.
 	var sess *remote.Session
 	var lock *remote.Lock
-	finish := func(status Status, err error) Result {
+	// leave gives the host back: the GC root, the lock, the session. A
+	// reboot leaves before it reboots; finish leaves in every case.
+	leave := sync.OnceFunc(func() {
 		if root.ID != "" {
 			r.unroot(ctx, r.conns[h.Name], root)
 		}
@@ -176,6 +178,9 @@ func (r *run) deployHost(ctx context.Context, h flake.Host) Result {
 		if sess != nil {
 			sess.Close()
 		}
+	})
+	finish := func(status Status, err error) Result {
+		leave()
 		enter("")
 		if status == Failed && fault.ClassOf(err) == fault.Interrupted {
 			status = Interrupted
@@ -216,7 +221,7 @@ func (r *run) deployHost(ctx context.Context, h flake.Host) Result {
 		if err := r.upToDateKeys(ctx, c, h); err != nil {
 			return finish(Failed, err)
 		}
-		return finish(r.afterDeploy(ctx, c, h, UpToDate, nil, &res, enter))
+		return finish(r.afterDeploy(ctx, c, h, UpToDate, nil, &res, enter, leave))
 	}
 	if h.Darwin() {
 		if err := checkDarwinToplevel(h); err != nil {
@@ -364,7 +369,7 @@ func (r *run) deployHost(ctx context.Context, h flake.Host) Result {
 	if !stop() { // the interrupt was announced
 		res.Note = "interrupted during activation, which was let finish"
 	}
-	return finish(r.afterDeploy(ctx, c, h, status, err, &res, enter))
+	return finish(r.afterDeploy(ctx, c, h, status, err, &res, enter, leave))
 }
 
 // unroot removes a host's GC root made by the store query; it runs even

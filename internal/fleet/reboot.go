@@ -57,8 +57,9 @@ func (r *run) rebootTimeout() time.Duration {
 
 // afterDeploy runs after a host's deploy ended with status and err: the
 // reboot (--reboot) or the "needs a reboot" note. enter starts a phase of
-// the host's pipeline.
-func (r *run) afterDeploy(ctx context.Context, c *remote.Host, h flake.Host, status Status, err error, res *Result, enter func(Phase)) (Status, error) {
+// the host's pipeline; leave gives the host's session, lock and GC root
+// back, which a reboot ends anyway.
+func (r *run) afterDeploy(ctx context.Context, c *remote.Host, h flake.Host, status Status, err error, res *Result, enter func(Phase), leave func()) (Status, error) {
 	if status != Deployed && status != UpToDate || r.Mode == DryActivate {
 		return status, err
 	}
@@ -74,7 +75,7 @@ func (r *run) afterDeploy(ctx context.Context, c *remote.Host, h flake.Host, sta
 			return Failed, fmt.Errorf("before the reboot: %w", berr)
 		}
 		enter(PhaseReboot)
-		return r.reboot(ctx, c, h, boot, status, res)
+		return r.reboot(ctx, c, h, boot, status, res, leave)
 	}
 	if berr == nil && !h.Darwin() && boot.RebootRequired() {
 		res.RebootRequired = true
@@ -115,7 +116,7 @@ func joinNote(a, b string) string {
 }
 
 // reboot reboots the host and checks what it came back with.
-func (r *run) reboot(ctx context.Context, c *remote.Host, h flake.Host, before remote.Boot, status Status, res *Result) (Status, error) {
+func (r *run) reboot(ctx context.Context, c *remote.Host, h flake.Host, before remote.Boot, status Status, res *Result, leave func()) (Status, error) {
 	start := time.Now()
 	var failedBefore []string
 	checkUnits := !h.Darwin()
@@ -135,6 +136,9 @@ func (r *run) reboot(ctx context.Context, c *remote.Host, h flake.Host, before r
 	}
 	timeout := r.rebootTimeout()
 	r.report(h.Name, PhaseReboot, "rebooting (%s); waiting up to %s for it to come back", how, timeout)
+	// The session would die with the host: the steps after the reboot
+	// run on their own connections.
+	leave()
 	if err := c.Reboot(ctx, h.Darwin()); err != nil {
 		if _, ok := fault.As(err); ok {
 			return Failed, err
