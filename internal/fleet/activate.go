@@ -119,8 +119,12 @@ func previous(st remote.State) string {
 // RolledBack (plan.Old runs again, boot default untouched) or Failed.
 func (r *run) supervised(ctx context.Context, c *remote.Host, name string, plan activate.Plan, checks activate.Checks, st remote.State, res *Result) (Status, error) {
 	window := r.Safety.Confirm() + checks.Budget()
-	r.waitOf(name).set("skiff waits for switch-to-configuration test to end on the host, then checks the host and confirms over a new ssh connection "+
-		"(at most %s after the activation ends; unconfirmed, the host returns to %s by itself)", window, previous(st))
+	confirms := "confirms over a new ssh connection"
+	if r.Safety.NoLockoutProof {
+		confirms = "confirms on this machine"
+	}
+	r.waitOf(name).set("skiff waits for switch-to-configuration test to end on the host, then checks the host and "+confirms+
+		" (at most %s after the activation ends; unconfirmed, the host returns to %s by itself)", window, previous(st))
 	// The failed units before, as the state read under the lock found
 	// them.
 	before := st.FailedUnits
