@@ -24,7 +24,12 @@ type Remote struct {
 	// HTTP fetches URL checks; nil means http.DefaultClient.
 	HTTP *http.Client
 
-	lastState string // the state line Status saw last, to wait for a change
+	lastState string          // the state line Status saw last, to wait for a change
+	launch    *remote.Pending // the supervisor's start, sent and not yet waited for
+
+	mu     sync.Mutex                              // guards failed and checks
+	failed func(context.Context) ([]string, error) // the failed units, sent by SendHealth
+	checks map[string][]*remote.Pending            // first attempts sent by SendHealth
 }
 
 // StatusWait is how long one status read may wait on the host for news.
@@ -48,11 +53,38 @@ func (r *Remote) Systemd(ctx context.Context) (bool, error) {
 	return strings.TrimSpace(string(res.Stdout)) == "systemd", nil
 }
 
-// Launch implements Target.
+// Launch implements Target. On the host's session it does not wait for
+// the supervisor's start: the first Status, which follows it, is sent
+// with it (one round trip for both) and reports a failed start.
 func (r *Remote) Launch(ctx context.Context, argv []string) error {
-	_, err := r.Host.RunPriv(ctx, "start the activation supervisor", false, argv...)
+	p := r.Host.StartPriv(ctx, "start the activation supervisor", argv...)
+	if p.Sent() {
+		r.launch = p
+		return nil
+	}
+	_, err := p.Wait(ctx)
 	return err
 }
+
+// launched waits for the start of the supervisor that Launch sent, once.
+func (r *Remote) launched(ctx context.Context) error {
+	p := r.launch
+	if p == nil {
+		return nil
+	}
+	r.launch = nil
+	if _, err := p.Wait(ctx); err != nil {
+		return &launchError{err}
+	}
+	return nil
+}
+
+// launchError is a failed start of the supervisor, reported by Status:
+// it ends the wait for the activation at once, with err.
+type launchError struct{ err error }
+
+func (e *launchError) Error() string { return e.err.Error() }
+func (e *launchError) Unwrap() error { return e.err }
 
 // Status implements Target. On the host's session it follows the
 // supervisor: the output comes to out as the supervisor writes it, and the
@@ -60,8 +92,16 @@ func (r *Remote) Launch(ctx context.Context, argv []string) error {
 // deployer makes no round trip per burst of output.
 func (r *Remote) Status(ctx context.Context, p Plan, offset int, out func([]byte)) (State, error) {
 	if out != nil {
-		vals, err := r.Host.Follow(ctx, "follow the activation", writerFunc(out), "sh", "-c", statusScript, "sh",
+		var vals []string
+		f, err := r.Host.StartFollow("follow the activation", writerFunc(out), "sh", "-c", statusScript, "sh",
 			p.StateDir(), strconv.Itoa(offset), r.lastState, strconv.Itoa(int(FollowWait/(100*time.Millisecond))), "follow")
+		if lerr := r.launched(ctx); lerr != nil {
+			// What follows is not waited for: the start failed.
+			return State{}, lerr
+		}
+		if err == nil {
+			vals, err = f.Lines(ctx)
+		}
 		if !errors.Is(err, remote.ErrNoSession) {
 			if err != nil {
 				return State{}, err
@@ -72,6 +112,9 @@ func (r *Remote) Status(ctx context.Context, p Plan, offset int, out func([]byte
 			}
 			return st, nil
 		}
+	}
+	if err := r.launched(ctx); err != nil {
+		return State{}, err
 	}
 	res, err := r.Host.RunPriv(ctx, "read the activation state", false, "sh", "-c", statusScript, "sh",
 		p.StateDir(), strconv.Itoa(offset), r.lastState, strconv.Itoa(int(StatusWait/(100*time.Millisecond))))
@@ -148,7 +191,30 @@ func (f *firstLine) Write(p []byte) (int, error) {
 
 // FailedUnits implements Target.
 func (r *Remote) FailedUnits(ctx context.Context) ([]string, error) {
+	r.mu.Lock()
+	wait := r.failed
+	r.failed = nil
+	r.mu.Unlock()
+	if wait != nil {
+		return wait(ctx)
+	}
 	return r.Host.FailedUnits(ctx)
+}
+
+// SendHealth implements healthSender: on the host's session the failed
+// units and the first attempt of every check go at once (one round trip);
+// FailedUnits and Check take their answers.
+func (r *Remote) SendHealth(ctx context.Context, checks []string) {
+	if !r.Host.InSession() {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.failed = r.Host.StartFailedUnits(ctx)
+	r.checks = map[string][]*remote.Pending{}
+	for _, cmd := range checks {
+		r.checks[cmd] = append(r.checks[cmd], r.Host.StartPriv(ctx, "health check", "sh", "-c", cmd))
+	}
 }
 
 // Journal implements Target.
@@ -159,7 +225,18 @@ func (r *Remote) Journal(ctx context.Context, unit string, n int) (string, error
 // Check implements Target: the command runs through sh -c on the host,
 // privileged like the deploy.
 func (r *Remote) Check(ctx context.Context, cmd string) error {
-	_, err := r.Host.RunPriv(ctx, "health check", false, "sh", "-c", cmd)
+	r.mu.Lock()
+	var sent *remote.Pending
+	if ps := r.checks[cmd]; len(ps) > 0 {
+		sent, r.checks[cmd] = ps[0], ps[1:]
+	}
+	r.mu.Unlock()
+	var err error
+	if sent != nil {
+		_, err = sent.Wait(ctx)
+	} else {
+		_, err = r.Host.RunPriv(ctx, "health check", false, "sh", "-c", cmd)
+	}
 	var ce *command.Error
 	if errors.As(err, &ce) && ce.ExitCode > 0 && ce.ExitCode != 255 {
 		msg := fmt.Sprintf("exit status %d", ce.ExitCode)

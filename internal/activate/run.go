@@ -271,6 +271,9 @@ func margin(window time.Duration) time.Duration {
 // health compares failed units and runs the checks. It returns the cause
 // and a reason naming what failed.
 func health(ctx context.Context, t Target, o Options, c Checks, before []string, out *Outcome) (Cause, string) {
+	if hs, ok := t.(healthSender); ok {
+		hs.SendHealth(ctx, c.Commands)
+	}
 	after, err := t.FailedUnits(ctx)
 	if err == nil {
 		out.NewlyFailed = NewlyFailed(before, after, o.IgnoreUnits)
@@ -291,6 +294,13 @@ func health(ctx context.Context, t Target, o Options, c Checks, before []string,
 		return CauseCheck, strings.Join(out.FailedChecks, "; ")
 	}
 	return CauseNone, ""
+}
+
+// A healthSender is a Target that can send the health requests at once
+// (the failed units and the first attempt of every check command) before
+// their answers are read (by FailedUnits and Check): one round trip.
+type healthSender interface {
+	SendHealth(ctx context.Context, checks []string)
 }
 
 // runChecks runs every check at once, each retried until its timeout, and
@@ -466,6 +476,9 @@ func (w *watcher) until(ctx context.Context, done func(State) bool, deadline tim
 		} else {
 			if ctx.Err() != nil {
 				return w.last, ctx.Err()
+			}
+			if le, ok := errors.AsType[*launchError](err); ok {
+				return w.last, le.err
 			}
 			failures++
 			if time.Now().After(deadline) && failures >= maxPollFailure {

@@ -1,30 +1,69 @@
 package e2e
 
 import (
+	"regexp"
 	"strings"
 	"testing"
 )
 
 // sshTrace counts, in a -x trace, the ssh commands that open a session on
 // a host (not the control commands, "ssh -O"), the requests on the hosts'
-// sessions, and the nix copy commands.
+// sessions, and the nix copy commands; and from them the sequential round
+// trips to the host.
 type sshTrace struct {
 	sessions []string // "+ ssh ..." lines
 	requests []string // "+ session HOST: ..." lines
 	copies   int
+	// trips counts the sequential round trips: each ssh command but the
+	// host session's own (its first request travels with its start),
+	// each request not sent together with one before it (traced
+	// "pipelined"), each nix copy.
+	trips int
+	// endTrips are the trips at the end, after the result is known: the
+	// last one when it gives the host back (the release).
+	endTrips int
 }
+
+var traceLogRE = regexp.MustCompile(`^\d\d:\d\d:\d\d `)
 
 func sshTraceOf(stderr string) sshTrace {
 	var tr sshTrace
-	for _, l := range strings.Split(stderr, "\n") {
+	lines := strings.Split(stderr, "\n")
+	lastRelease := false // the last trip gives the host back
+	for i, l := range lines {
 		switch {
 		case strings.HasPrefix(l, "+ ssh ") && !strings.Contains(l, " -O "):
 			tr.sessions = append(tr.sessions, l)
+			// The command's lines go on to the next trace or log line.
+			session := strings.Contains(l, "skiff-session")
+			for _, c := range lines[i+1:] {
+				if strings.HasPrefix(c, "+ ") || traceLogRE.MatchString(c) {
+					break
+				}
+				session = session || strings.Contains(c, "skiff-session")
+			}
+			if !session {
+				tr.trips++
+				lastRelease = false
+			}
 		case strings.HasPrefix(l, "+ session "):
 			tr.requests = append(tr.requests, l)
+			head, _, _ := strings.Cut(l, ":")
+			if !strings.HasSuffix(head, " (pipelined)") {
+				tr.trips++
+				lastRelease = false
+			}
+			if strings.HasSuffix(l, ": release") {
+				lastRelease = true
+			}
 		case strings.HasPrefix(l, "+ NIX_SSHOPTS=") && strings.Contains(l, " copy "):
 			tr.copies++
+			tr.trips++
+			lastRelease = false
 		}
+	}
+	if lastRelease {
+		tr.endTrips = 1
 	}
 	return tr
 }
@@ -48,21 +87,30 @@ func (tr sshTrace) String() string {
 
 // A supervised deploy of one host logs in with at most three ssh
 // sessions (the probe, the host session, the fresh-connection
-// confirmation) besides nix copy; a plain one with two.
+// confirmation) besides nix copy; a plain one with two. A supervised
+// deploy knows its result after at most six sequential round trips: the
+// probe; the lock, the state read again and the store query (sent at
+// once); nix copy; the supervisor's start and the following of the
+// activation (at once); the health (failed units and the first attempt
+// of each check, at once); the confirmation over a fresh connection. A
+// plain one after five: the probe; the lock and query; nix copy; the
+// profile; switch-to-configuration. Then one more gives the host back
+// (the boot state, the GC root's removal and the release, at once).
 func TestDeployOpensFewSSHSessions(t *testing.T) {
 	// requests are the requests on the host's session: lock, state and
-	// store query (those two at once), then the activation's steps, the
-	// GC root's removal and the release.
+	// store query, then the activation's steps, the boot state, the GC
+	// root's removal and the release.
 	tests := []struct {
 		name     string
 		args     []string
 		sessions int
 		requests int
+		trips    int // to the result, the end trip not counted
 	}{
-		{"first deploy (plain: nothing to roll back to)", nil, 2, 7},
-		{"supervised switch", nil, 3, 8},
-		{"plain switch", []string{"--magic-rollback=false"}, 2, 7},
-		{"test mode", []string{"--mode", "test"}, 2, 6},
+		{"first deploy (plain: nothing to roll back to)", nil, 2, 8, 5},
+		{"supervised switch", nil, 3, 9, 6},
+		{"plain switch", []string{"--magic-rollback=false"}, 2, 8, 5},
+		{"test mode", []string{"--mode", "test"}, 2, 7, 4},
 	}
 	for i, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -70,7 +118,7 @@ func TestDeployOpensFewSSHSessions(t *testing.T) {
 			r := skiff(t, append([]string{"-x", "deploy", "trips1", "--flake", flake}, tc.args...)...)
 			wantCode(t, r, 0)
 			tr := sshTraceOf(r.stderr)
-			t.Logf("%d ssh sessions, %d session requests, %d copies:\n%s", len(tr.sessions), len(tr.requests), tr.copies, tr)
+			t.Logf("%d ssh sessions, %d session requests, %d copies, %d round trips (%d at the end):\n%s", len(tr.sessions), len(tr.requests), tr.copies, tr.trips, tr.endTrips, tr)
 			if len(tr.sessions) > tc.sessions {
 				t.Errorf("%d ssh sessions, want at most %d:\n%s", len(tr.sessions), tc.sessions, tr)
 			}
@@ -79,6 +127,12 @@ func TestDeployOpensFewSSHSessions(t *testing.T) {
 			}
 			if tr.copies != 1 {
 				t.Errorf("%d nix copy commands, want 1", tr.copies)
+			}
+			if tr.endTrips != 1 {
+				t.Errorf("the host is not given back in one round trip at the end (the release is not in the last one):\n%s", tr)
+			}
+			if got := tr.trips - tr.endTrips; got > tc.trips {
+				t.Errorf("%d sequential round trips to the result, want at most %d:\n%s", got, tc.trips, tr)
 			}
 		})
 	}

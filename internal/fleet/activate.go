@@ -56,11 +56,19 @@ const GCLockWait = 10 * time.Minute
 // (a gc is short, and it skips hosts a deploy holds); another deploy is
 // not.
 func (r *run) lock(ctx context.Context, c *remote.Host) (*remote.Lock, error) {
+	return r.lockWith(ctx, c, func() (*remote.Lock, error) {
+		return c.Lock(ctx, LockOwner(""), r.Safety.BreakLock)
+	})
+}
+
+// lockWith is lock taking the lock with take (tried again while skiff gc
+// holds it).
+func (r *run) lockWith(ctx context.Context, c *remote.Host, take func() (*remote.Lock, error)) (*remote.Lock, error) {
 	var l *remote.Lock
 	var err error
 	waited := false
 	for deadline := time.Now().Add(GCLockWait); ; {
-		l, err = c.Lock(ctx, LockOwner(""), r.Safety.BreakLock)
+		l, err = take()
 		var held *remote.HeldError
 		if err == nil || !errors.As(err, &held) || held.Holder.Op != remote.OpGC || time.Now().After(deadline) {
 			break

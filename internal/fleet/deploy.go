@@ -168,12 +168,18 @@ func (r *run) deployHost(ctx context.Context, h flake.Host) Result {
 	var lock *remote.Lock
 	// leave gives the host back: the GC root, the lock, the session. A
 	// reboot leaves before it reboots; finish leaves in every case.
+	// The GC root's removal and the release go at once (one round trip
+	// on the session).
 	leave := sync.OnceFunc(func() {
+		var un func()
 		if root.ID != "" {
-			r.unroot(ctx, r.conns[h.Name], root)
+			un = r.unroot(ctx, r.conns[h.Name], root)
 		}
 		if lock != nil {
 			lock.Release()
+		}
+		if un != nil {
+			un()
 		}
 		if sess != nil {
 			sess.Close()
@@ -258,52 +264,50 @@ func (r *run) deployHost(ctx context.Context, h flake.Host) Result {
 	if sess, err = c.OpenSession(ctx); err != nil {
 		return stopped(err)
 	}
-	if r.Mode != DryActivate {
-		if lock, err = r.lock(ctx, c); err != nil {
-			if ctx.Err() != nil {
-				return stopped(err)
-			}
-			return finish(Failed, err)
-		}
-	}
-	// Another deploy may have changed the host since it was connected
-	// to: the state is read again under the lock, on the session at the
-	// same time as the store query below (one round trip for both).
-	var now remote.State
-	nowErr := errors.New("not read")
-	reread := make(chan struct{})
-	go func() {
-		defer close(reread)
-		if lock != nil {
-			now, nowErr = c.ReadState(ctx)
-		}
-	}()
-	reState := func() {
-		<-reread
-		if nowErr == nil {
-			st = now
-			res.OldPath, res.OldGen = st.Current, st.Generation
-		}
-	}
 	var store remote.Store
 	var need int64 // NAR bytes of the missing paths
 	root = remote.Root{ID: activate.NewID(time.Now()), Path: h.OutPath}
-	query := func() error {
-		var err error
-		if store, err = c.QueryStore(ctx, paths, root); err != nil {
+	counted := func(s remote.Store, err error) error {
+		if err != nil {
 			return err
 		}
-		need = 0
+		store, need = s, 0
 		for _, p := range store.Missing {
 			need += sizes[p]
 		}
 		return nil
 	}
+	query := func() error {
+		return counted(c.QueryStore(ctx, paths, root))
+	}
 	tooFull := func() bool {
 		return store.Free >= 0 && need > 0 && need+DiskMargin > store.Free
 	}
-	err = query()
-	reState()
+	if r.Mode == DryActivate {
+		err = query()
+	} else {
+		// Another deploy may have changed the host since it was
+		// connected to: the state is read again under the lock. The
+		// lock, the state and the store query go at once on the
+		// session (one round trip); a refused lock discards the rest.
+		var q remote.LockedQuery
+		lock, err = r.lockWith(ctx, c, func() (*remote.Lock, error) {
+			var err error
+			q, err = c.LockQuery(ctx, LockOwner(""), r.Safety.BreakLock, paths, root)
+			return q.Lock, err
+		})
+		if err != nil {
+			if ctx.Err() != nil {
+				return stopped(err)
+			}
+			return finish(Failed, err)
+		}
+		if q.StateErr == nil {
+			st = q.State
+			res.OldPath, res.OldGen = st.Current, st.Generation
+		}
+		err = counted(q.Store, q.StoreErr)
+	}
 	if err != nil {
 		return stopped(err)
 	}
@@ -374,12 +378,17 @@ func (r *run) deployHost(ctx context.Context, h flake.Host) Result {
 
 // unroot removes a host's GC root made by the store query; it runs even
 // when the deploy was interrupted. A root that stays (the host is gone)
-// only keeps that system until the host reboots.
-func (r *run) unroot(ctx context.Context, c *remote.Host, root remote.Root) {
+// only keeps that system until the host reboots. On the host's session it
+// sends the removal and returns what waits for it: the requests sent
+// before that go in the same round trip.
+func (r *run) unroot(ctx context.Context, c *remote.Host, root remote.Root) func() {
 	uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-	defer cancel()
-	if err := c.Unroot(uctx, root); err != nil {
-		r.report(c.Name, PhaseDone, "could not remove the GC root %s (it goes at the next reboot): %v", root.Link(), err)
+	p := c.StartUnroot(uctx, root)
+	return func() {
+		defer cancel()
+		if _, err := p.Wait(uctx); err != nil {
+			r.report(c.Name, PhaseDone, "could not remove the GC root %s (it goes at the next reboot): %v", root.Link(), err)
+		}
 	}
 }
 

@@ -69,7 +69,18 @@ func (r *run) afterDeploy(ctx context.Context, c *remote.Host, h flake.Host, sta
 		}
 		return status, err
 	}
-	boot, berr := c.ReadBoot(ctx, false)
+	var boot remote.Boot
+	var berr error
+	if r.Reboot {
+		boot, berr = c.ReadBoot(ctx, false)
+	} else {
+		// Without a reboot to come, the host is given back at once:
+		// the boot state, the GC root's removal and the release go in
+		// one round trip.
+		wait := c.StartReadBoot(ctx)
+		leave()
+		boot, berr = wait(ctx)
+	}
 	if r.Reboot && wantsReboot(status, boot, h) {
 		if berr != nil {
 			return Failed, fmt.Errorf("before the reboot: %w", berr)

@@ -104,26 +104,8 @@ func (h *Host) Lock(ctx context.Context, owner LockOwner, breakLock bool) (*Lock
 	}
 	if s := h.session(); s != nil {
 		lines, held, err := s.lock(ctx, owner, brk)
-		if err == nil {
-			l := &Lock{h: h, session: s}
-			for _, line := range lines {
-				verb, rest, _ := strings.Cut(line, " ")
-				switch verb {
-				case "stale", "broken":
-					l.Took, l.Previous = verb, parseOwner(rest)
-				case "held":
-					if held {
-						return nil, h.heldError(parseOwner(rest))
-					}
-				}
-			}
-			return l, nil
-		}
 		if !errors.Is(err, errSessionGone) {
-			if _, ok := fault.As(err); ok || ctx.Err() != nil {
-				return nil, err
-			}
-			return nil, fmt.Errorf("%s: take the deploy lock %s: %w", h.Name, LockDir, err)
+			return h.sessionLock(ctx, s, lines, held, err)
 		}
 	}
 	pr, pw := io.Pipe()
@@ -167,6 +149,29 @@ func (h *Host) Lock(ctx context.Context, owner LockOwner, breakLock bool) (*Lock
 			return nil, ctx.Err()
 		}
 	}
+}
+
+// sessionLock is the lock the session s took, from its answer.
+func (h *Host) sessionLock(ctx context.Context, s *Session, lines []string, held bool, err error) (*Lock, error) {
+	if err != nil {
+		if _, ok := fault.As(err); ok || ctx.Err() != nil {
+			return nil, err
+		}
+		return nil, fmt.Errorf("%s: take the deploy lock %s: %w", h.Name, LockDir, err)
+	}
+	l := &Lock{h: h, session: s}
+	for _, line := range lines {
+		verb, rest, _ := strings.Cut(line, " ")
+		switch verb {
+		case "stale", "broken":
+			l.Took, l.Previous = verb, parseOwner(rest)
+		case "held":
+			if held {
+				return nil, h.heldError(parseOwner(rest))
+			}
+		}
+	}
+	return l, nil
 }
 
 // heldError is the Locked fault of a lock held by holder.

@@ -35,6 +35,7 @@ type Session struct {
 	wmu   sync.Mutex // orders the queue like the requests written
 	qmu   sync.Mutex
 	queue []*pending // requests whose reply has not ended yet, oldest first
+	hello *pending   // the agent's first answer, which nothing waits for
 	done  chan struct{}
 	err   error // why the session ended, once done is closed
 	frame frameWriter
@@ -72,6 +73,7 @@ func (h *Host) OpenSession(ctx context.Context) (*Session, error) {
 	s.frame.s = s
 	hello := &pending{ch: make(chan reply, 1)}
 	s.queue = []*pending{hello}
+	s.hello = hello
 	argv := h.priv("sh", "-c", lockFuncs+sessionScript, "skiff-session")
 	go func() {
 		_, err := h.exec(context.WithoutCancel(ctx), transport.Exec{Argv: argv, Stdin: pr, Stream: &s.frame, StreamStderr: io.Discard})
@@ -144,16 +146,26 @@ func request(verb string, args ...string) string {
 }
 
 // send writes requests and returns their pending replies, in order.
-func (s *Session) send(reqs []string, streams []io.Writer) ([]*pending, error) {
+// notes trace them (one a step: a command and its input are one step). A
+// step sent while the reply of another is still awaited is traced as
+// "pipelined": it adds no round trip.
+func (s *Session) send(notes []string, reqs []string, streams []io.Writer) ([]*pending, error) {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	ps := make([]*pending, len(reqs))
 	s.qmu.Lock()
+	pipelined := false
+	for _, p := range s.queue {
+		pipelined = pipelined || p != s.hello
+	}
 	for i := range reqs {
 		ps[i] = &pending{stream: streams[i], ch: make(chan reply, 1)}
 		s.queue = append(s.queue, ps[i])
 	}
 	s.qmu.Unlock()
+	for i, n := range notes {
+		s.note(pipelined || i > 0, n)
+	}
 	if _, err := io.WriteString(s.in, strings.Join(reqs, "")); err != nil {
 		return nil, errSessionGone
 	}
@@ -209,12 +221,26 @@ func (r reply) result(argv []string) (command.Result, error) {
 
 // do sends the request that runs argv and waits for its reply.
 func (s *Session) do(ctx context.Context, argv []string, e transport.Exec) (reply, error) {
+	reqs, streams, err := runRequests(argv, e)
+	if err != nil {
+		return reply{}, err
+	}
+	ps, err := s.send([]string{command.Join(argv)}, reqs, streams)
+	if err != nil {
+		return reply{}, err
+	}
+	return s.finish(ctx, argv, ps)
+}
+
+// runRequests are the requests that run argv as e says: its standard
+// input first, when it has one.
+func runRequests(argv []string, e transport.Exec) ([]string, []io.Writer, error) {
 	var reqs []string
 	var streams []io.Writer
 	if e.Stdin != nil {
 		in, err := io.ReadAll(e.Stdin)
 		if err != nil {
-			return reply{}, err
+			return nil, nil, err
 		}
 		reqs = append(reqs, request("stdin", base64.StdEncoding.EncodeToString(in)))
 		streams = append(streams, nil)
@@ -225,12 +251,14 @@ func (s *Session) do(ctx context.Context, argv []string, e transport.Exec) (repl
 	}
 	reqs = append(reqs, request(verb, argv...))
 	streams = append(streams, e.Stream)
-	s.h.Conn.Run.Note("session " + s.h.Name + ": " + command.Join(argv))
-	ps, err := s.send(reqs, streams)
-	if err != nil {
-		return reply{}, err
-	}
+	return reqs, streams, nil
+}
+
+// finish waits for the replies ps of the requests that run argv and
+// returns the last.
+func (s *Session) finish(ctx context.Context, argv []string, ps []*pending) (reply, error) {
 	var r reply
+	var err error
 	for _, p := range ps {
 		if r, err = s.wait(ctx, p); err != nil {
 			if ctx.Err() != nil {
@@ -242,6 +270,24 @@ func (s *Session) do(ctx context.Context, argv []string, e transport.Exec) (repl
 	return r, nil
 }
 
+// note traces a request on the session (see send).
+func (s *Session) note(pipelined bool, what string) {
+	tag := ""
+	if pipelined {
+		tag = " (pipelined)"
+	}
+	s.h.Conn.Run.Note("session " + s.h.Name + tag + ": " + what)
+}
+
+// sessionArgv is the command of argv, made by priv, as the session runs
+// it (the session already has the deploy's privileges).
+func (h *Host) sessionArgv(argv []string) ([]string, bool) {
+	if !h.Sudo() {
+		return argv, true
+	}
+	return privArgv(argv)
+}
+
 // ErrNoSession is returned by Follow on a host without an open session.
 var ErrNoSession = errors.New("no session open on the host")
 
@@ -251,30 +297,19 @@ var ErrNoSession = errors.New("no session open on the host")
 // (the activation's log, then its state). ErrNoSession says there is no
 // session to run it on.
 func (h *Host) Follow(ctx context.Context, what string, out io.Writer, argv ...string) ([]string, error) {
-	s := h.session()
-	if s == nil {
-		return nil, ErrNoSession
-	}
-	r, err := s.do(ctx, argv, transport.Exec{Argv: argv, Stream: out})
-	if errors.Is(err, errSessionGone) {
-		return nil, ErrNoSession
-	}
-	if err == nil {
-		_, err = r.result(argv)
-	}
+	p, err := h.StartFollow(what, out, argv...)
 	if err != nil {
-		return r.vals, h.explain(what, err)
+		return nil, err
 	}
-	return r.vals, nil
+	return p.Lines(ctx)
 }
 
 // lock takes the deploy lock with the agent as its keeper: it returns
 // the agent's "skiff-lock: " lines and whether the lock is held by
 // another.
 func (s *Session) lock(ctx context.Context, owner LockOwner, brk string) ([]string, bool, error) {
-	args := []string{owner.User, owner.Machine, strconv.Itoa(owner.PID), owner.Since, brk, owner.Op}
-	s.h.Conn.Run.Note("session " + s.h.Name + ": lock " + command.Join(args))
-	ps, err := s.send([]string{request("lock", args...)}, []io.Writer{nil})
+	note, req := lockRequest(owner, brk)
+	ps, err := s.send([]string{note}, []string{req}, []io.Writer{nil})
 	if err != nil {
 		return nil, false, err
 	}
@@ -282,6 +317,19 @@ func (s *Session) lock(ctx context.Context, owner LockOwner, brk string) ([]stri
 	if err != nil {
 		return nil, false, err
 	}
+	return lockReply(r)
+}
+
+// lockRequest is the request that takes the deploy lock for owner, and
+// its trace.
+func lockRequest(owner LockOwner, brk string) (string, string) {
+	args := []string{owner.User, owner.Machine, strconv.Itoa(owner.PID), owner.Since, brk, owner.Op}
+	return "lock " + command.Join(args), request("lock", args...)
+}
+
+// lockReply reads the reply to a lock request: the agent's "skiff-lock: "
+// lines and whether the lock is held by another.
+func lockReply(r reply) ([]string, bool, error) {
 	var lines []string
 	for _, v := range r.vals {
 		if rest, ok := strings.CutPrefix(v, "skiff-lock: "); ok {
@@ -299,8 +347,7 @@ func (s *Session) lock(ctx context.Context, owner LockOwner, brk string) ([]stri
 
 // release removes the lock the agent keeps.
 func (s *Session) release() {
-	s.h.Conn.Run.Note("session " + s.h.Name + ": release")
-	ps, err := s.send([]string{request("release")}, []io.Writer{nil})
+	ps, err := s.send([]string{"release"}, []string{request("release")}, []io.Writer{nil})
 	if err != nil {
 		return
 	}

@@ -206,3 +206,52 @@ func TestSessionScriptsPassShellcheck(t *testing.T) {
 		t.Errorf("shellcheck: %v\n%s", err, out)
 	}
 }
+
+// Requests written at once, before any reply is read (the lock, the state
+// and the store query of a deploy), are answered in order, each with its
+// own reply: a refused lock does not stop the requests after it, whose
+// replies the deployer then discards.
+func TestSessionAgentAnswersPipelinedRequestsInOrder(t *testing.T) {
+	run := t.TempDir()
+	lockArgs := []string{"alice", "laptop", "42", "2026-01-01T00:00:00Z", "0", ""}
+	tests := []struct {
+		name     string
+		holder   bool // another session holds the lock
+		wantCode int
+	}{
+		{"lock taken", false, 0},
+		{"lock held by another", true, 3},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.holder {
+				h := startAgent(t, run)
+				if r := h.call("lock", lockArgs...); r.code != 0 {
+					t.Fatalf("holder: %+v", r)
+				}
+				defer h.call("release")
+			}
+			a := startAgent(t, run)
+			all := request("lock", lockArgs...) +
+				request("run", "sh", "-c", "echo state") +
+				request("stdin", base64.StdEncoding.EncodeToString([]byte("/nix/store/a\n"))) +
+				request("run", "cat")
+			if _, err := io.WriteString(a.in, all); err != nil {
+				t.Fatal(err)
+			}
+			if r := a.read(nil); r.code != tc.wantCode {
+				t.Fatalf("lock: %+v, want exit %d", r, tc.wantCode)
+			}
+			if r := a.read(nil); r.code != 0 || string(r.out) != "state\n" {
+				t.Errorf("state: %+v", r)
+			}
+			if r := a.read(nil); r.code != 0 {
+				t.Errorf("stdin: %+v", r)
+			}
+			if r := a.read(nil); r.code != 0 || string(r.out) != "/nix/store/a\n" {
+				t.Errorf("query: %+v", r)
+			}
+			a.call("release")
+		})
+	}
+}

@@ -40,7 +40,23 @@ func ParseUnits(out []byte) ([]Unit, error) {
 
 // FailedUnits lists the names of the host's failed units.
 func (h *Host) FailedUnits(ctx context.Context) ([]string, error) {
-	res, err := h.run(ctx, "list failed units", transportExec(h.priv("systemctl", "list-units", "--failed", "--all", "--output=json", "--no-pager")))
+	res, err := h.run(ctx, "list failed units", transportExec(h.priv(failedUnitsArgv...)))
+	return h.failedUnits(res, err)
+}
+
+var failedUnitsArgv = []string{"systemctl", "list-units", "--failed", "--all", "--output=json", "--no-pager"}
+
+// StartFailedUnits sends FailedUnits like StartPriv; the function
+// returned waits for its answer.
+func (h *Host) StartFailedUnits(ctx context.Context) func(context.Context) ([]string, error) {
+	p := h.StartPriv(ctx, "list failed units", failedUnitsArgv...)
+	return func(ctx context.Context) ([]string, error) {
+		return h.failedUnits(p.Wait(ctx))
+	}
+}
+
+// failedUnits reads the result of failedUnitsArgv.
+func (h *Host) failedUnits(res command.Result, err error) ([]string, error) {
 	if err != nil {
 		var ce *command.Error
 		if errors.As(err, &ce) && ce.ExitCode == 127 {
