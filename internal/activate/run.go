@@ -279,13 +279,23 @@ func health(ctx context.Context, t Target, o Options, c Checks, before []string,
 		out.NewlyFailed = NewlyFailed(before, after, o.IgnoreUnits)
 	}
 	if len(out.NewlyFailed) > 0 {
+		// The journals are asked for at once (on the host's session, one
+		// round trip for all).
+		js := make([]string, len(out.NewlyFailed))
+		var wg sync.WaitGroup
+		for i, u := range out.NewlyFailed {
+			wg.Go(func() {
+				j, err := t.Journal(ctx, u, JournalLines)
+				if err != nil {
+					j = fmt.Sprintf("(journal unavailable: %v)", err)
+				}
+				js[i] = j
+			})
+		}
+		wg.Wait()
 		out.Journals = map[string]string{}
-		for _, u := range out.NewlyFailed {
-			j, err := t.Journal(ctx, u, JournalLines)
-			if err != nil {
-				j = fmt.Sprintf("(journal unavailable: %v)", err)
-			}
-			out.Journals[u] = j
+		for i, u := range out.NewlyFailed {
+			out.Journals[u] = js[i]
 		}
 		return CauseUnits, "newly failed units " + andList(out.NewlyFailed)
 	}
