@@ -6,8 +6,6 @@ import (
 	"time"
 
 	"github.com/skiffdeploy/skiff/internal/flake"
-	"github.com/skiffdeploy/skiff/internal/nix"
-	"github.com/skiffdeploy/skiff/internal/remote"
 )
 
 // Built is one host's system as Build left it in the local store.
@@ -30,10 +28,7 @@ type Built struct {
 // Built.Err; the error is for the run (evaluation, bad selectors).
 func Build(ctx context.Context, o Options) ([]Built, error) {
 	o.BuildHost = ""
-	r := &run{Options: o, conns: map[string]*remote.Host{}, states: map[string]remote.State{},
-		built: map[string]bool{}, closures: map[string][]nix.PathInfo{}, errs: map[string]error{},
-		connectTime: map[string]time.Duration{}, refused: map[string]bool{},
-		builders: map[string]*remote.Host{}, builtOn: map[string]*remote.Host{}}
+	r := newRun(o)
 
 	start := time.Now()
 	r.report("", PhaseEval, "evaluating %s", describeSelection(o.Hosts))

@@ -82,6 +82,14 @@ type run struct {
 	mu          sync.Mutex
 }
 
+// newRun is a run of o with its per-host maps made.
+func newRun(o Options) *run {
+	return &run{Options: o, conns: map[string]*remote.Host{}, states: map[string]remote.State{},
+		built: map[string]bool{}, closures: map[string][]nix.PathInfo{}, errs: map[string]error{},
+		connectTime: map[string]time.Duration{}, refused: map[string]bool{},
+		builders: map[string]*remote.Host{}, builtOn: map[string]*remote.Host{}}
+}
+
 func (r *run) report(host string, phase Phase, format string, args ...any) {
 	r.Reporter.Event(Event{Time: time.Now(), Host: host, Phase: phase, Msg: fmt.Sprintf(format, args...)})
 }
@@ -108,10 +116,7 @@ func Prepare(ctx context.Context, o Options, build bool) (*Session, error) {
 	if o.Parallel <= 0 {
 		o.Parallel = 10
 	}
-	r := &run{Options: o, conns: map[string]*remote.Host{}, states: map[string]remote.State{},
-		built: map[string]bool{}, closures: map[string][]nix.PathInfo{}, errs: map[string]error{},
-		connectTime: map[string]time.Duration{}, refused: map[string]bool{},
-		builders: map[string]*remote.Host{}, builtOn: map[string]*remote.Host{}}
+	r := newRun(o)
 
 	start := time.Now()
 	r.report("", PhaseEval, "evaluating %s", describeSelection(o.Hosts))
