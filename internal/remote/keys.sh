@@ -76,12 +76,18 @@ makedir() {
 	[ -d "$1" ] && return 0
 	[ -e "$1" ] && fail "$1 exists and is not a directory"
 	mkdir -p "$1" || fail "cannot create $1"
-	dgroup=root
+	dgroup=0
 	if grep -q '^keys:' /etc/group 2>/dev/null; then dgroup=keys; fi
 	if [ "$(id -u)" = 0 ]; then
 		chown "root:$dgroup" "$1" 2>/dev/null || chown root "$1" || fail "cannot give $1 to root"
 	fi
 	chmod 0750 "$1" || fail "cannot set the mode of $1"
+}
+
+# gid_of GROUP names the group for chown: "root" (colmena's default) is
+# group 0, which nix-darwin calls "wheel" and has no "root" for.
+gid_of() {
+	if [ "$1" = root ]; then echo 0; else echo "$1"; fi
 }
 
 count=0
@@ -111,7 +117,7 @@ while IFS= read -r line; do
 		got=$(wc -c <"$tmp" | tr -d ' ')
 		[ "$got" = "$len" ] || fail "key $name: got $got bytes, want $len"
 		if [ "$(id -u)" = 0 ]; then
-			chown "$user:$group" "$tmp" || fail "key $name: cannot give $dest to $user:$group"
+			chown "$user:$(gid_of "$group")" "$tmp" || fail "key $name: cannot give $dest to $user:$group"
 		fi
 		chmod "$perms" "$tmp" || fail "key $name: cannot set the mode of $dest"
 		count=$((count + 1))

@@ -136,3 +136,44 @@ func TestKeysScriptShellcheck(t *testing.T) {
 		t.Errorf("shellcheck keys.sh: %v\n%s", err, out)
 	}
 }
+
+// TestKeysScriptGivesRootGroupAsGID0 pins that colmena's default group
+// "root" reaches chown as group 0: nix-darwin has no group named root (its
+// group 0 is wheel), and chown root:root would fail there.
+func TestKeysScriptGivesRootGroupAsGID0(t *testing.T) {
+	dash, err := exec.LookPath("dash")
+	if err != nil {
+		t.Skip("dash is not installed")
+	}
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "bin")
+	log := filepath.Join(dir, "chown.log")
+	os.Mkdir(bin, 0o755)
+	fakes := map[string]string{
+		"id":    "#!/bin/sh\necho 0\n",
+		"chown": "#!/bin/sh\necho \"$1\" >>" + log + "\n",
+	}
+	for name, body := range fakes {
+		if err := os.WriteFile(filepath.Join(bin, name), []byte(body), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dest := filepath.Join(dir, "keys")
+	frame, err := keys.Frame([]keys.Key{
+		keys.New(keys.Spec{Name: "a", DestDir: dest, User: "root", Group: "root", Permissions: "0600"}, []byte("x")),
+		keys.New(keys.Spec{Name: "b", DestDir: dest, User: "nobody", Group: "staff", Permissions: "0600"}, []byte("y")),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(dash, "-c", keysScript, "skiff-keys")
+	cmd.Env = append(os.Environ(), "PATH="+bin+":"+os.Getenv("PATH"))
+	cmd.Stdin = bytes.NewReader(frame)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	got, _ := os.ReadFile(log)
+	if want := "root:0\nroot:0\nnobody:staff\n"; string(got) != want {
+		t.Errorf("chown got\n%s\nwant\n%s", got, want)
+	}
+}
