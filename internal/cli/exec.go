@@ -47,6 +47,10 @@ hint for each host the command could not run on. --json prints instead,
 when every host is done, one object per host on stdout:
 {"host", "exit_code", "stdout", "stderr", "error"}, exit_code being null
 and error {"class", "message", "hint"} when the command could not run.
+A command's own exit code is reported as it is, 255 included: the command
+runs under a small sh wrapper that writes its exit code last on standard
+error (taken out before the output is shown), so it is never mistaken for
+ssh's own 255.
 
 Exit codes:
   0    the command exited 0 on every host

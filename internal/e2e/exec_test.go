@@ -124,6 +124,14 @@ func TestExec(t *testing.T) {
 		t.Errorf("exec --json has %d hosts, want 2", len(res))
 	}
 
+	// A command that exits 255 itself is not mistaken for ssh failing
+	// (ssh's own exit code): it ran, and its output is untouched.
+	r = skiffOn(t, l, "exec", "ex1", "--json", "--flake", dir, "--", "sh", "-c", "printf out; printf err >&2; exit 255")
+	wantCode(t, r, 3)
+	if e := parseExec(t, r.stdout)["ex1"]; e.ExitCode == nil || *e.ExitCode != 255 || e.Stdout != "out" || e.Stderr != "err" || e.Error != nil {
+		t.Errorf("ex1 exiting 255: %+v", e)
+	}
+
 	// The login user, or root through sudo -n; a sudo that wants a
 	// password is refused, never asked.
 	r = skiffOn(t, l, "exec", "ex1", "--target-user", "deploy", "-p", "1", "--flake", dir, "--", "id", "-un")

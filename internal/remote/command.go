@@ -1,10 +1,14 @@
 package remote
 
 import (
+	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 
 	"github.com/skiffdeploy/skiff/internal/command"
@@ -35,16 +39,26 @@ type CommandResult struct {
 // and exited non-zero is not an error: its exit code is in the result. The
 // error says why the command could not run: the host unreachable
 // (classified like every connection), or sudo refusing. The exit code 255
-// is ssh's own: a command that exits 255 itself reads as an ssh failure.
+// is ssh's own; a command that exits 255 itself is told apart by the exit
+// marker the command's wrapper writes last on its standard error (see
+// exitWrapper), which never reaches the caller.
 func (h *Host) RunCommand(ctx context.Context, c UserCommand) (CommandResult, error) {
-	argv := c.Argv
+	m := newExitMarker(c.Stderr, c.Stdout)
+	argv := append([]string{"sh", "-c", exitWrapper, "sh", m.nonce}, c.Argv...)
 	if c.Sudo && h.Sudo() {
 		argv = append([]string{"sudo", "-n", "--"}, argv...)
 	}
-	res, err := h.Conn.Command(ctx, transport.Exec{Argv: argv, Stream: c.Stdout, StreamStderr: c.Stderr})
-	out := CommandResult{Stdout: res.Stdout, Stderr: res.Stderr}
+	res, err := h.Conn.Command(ctx, transport.Exec{Argv: argv, Stream: c.Stdout, StreamStderr: m})
+	m.flush()
+	out := CommandResult{Stdout: res.Stdout, Stderr: m.strip(res.Stderr)}
 	if err == nil {
 		out.Ran = true
+		return out, nil
+	}
+	if m.seen {
+		// The command ran to its end: its exit code is the marker's,
+		// 255 included.
+		out.Ran, out.ExitCode = true, m.code
 		return out, nil
 	}
 	if _, ok := fault.As(err); ok { // ssh could not connect
@@ -65,4 +79,86 @@ func (h *Host) RunCommand(ctx context.Context, c UserCommand) (CommandResult, er
 	}
 	out.Ran, out.ExitCode = true, ce.ExitCode
 	return out, nil
+}
+
+// exitWrapper runs the user's command ("$@" after the marker's nonce) and
+// writes "NONCE CODE" as the last line of its standard error, so that an
+// exit code of 255 from the command is told apart from ssh's own.
+const exitWrapper = `n=$1; shift; "$@"; s=$?; printf '%s %s\n' "$n" "$s" >&2; exit "$s"`
+
+// exitMarker passes a command's standard error through to w, line by
+// line, and takes out the exit marker.
+type exitMarker struct {
+	nonce string
+	w     io.Writer
+	buf   []byte
+	seen  bool
+	code  int
+}
+
+func newExitMarker(stderr, stdout io.Writer) *exitMarker {
+	w := stderr
+	if w == nil {
+		w = stdout
+	}
+	if w == nil {
+		w = io.Discard
+	}
+	b := make([]byte, 8)
+	rand.Read(b)
+	return &exitMarker{nonce: "skiff-exit-" + hex.EncodeToString(b), w: w}
+}
+
+func (m *exitMarker) Write(p []byte) (int, error) {
+	m.buf = append(m.buf, p...)
+	for {
+		i := bytes.IndexByte(m.buf, '\n')
+		if i < 0 {
+			return len(p), nil
+		}
+		line := m.buf[:i+1]
+		if rest, ok := m.cut(line); ok {
+			if len(rest) > 0 { // the command's last line lacked its newline
+				m.w.Write(rest)
+			}
+		} else {
+			m.w.Write(line)
+		}
+		m.buf = m.buf[i+1:]
+	}
+}
+
+// cut reads the marker at the end of line, returning what came before it.
+func (m *exitMarker) cut(line []byte) ([]byte, bool) {
+	i := bytes.LastIndex(line, []byte(m.nonce+" "))
+	if i < 0 {
+		return nil, false
+	}
+	code, err := strconv.Atoi(strings.TrimSpace(string(line[i+len(m.nonce)+1:])))
+	if err != nil {
+		return nil, false
+	}
+	m.seen, m.code = true, code
+	return line[:i], true
+}
+
+// flush passes on a last line without a newline.
+func (m *exitMarker) flush() {
+	if len(m.buf) > 0 {
+		m.w.Write(m.buf)
+		m.buf = nil
+	}
+}
+
+// strip takes the marker out of captured standard error.
+func (m *exitMarker) strip(stderr []byte) []byte {
+	i := bytes.LastIndex(stderr, []byte(m.nonce+" "))
+	if i < 0 {
+		return stderr
+	}
+	end := bytes.IndexByte(stderr[i:], '\n')
+	if end < 0 {
+		return stderr[:i]
+	}
+	return append(stderr[:i:i], stderr[i+end+1:]...)
 }
