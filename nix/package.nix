@@ -30,7 +30,7 @@ build {
     fileset = lib.fileset.unions [ ../go.mod ../go.sum ../cmd ../internal ../bench ];
   };
 
-  vendorHash = "sha256-aF7Zrf0tCMrjZ5nP2mUa7r83NWb8LL34YY+sTCTCUUQ=";
+  vendorHash = "sha256-qoSTZGaJAdbVYVkjmkzBCsBngcoU08ZKS2aP0B0xsQw=";
 
   subPackages = [ "cmd/skiff" ];
   env.CGO_ENABLED = "0";

@@ -13,7 +13,7 @@
 //   - the deployer's CPU per host (user + system of skiff or the floor and of every
 //     process they start, ssh masters included).
 //
-//     go run ./bench/fleet [-hosts 20] [-big 100] [-p 20] [-delay 0,50ms]
+//     go run -C bench ./fleet [-hosts 20] [-big 100] [-p 20] [-delay 0,50ms]
 package main
 
 import (

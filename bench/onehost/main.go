@@ -6,7 +6,7 @@
 // every figure is printed for each round-trip delay. Each round deploys a new
 // generation to each side's own host; the figures are medians.
 //
-//	go run ./bench/onehost [-rounds 5] [-delay 0,50ms] [-size 8388608]
+//	go run -C bench ./onehost [-rounds 5] [-delay 0,50ms] [-size 8388608]
 package main
 
 import (

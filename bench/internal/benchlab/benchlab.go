@@ -42,13 +42,16 @@ type Bench struct {
 }
 
 // Start builds skiff, starts a lab of hosts and a proxy in front of each host's
-// sshd, with no delay. It must run from the repository root.
+// sshd, with no delay. It runs from the repository root or from bench/
+// (its own module: "go run -C bench ./onehost" runs there).
 func Start(ctx context.Context, hosts []lab.HostSpec) (*Bench, error) {
 	if err := lab.Available(); err != nil {
 		return nil, err
 	}
 	if _, err := os.Stat("examples/fleet/lib.nix"); err != nil {
-		return nil, fmt.Errorf("run from the repository root: %w", err)
+		if _, err2 := os.Stat("../examples/fleet/lib.nix"); err2 != nil || os.Chdir("..") != nil {
+			return nil, fmt.Errorf("run from the repository root or bench/: %w", err)
+		}
 	}
 	dir, err := os.MkdirTemp("", "skiff-bench-")
 	if err != nil {
