@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"time"
 
 	"github.com/skiffdeploy/skiff/internal/activate"
 	"github.com/skiffdeploy/skiff/internal/fault"
@@ -114,49 +113,17 @@ func joinChecks(fails []string) string {
 	return s
 }
 
-// darwinChecks runs the host's health checks (commands on the host, URLs
-// from here), each retried until the checks' timeout; nix-darwin has no
-// systemd, so there are no unit checks. It returns what never passed.
+// darwinChecks runs the host's health checks with activate's runner
+// (commands on the host, URLs from here, each retried until the checks'
+// timeout); nix-darwin has no systemd, so there are no unit checks. It
+// returns what never passed.
 func (r *run) darwinChecks(ctx context.Context, c *remote.Host, h flake.Host) []string {
 	checks := checksOf(h)
 	if len(checks.Commands) == 0 && len(checks.URLs) == 0 {
 		return nil
 	}
-	timeout := checks.Timeout
-	if timeout <= 0 {
-		timeout = 10 * time.Second
-	}
 	r.report(h.Name, PhaseActivate, "running %d health check(s)", len(checks.Commands)+len(checks.URLs))
-	t := &activate.Remote{Host: c}
-	type check struct {
-		name string
-		run  func(context.Context) error
-	}
-	var all []check
-	for _, cmd := range checks.Commands {
-		all = append(all, check{fmt.Sprintf("check %q", cmd), func(ctx context.Context) error { return t.Check(ctx, cmd) }})
-	}
-	for _, u := range checks.URLs {
-		all = append(all, check{"check " + u, func(ctx context.Context) error { return t.Fetch(ctx, u) }})
-	}
-	deadline := time.Now().Add(timeout)
-	var fails []string
-	for _, ch := range all {
-		var err error
-		for {
-			cctx, cancel := context.WithDeadline(ctx, deadline)
-			err = ch.run(cctx)
-			cancel()
-			if err == nil || ctx.Err() != nil || time.Now().Add(time.Second).After(deadline) {
-				break
-			}
-			time.Sleep(time.Second)
-		}
-		if err != nil {
-			fails = append(fails, fmt.Sprintf("%s failed: %v", ch.name, err))
-		}
-	}
-	return fails
+	return activate.RunChecks(ctx, &activate.Remote{Host: c}, checks)
 }
 
 // darwinRollback returns a nix-darwin host whose activation failed to what
