@@ -16,8 +16,17 @@ import (
 //go:embed plain.sh
 var plainFile string
 
-// plainScript is plain.sh without its comments.
-var plainScript = withoutComments(plainFile)
+// plainScript is plain.sh, after restore.sh's functions, without their
+// comments.
+var plainScript = RestoreFuncs + withoutComments(plainFile)
+
+//go:embed restore.sh
+var restoreFile string
+
+// RestoreFuncs are the host-side steps that undo a change of the system
+// profile (restore.sh, without its comments): plain.sh's and the
+// activation supervisor's, which prepend them.
+var RestoreFuncs = withoutComments(restoreFile)
 
 // A Change is a plain activation (no supervisor): the system profile,
 // then the activation, sent as one step (see StartChange).

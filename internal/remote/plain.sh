@@ -3,7 +3,7 @@
 # one command, so that nothing activates when the profile could not be set;
 # an activation that fails is undone here, at once, while the deployer's
 # session still holds the deploy lock (its release waits behind this
-# command).
+# command). restore.sh's functions come first.
 #
 # Arguments: KIND PROFILE NEW ACTION GEN OLDGEN OLDPROFILE OLDCURRENT
 #   KIND        nixos (NEW/bin/switch-to-configuration ACTION) or darwin
@@ -41,13 +41,6 @@ setprofile() {
 	return "$src"
 }
 
-# genof LINK: the generation number of a profile link, system-N-link.
-genof() {
-	n=${1##*/}
-	n=${n#system-}
-	echo "${n%-link}"
-}
-
 # activate SYSTEM ACTION: activate SYSTEM; step is the step that ended.
 activate() {
 	if [ "$kind" = darwin ]; then
@@ -72,7 +65,7 @@ new)
 		say "set-failed $rc"
 		exit "$rc"
 	}
-	made=$(genof "$(readlink "$P")")
+	made=$(skiff_genof "$(readlink "$P")")
 	say "generation $made"
 	;;
 *)
@@ -95,13 +88,9 @@ esac
 
 say rollback
 if [ -n "$made" ]; then
-	if [ "$oldgen" -gt 0 ]; then
-		setprofile --switch-generation "$oldgen" &&
-			if [ "$gen" = new ]; then setprofile --delete-generations "$made"; fi
-	elif [ "$gen" = new ]; then
-		# No earlier generation: the profile did not exist.
-		rm -f "$P" "$P-$made-link"
-	fi
+	del=
+	if [ "$gen" = new ]; then del=$made; fi
+	skiff_restore "$P" "$oldgen" "$del" 2>&1
 	say "restored $?"
 fi
 if [ "$kind" = darwin ]; then
