@@ -299,7 +299,7 @@ func health(ctx context.Context, t Target, o Options, c Checks, before []string,
 		}
 		return CauseUnits, "newly failed units " + andList(out.NewlyFailed)
 	}
-	out.FailedChecks = runChecks(ctx, t, c)
+	out.FailedChecks = RunChecks(ctx, t, c)
 	if len(out.FailedChecks) > 0 {
 		return CauseCheck, strings.Join(out.FailedChecks, "; ")
 	}
@@ -313,9 +313,19 @@ type healthSender interface {
 	SendHealth(ctx context.Context, checks []string)
 }
 
-// runChecks runs every check at once, each retried until its timeout, and
-// returns a description of each that never passed.
-func runChecks(ctx context.Context, t Target, c Checks) []string {
+// A Checker runs health checks: commands on the host, URLs from the
+// deployer. Every Target is one; so is a Remote without a supervisor
+// (nix-darwin hosts).
+type Checker interface {
+	Check(ctx context.Context, command string) error
+	Fetch(ctx context.Context, url string) error
+}
+
+// RunChecks runs every check of c at once, each retried every
+// CheckInterval until the checks' timeout, and returns a description of
+// each that never passed. It is the one health-check runner: the
+// supervised path and nix-darwin hosts use it.
+func RunChecks(ctx context.Context, t Checker, c Checks) []string {
 	type check struct {
 		name string
 		run  func(context.Context) error
@@ -331,13 +341,11 @@ func runChecks(ctx context.Context, t Target, c Checks) []string {
 	var wg sync.WaitGroup
 	deadline := time.Now().Add(c.timeout())
 	for i, ch := range all {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := retryUntil(ctx, deadline, CheckInterval, ch.run); err != nil {
+		wg.Go(func() {
+			if err := retry(ctx, deadline, checkPolicy, ch.run); err != nil {
 				fails[i] = fmt.Sprintf("%s failed: %v", ch.name, err)
 			}
-		}()
+		})
 	}
 	wg.Wait()
 	var out []string
@@ -362,41 +370,17 @@ func quoteName(s string) string { return "\"" + s + "\"" }
 // the last attempt that failed by itself rather than being cut by the
 // deadline.
 func confirmFresh(ctx context.Context, deadline time.Time, try func(context.Context) error) error {
-	var last error
-	wait := ConfirmBackoff
-	for {
-		begun := time.Now()
-		actx, cancel := context.WithDeadline(ctx, deadline)
-		err := try(actx)
-		cut := actx.Err() != nil
-		cancel()
-		if err == nil || errors.Is(err, ErrTooLate) {
-			return err
-		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		if Definite(err) {
-			return err
-		}
-		if cut {
-			// ssh stopped by the deadline has nothing to say.
-			err = &cutError{after: time.Since(begun)}
-		}
-		if !cut || last == nil {
-			last = err
-		}
-		if !time.Now().Add(wait).Before(deadline) {
-			return last
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(wait):
-		}
-		wait = min(2*wait, ConfirmBackoffMax)
-	}
+	return retry(ctx, deadline, confirmPolicy, try)
 }
+
+// The retry policies: the fresh-connection confirmation backs off and
+// stops at a definite lockout; a health check is tried again at a fixed
+// interval.
+var (
+	confirmPolicy = retryPolicy{First: ConfirmBackoff, Max: ConfirmBackoffMax, Stop: Definite,
+		Cut: func(after time.Duration) error { return &cutError{after: after} }}
+	checkPolicy = retryPolicy{First: CheckInterval, Max: CheckInterval}
+)
 
 // Definite reports whether a failed fresh connection proves a lockout on
 // its own: the host refused the key, the connection, or presents another
@@ -418,14 +402,32 @@ func (e *cutError) Error() string {
 	return fmt.Sprintf("no answer within the confirm window: the new connection was still pending when it ran out, %s after it started", e.after.Round(100*time.Millisecond))
 }
 
-// retryUntil calls fn until it succeeds, returns ErrTooLate, or deadline
-// passes (at least once); it returns fn's last error. Each attempt is
-// bounded by the deadline.
-func retryUntil(ctx context.Context, deadline time.Time, every time.Duration, fn func(context.Context) error) error {
+// retryPolicy is how retry tries again.
+type retryPolicy struct {
+	// First is the wait after the first failed attempt; each next wait
+	// doubles, up to Max (Max == First: a fixed interval).
+	First, Max time.Duration
+	// Stop, when set, says that a failure is an answer: no more
+	// attempts, and it is the result.
+	Stop func(error) bool
+	// Cut, when set, stands for a failure of an attempt stopped by the
+	// deadline, which has nothing to say (after: how long it ran).
+	Cut func(after time.Duration) error
+}
+
+// retry calls try until it succeeds, returns ErrTooLate, fails for good
+// (p.Stop), or the next attempt would start after deadline (at least one
+// attempt); each attempt is bounded by the deadline. It returns the most
+// telling failure: one that stops, else the last attempt that failed by
+// itself rather than being cut by the deadline (the first failure when
+// every attempt was cut).
+func retry(ctx context.Context, deadline time.Time, p retryPolicy, try func(context.Context) error) error {
 	var last error
+	wait := p.First
 	for {
+		begun := time.Now()
 		actx, cancel := context.WithDeadline(ctx, deadline)
-		err := fn(actx)
+		err := try(actx)
 		cut := actx.Err() != nil
 		cancel()
 		if err == nil || errors.Is(err, ErrTooLate) {
@@ -434,20 +436,24 @@ func retryUntil(ctx context.Context, deadline time.Time, every time.Duration, fn
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		// An attempt cut short by the deadline says less than the
-		// failure before it.
+		if p.Stop != nil && p.Stop(err) {
+			return err
+		}
+		if cut && p.Cut != nil {
+			err = p.Cut(time.Now().Sub(begun))
+		}
 		if !cut || last == nil {
 			last = err
 		}
-		next := time.Now().Add(every)
-		if !next.Before(deadline) {
+		if !time.Now().Add(wait).Before(deadline) {
 			return last
 		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(every):
+		case <-time.After(wait):
 		}
+		wait = min(2*wait, max(p.Max, p.First))
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/google/go-cmp/cmp"
 	"strings"
 	"sync"
 	"testing"
@@ -412,40 +413,90 @@ func TestChecksAreRetriedUntilTheirTimeout(t *testing.T) {
 	})
 }
 
-func TestRetryUntilStopsAtTheDeadline(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		start := time.Now()
-		n := 0
-		err := retryUntil(t.Context(), start.Add(2*time.Second), 500*time.Millisecond, func(context.Context) error {
-			n++
-			return errSSH
+// TestRetryPolicies drives the one retry loop with each policy on
+// synctest's fake clock: which attempts run, when (offsets from the start
+// on that clock), and what is returned.
+func TestRetryPolicies(t *testing.T) {
+	errBusy := errors.New("kex_exchange_identification: Connection closed by remote host")
+	cutPolicy := retryPolicy{First: 500 * time.Millisecond, Max: 500 * time.Millisecond,
+		Cut: func(after time.Duration) error { return &cutError{after: after} }}
+	tests := []struct {
+		name     string
+		policy   retryPolicy
+		deadline time.Duration
+		// fail says what attempt n (1-based) returns; cut: it waits for
+		// the deadline.
+		fail    func(n int) (err error, cut bool)
+		attempt []time.Duration // when each attempt started
+		want    error           // errors.Is
+		wantMsg string          // or a substring of the error
+	}{
+		{"fixed interval until the deadline", checkPolicy, 3500 * time.Millisecond,
+			func(int) (error, bool) { return errSSH, false },
+			[]time.Duration{0, time.Second, 2 * time.Second, 3 * time.Second}, errSSH, ""},
+		{"fixed interval until it passes", checkPolicy, time.Hour,
+			func(n int) (error, bool) {
+				if n < 3 {
+					return errBusy, false
+				}
+				return nil, false
+			},
+			[]time.Duration{0, time.Second, 2 * time.Second}, nil, ""},
+		{"backoff doubles up to its maximum", confirmPolicy, 8 * time.Second,
+			func(int) (error, bool) { return errBusy, false },
+			[]time.Duration{0, 250 * time.Millisecond, 750 * time.Millisecond, 1750 * time.Millisecond, 3750 * time.Millisecond, 5750 * time.Millisecond, 7750 * time.Millisecond}, errBusy, ""},
+		{"a definite failure stops at once", confirmPolicy, time.Hour,
+			func(n int) (error, bool) {
+				if n == 2 {
+					return errSSH, false
+				}
+				return errBusy, false
+			},
+			[]time.Duration{0, 250 * time.Millisecond}, errSSH, ""},
+		{"a check never stops early", checkPolicy, 2500 * time.Millisecond,
+			func(int) (error, bool) { return errSSH, false },
+			[]time.Duration{0, time.Second, 2 * time.Second}, errSSH, ""},
+		{"too late ends the attempts", confirmPolicy, time.Hour,
+			func(int) (error, bool) { return ErrTooLate, false },
+			[]time.Duration{0}, ErrTooLate, ""},
+		{"a cut attempt does not hide the failure before it", cutPolicy, 1200 * time.Millisecond,
+			func(n int) (error, bool) { return errSSH, n == 3 },
+			[]time.Duration{0, 500 * time.Millisecond, time.Second}, errSSH, ""},
+		{"an attempt cut first says so", cutPolicy, 300 * time.Millisecond,
+			func(int) (error, bool) { return errBusy, true },
+			[]time.Duration{0}, nil, "no answer within the confirm window"},
+		{"without Cut, the cut attempt's own error", checkPolicy, 300 * time.Millisecond,
+			func(int) (error, bool) { return errBusy, true },
+			[]time.Duration{0}, context.DeadlineExceeded, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				start := time.Now()
+				var at []time.Duration
+				err := retry(t.Context(), start.Add(tc.deadline), tc.policy, func(ctx context.Context) error {
+					at = append(at, time.Since(start))
+					err, cut := tc.fail(len(at))
+					if cut {
+						<-ctx.Done()
+						if err == errBusy && tc.policy.Cut == nil {
+							return ctx.Err()
+						}
+					}
+					return err
+				})
+				if diff := cmp.Diff(tc.attempt, at); diff != "" {
+					t.Errorf("attempts (-want +got):\n%s", diff)
+				}
+				switch {
+				case tc.wantMsg != "":
+					if err == nil || !strings.Contains(err.Error(), tc.wantMsg) {
+						t.Errorf("err %v, want one saying %q", err, tc.wantMsg)
+					}
+				case !errors.Is(err, tc.want):
+					t.Errorf("err %v, want %v", err, tc.want)
+				}
+			})
 		})
-		if !errors.Is(err, errSSH) || n != 4 || time.Since(start) >= 2*time.Second {
-			t.Errorf("err %v after %d tries and %s", err, n, time.Since(start))
-		}
-		n = 0
-		err = retryUntil(t.Context(), start.Add(time.Hour), time.Second, func(context.Context) error {
-			n++
-			return ErrTooLate
-		})
-		if !errors.Is(err, ErrTooLate) || n != 1 {
-			t.Errorf("too late: err %v after %d tries", err, n)
-		}
-	})
-}
-
-func TestRetryUntilKeepsTheTellingError(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		start := time.Now()
-		err := retryUntil(t.Context(), start.Add(1200*time.Millisecond), 500*time.Millisecond, func(ctx context.Context) error {
-			if time.Since(start) >= time.Second {
-				<-ctx.Done() // a slow attempt cut by the deadline
-				return ctx.Err()
-			}
-			return errSSH
-		})
-		if !errors.Is(err, errSSH) {
-			t.Errorf("err %v, want the authentication failure", err)
-		}
-	})
+	}
 }

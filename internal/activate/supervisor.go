@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/skiffdeploy/skiff/internal/remote"
 )
 
 // Options are the safety settings of a deploy (the --confirm-timeout,
@@ -102,10 +104,13 @@ var (
 	// "activating", "activated RC", "committing", "committed
 	// PROFILE_LINK", "rolling-back REASON", "rolled-back RC REASON" or
 	// "stranded REASON" (no previous system). Its window is counted on the
-	// host's monotonic clock, never on the wall clock.
-	//
+	// host's monotonic clock, never on the wall clock. It undoes a failed
+	// commit with the steps of a plain activation (remote.RestoreFuncs,
+	// which come first).
+	Supervisor = remote.RestoreFuncs + supervisorFile
+
 	//go:embed scripts/supervisor.sh
-	Supervisor string
+	supervisorFile string
 
 	// launchScript makes the supervisor's directory and starts the
 	// detached supervisor given as "$@", with no input and output to a

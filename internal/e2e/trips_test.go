@@ -4,6 +4,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/skiffdeploy/skiff/internal/lab"
 )
 
 // sshTrace counts, in a -x trace, the ssh commands that open a session on
@@ -92,10 +94,13 @@ func (tr sshTrace) String() string {
 // probe; the lock, the state read again and the store query (sent at
 // once); nix copy; the supervisor's start and the following of the
 // activation (at once); the health (failed units and the first attempt
-// of each check, at once); the confirmation over a fresh connection. A
-// plain one after five: the probe; the lock and query; nix copy; the
-// profile; switch-to-configuration. Then one more gives the host back
-// (the boot state, the GC root's removal and the release, at once).
+// of each check, at once); the confirmation over a fresh connection; then
+// one more gives the host back (the boot state, the GC root's removal and
+// the release, at once): seven in all. A plain one (a first deploy,
+// --magic-rollback=false, --mode test) takes four in all: the probe; the
+// lock and query; nix copy; the profile and the activation as one step,
+// with the boot state, the GC root's removal and the release sent behind
+// it.
 func TestDeployOpensFewSSHSessions(t *testing.T) {
 	// requests are the requests on the host's session: lock, state and
 	// store query, then the activation's steps, the boot state, the GC
@@ -105,11 +110,11 @@ func TestDeployOpensFewSSHSessions(t *testing.T) {
 		args     []string
 		sessions int
 		requests int
-		trips    int // to the result, the end trip not counted
+		trips    int // in all, the one that gives the host back included
 	}{
-		{"first deploy (plain: nothing to roll back to)", nil, 2, 8, 5},
-		{"supervised switch", nil, 3, 9, 6},
-		{"plain switch", []string{"--magic-rollback=false"}, 2, 8, 5},
+		{"first deploy (plain: nothing to roll back to)", nil, 2, 7, 4},
+		{"supervised switch", nil, 3, 9, 7},
+		{"plain switch", []string{"--magic-rollback=false"}, 2, 7, 4},
 		{"test mode", []string{"--mode", "test"}, 2, 7, 4},
 	}
 	for i, tc := range tests {
@@ -131,9 +136,71 @@ func TestDeployOpensFewSSHSessions(t *testing.T) {
 			if tr.endTrips != 1 {
 				t.Errorf("the host is not given back in one round trip at the end (the release is not in the last one):\n%s", tr)
 			}
-			if got := tr.trips - tr.endTrips; got > tc.trips {
-				t.Errorf("%d sequential round trips to the result, want at most %d:\n%s", got, tc.trips, tr)
+			if tr.trips > tc.trips {
+				t.Errorf("%d sequential round trips in all, want at most %d:\n%s", tr.trips, tc.trips, tr)
 			}
 		})
+	}
+}
+
+// A plain activation that fails is undone on the host in the same step,
+// before the release sent behind it: the deploy still takes four round
+// trips, the host runs and boots what it did before, the failed generation
+// is gone and the lock is free. skiff rollback without a supervisor
+// switches and activates in one step the same way, and a generation that
+// fails to activate returns the host to the one it ran.
+func TestPlainActivationFailureIsUndoneInOneStep(t *testing.T) {
+	const h = "plainfail1"
+	l := newLab(t, lab.HostSpec{Name: h})
+	deployOK(t, l, h, 1, "")
+	good := running(t, l, h)
+
+	r := skiffOn(t, l, "-x", "deploy", h, "--magic-rollback=false", "--flake", writeFlake(t, host(h, "generation = 2; activationFails = true;")))
+	wantCode(t, r, 4)
+	wantContains(t, "error", r.stderr, "skiff: error: "+h+": switch-to-configuration switch exited with 2 (the activation script failed); rolled back to generation 1")
+	wantContains(t, "progress", r.stderr, "system profile at generation 2", "activation failed; restoring the previous system", "rolled back to generation 1")
+	tr := sshTraceOf(r.stderr)
+	if tr.trips > 4 || tr.endTrips != 1 {
+		t.Errorf("%d round trips (%d at the end), want at most 4 with the release in the last:\n%s", tr.trips, tr.endTrips, tr)
+	}
+	if cur, prof := running(t, l, h), profile(t, l, h); cur != good || prof != "system-1-link" {
+		t.Errorf("running %q with profile %q, want generation 1 (%s)", cur, prof, good)
+	}
+	if got := generationsOn(t, l, h); got != "system-1-link" {
+		t.Errorf("generations %q, want only generation 1 (the failed one deleted)", got)
+	}
+	if got := labHost(t, l, h, "readlink", "-f", "/nix/var/lab/boot-default"); got != good {
+		t.Errorf("boot default %q, want generation 1", got)
+	}
+	if out, err := l.Host(h).Exec(t.Context(), "test", "-e", "/run/skiff/lock"); err == nil {
+		t.Errorf("the deploy lock is still there: %s", out)
+	}
+	if roots := rootsOn(t, l, h); len(roots) != 0 {
+		t.Errorf("GC roots left: %v", roots)
+	}
+
+	// Generation 2 fails to activate but is in the profile (--mode boot
+	// does not activate); generation 3 runs.
+	r = skiffOn(t, l, "deploy", h, "--mode", "boot", "--flake", writeFlake(t, host(h, "generation = 2; activationFails = true;")))
+	wantCode(t, r, 0)
+	flake := writeFlake(t, host(h, "generation = 3;"))
+	r = skiffOn(t, l, "deploy", h, "--magic-rollback=false", "--flake", flake)
+	wantCode(t, r, 0)
+	third := running(t, l, h)
+
+	r = skiffOn(t, l, "-x", "rollback", h, "--magic-rollback=false", "--flake", flake)
+	wantCode(t, r, 4)
+	wantContains(t, "error", r.stderr, "switch-to-configuration switch of generation 2 exited with 2", "rolled back to generation 3 ("+third+")")
+	if n := strings.Count(r.stderr, "switch-to-configuration'"); n != 0 {
+		t.Errorf("switch-to-configuration ran as a step of its own %d times (want it inside the one step)", n)
+	}
+	if cur, prof := running(t, l, h), profile(t, l, h); cur != third || prof != "system-3-link" {
+		t.Errorf("running %q with profile %q, want generation 3 (%s)", cur, prof, third)
+	}
+	if got := generationsOn(t, l, h); got != "system-1-link system-2-link system-3-link" {
+		t.Errorf("generations %q: a rollback deletes none", got)
+	}
+	if got := labHost(t, l, h, "readlink", "-f", "/nix/var/lab/boot-default"); got != third {
+		t.Errorf("boot default %q, want generation 3", got)
 	}
 }

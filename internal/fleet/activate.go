@@ -16,6 +16,7 @@ import (
 	"github.com/skiffdeploy/skiff/internal/activate"
 	"github.com/skiffdeploy/skiff/internal/fault"
 	"github.com/skiffdeploy/skiff/internal/flake"
+	"github.com/skiffdeploy/skiff/internal/keys"
 	"github.com/skiffdeploy/skiff/internal/remote"
 )
 
@@ -28,12 +29,12 @@ const Health fault.Class = "health"
 // once the deployer has proved, over a fresh connection, that it can still
 // get in and the host is healthy. boot, test, dry-activate and
 // --magic-rollback=false keep NixOS's meanings (plainActivate).
-func (r *run) activate(ctx context.Context, c *remote.Host, h flake.Host, st remote.State, res *Result) (status Status, err error) {
+func (r *run) activate(ctx context.Context, c *remote.Host, h flake.Host, st remote.State, res *Result, end *hostEnd) (status Status, err error) {
 	if h.Darwin() {
-		return r.activateDarwin(ctx, c, h, st, res)
+		return r.activateDarwin(ctx, c, h, st, res, end)
 	}
 	if r.Mode == DryActivate {
-		return r.plainActivate(ctx, c, h, st, res)
+		return r.plainActivate(ctx, c, h, st, res, nil)
 	}
 	if err := r.preActivationKeys(ctx, c, h); err != nil {
 		return Failed, err
@@ -45,7 +46,7 @@ func (r *run) activate(ctx context.Context, c *remote.Host, h flake.Host, st rem
 		}
 		r.report(h.Name, PhaseActivate, "no running system to return to: plain switch for this first deploy")
 	}
-	return r.plainActivate(ctx, c, h, st, res)
+	return r.plainActivate(ctx, c, h, st, res, end)
 }
 
 // GCLockWait bounds how long a deploy waits for a skiff gc holding the
@@ -291,88 +292,241 @@ func andList(s []string) string {
 }
 
 // plainActivate is NixOS's own behaviour: a new generation for switch and
-// boot, then switch-to-configuration MODE; a failed activation is rolled
-// back.
-func (r *run) plainActivate(ctx context.Context, c *remote.Host, h flake.Host, st remote.State, res *Result) (Status, error) {
+// boot, then switch-to-configuration MODE, sent to the host as one step
+// (remote.StartChange), so that switch-to-configuration never runs when
+// the profile could not be set; a failed activation is rolled back, on
+// the host in the same step. When nothing follows the activation on the
+// host, the end of the deploy (end) travels with it: one round trip.
+func (r *run) plainActivate(ctx context.Context, c *remote.Host, h flake.Host, st remote.State, res *Result, end *hostEnd) (Status, error) {
 	r.waitOf(h.Name).set("skiff waits for switch-to-configuration %s to end on the host (without a time limit: as long as the activation takes)", r.Mode)
-	// Generation, then activation.
-	if r.Mode.MakesGeneration() {
-		gen, err := c.SetProfile(ctx, h.OutPath)
-		if err != nil {
-			return Failed, r.profileFailed(ctx, c, h, st, err)
-		}
-		res.NewGen = gen
-		r.report(h.Name, PhaseProfile, "system profile at generation %d", gen)
-	} else {
+	if !r.Mode.MakesGeneration() {
 		res.NewGen = 0
 		r.report(h.Name, PhaseProfile, "%s creates no generation; the boot default stays generation %d", r.Mode, st.Generation)
 	}
-	r.report(h.Name, PhaseActivate, "switch-to-configuration %s", r.Mode)
-	act, err := c.Switch(ctx, h.OutPath, string(r.Mode), &lineWriter{host: h.Name, r: r})
-	res.FailedUnits = act.FailedUnits
+	change := remote.Change{Toplevel: h.OutPath, Action: string(r.Mode), NewGeneration: r.Mode.MakesGeneration(), Before: st}
+	ch, err := r.change(ctx, c, h.Name, change, fmt.Sprintf("switch-to-configuration %s", r.Mode), r.endEarly(h, end))
+	res.FailedUnits = ch.FailedUnits
+	if ch.ProfileErr != nil {
+		return Failed, r.profileFailed(ctx, c, h, st, ch.ProfileErr)
+	}
+	res.NewGen = ch.Generation
+	back := restore{st: st, newGen: ch.Generation, profile: r.Mode.MakesGeneration(), activated: r.Mode.Activates()}
 	if err != nil {
 		// The activation may or may not have run: put the profile back.
-		return r.rollback(ctx, c, h, st, res, err)
+		return r.rollBack(ctx, c, h.Name, back, res, nil, err)
 	}
-	switch act.ExitCode {
+	switch ch.ExitCode {
 	case 0:
 		return Deployed, nil
 	case 4:
-		units := strings.Join(act.FailedUnits, ", ")
+		units := strings.Join(ch.FailedUnits, ", ")
 		if units == "" {
 			units = "(unnamed)"
 		}
 		return Failed, fault.New(h.Name, fault.Units,
 			fmt.Sprintf("the new system is active; see why with \"%s\", fix the configuration and deploy again, or go back with \"skiff rollback %s\"",
-				c.Conn.ByHand("journalctl", "-u", firstOr(act.FailedUnits, "UNIT"), "-n", "50"), h.Name),
+				c.Conn.ByHand("journalctl", "-u", firstOr(ch.FailedUnits, "UNIT"), "-n", "50"), h.Name),
 			"switch-to-configuration %s exited with 4: units failed: %s", r.Mode, units)
 	}
 	err = fault.New(h.Name, fault.Activation,
 		"see the activation output above; fix the configuration and deploy again",
-		"switch-to-configuration %s exited with %d (%s)", r.Mode, act.ExitCode, remote.ActivationMeaning(act.ExitCode))
-	return r.rollback(ctx, c, h, st, res, err)
+		"switch-to-configuration %s exited with %d (%s)", r.Mode, ch.ExitCode, remote.ActivationMeaning(ch.ExitCode))
+	return r.rollBack(ctx, c, h.Name, back, res, &ch, err)
 }
 
-// rollback returns a host whose plain activation failed to what it ran and
-// booted before: the profile is restored (the failed generation deleted)
-// and the previous system activated again.
-func (r *run) rollback(ctx context.Context, c *remote.Host, h flake.Host, st remote.State, res *Result, cause error) (Status, error) {
-	r.report(h.Name, PhaseRollback, "activation failed; restoring the previous system")
+// change sends ch to the host as one step (remote.StartChange), with the
+// end of the deploy behind it when end is set, and waits for it. then
+// says what the activation does; it is reported once the profile is set
+// (at once when ch leaves the profile alone).
+func (r *run) change(ctx context.Context, c *remote.Host, name string, ch remote.Change, then string, end *hostEnd) (remote.Changed, error) {
+	if !ch.NewGeneration && ch.Generation == 0 {
+		r.report(name, PhaseActivate, "%s", then)
+	}
+	p := c.StartChange(ctx, ch, &lineWriter{host: name, r: r}, func(verb, rest string) {
+		switch verb {
+		case "generation":
+			r.report(name, PhaseProfile, "system profile at generation %s", rest)
+			r.report(name, PhaseActivate, "%s", then)
+		case "rollback":
+			r.report(name, PhaseRollback, "activation failed; restoring the previous system")
+		}
+	})
+	if end != nil {
+		end.send(ctx, r, c)
+	}
+	return p.Wait(ctx)
+}
+
+// restore is what a failed change of a host's system returns to.
+type restore struct {
+	st remote.State // what the host ran and booted before
+	// newGen is the generation the change made, deleted on the way
+	// back; switched: the change switched the profile to an existing
+	// generation (skiff rollback), which is switched back.
+	newGen   int
+	switched bool
+	// NixOS: profile, the change touched the profile (the previous boot
+	// default is installed again); activated, the change activated (the
+	// previous system is activated again). nix-darwin has no boot
+	// default: the previous system is activated again.
+	profile, activated bool
+	darwin             bool
+}
+
+// back names what a rollback returns to.
+func (b restore) back() string {
+	old := b.st.Current
+	if old == "" || (!b.darwin && !b.activated) {
+		old = b.st.Profile
+	}
+	if b.st.Generation > 0 && old == b.st.Profile {
+		return fmt.Sprintf("generation %d (%s)", b.st.Generation, old)
+	}
+	return "the previous system " + old
+}
+
+// rollBack is the deployer's one rollback, for a change of a host's
+// system that failed with cause: the plain activation of NixOS hosts,
+// nix-darwin's activation, lockout proof and checks, and skiff rollback's
+// own switch. When the host undid the change itself in the same step
+// (done.RolledBack, see remote.StartChange) it reports how that went;
+// otherwise it restores b itself (see restoreSteps). The supervisor of a
+// supervised activation rolls back on the host alone, with the same steps.
+func (r *run) rollBack(ctx context.Context, c *remote.Host, name string, b restore, res *Result, done *remote.Changed, cause error) (Status, error) {
 	var errs []error
-	if res.NewGen > 0 {
-		if err := c.RestoreProfile(ctx, st.Generation, res.NewGen); err != nil {
-			errs = append(errs, err)
-		}
-		res.NewGen = 0
+	if done != nil && done.RolledBack {
+		errs = done.RollbackErrs
+	} else {
+		r.report(name, PhaseRollback, "restoring the previous system")
+		errs = r.restoreSteps(ctx, c, name, b)
 	}
-	if r.Mode.MakesGeneration() && st.Profile != "" {
-		if _, err := c.Switch(ctx, st.Profile, "boot", &lineWriter{host: h.Name, r: r}); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	if r.Mode.Activates() && st.Current != "" {
-		if act, err := c.Switch(ctx, st.Current, "test", &lineWriter{host: h.Name, r: r}); err != nil {
-			errs = append(errs, err)
-		} else if act.ExitCode != 0 && act.ExitCode != 4 {
-			errs = append(errs, fmt.Errorf("re-activating %s exited with %d", st.Current, act.ExitCode))
-		}
-	}
+	res.NewGen = 0
 	if len(errs) > 0 {
-		return Failed, fault.Wrap(errors.Join(append([]error{cause}, errs...)...), h.Name, fault.Activation,
+		return Failed, fault.Wrap(errors.Join(append([]error{cause}, errs...)...), name, fault.Activation,
 			fmt.Sprintf("the rollback failed too: check the host from its console (\"%s\" may still work)", c.Conn.ByHand()),
 			"%v; rolling back failed: %v", cause, errors.Join(errs...))
 	}
-	if st.Current == "" && st.Profile == "" {
+	if b.st.Current == "" && b.st.Profile == "" {
+		if fe, ok := fault.As(cause); ok {
+			fe.Msg += "; there was no previous system to return to"
+			if b.newGen > 0 {
+				fe.Msg += " (the system profile was removed)"
+			}
+		}
 		return Failed, cause
 	}
-	back := "the previous system " + st.Current
-	if st.Generation > 0 && r.Mode.MakesGeneration() {
-		back = fmt.Sprintf("generation %d (%s)", st.Generation, st.Profile)
-	}
+	back := b.back()
 	if fe, ok := fault.As(cause); ok {
 		fe.Msg += "; rolled back to " + back
+	} else {
+		cause = fault.Wrap(cause, name, fault.Activation, "see the activation output above", "%v; rolled back to %s", cause, back)
 	}
+	r.report(name, PhaseRollback, "rolled back to %s", back)
 	return RolledBack, cause
+}
+
+// restoreSteps returns the host to b from the deployer, one step after
+// the other: the profile back at its generation (the new one deleted),
+// then the previous system activated again (NixOS: its boot default
+// installed again when the profile changed, and the running system
+// re-activated when the change activated). They are plain.sh's steps.
+func (r *run) restoreSteps(ctx context.Context, c *remote.Host, name string, b restore) []error {
+	var errs []error
+	out := &lineWriter{host: name, r: r}
+	switch {
+	case b.newGen > 0:
+		if err := c.RestoreProfile(ctx, b.st.Generation, b.newGen); err != nil {
+			errs = append(errs, err)
+		}
+	case b.switched && b.st.Generation > 0:
+		if err := c.SwitchGeneration(ctx, b.st.Generation); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if b.darwin {
+		old := b.st.Current
+		if old == "" {
+			old = b.st.Profile
+		}
+		if old != "" {
+			if act, step, err := c.DarwinActivate(ctx, old, out); err != nil {
+				errs = append(errs, err)
+			} else if act.ExitCode != 0 {
+				errs = append(errs, fmt.Errorf("re-activating %s: %s exited with %d", old, step, act.ExitCode))
+			}
+		}
+		return errs
+	}
+	if b.profile && b.st.Profile != "" {
+		if act, err := c.Switch(ctx, b.st.Profile, "boot", out); err != nil {
+			errs = append(errs, err)
+		} else if act.ExitCode != 0 {
+			errs = append(errs, fmt.Errorf("re-installing %s as the boot default exited with %d", b.st.Profile, act.ExitCode))
+		}
+	}
+	if b.activated && b.st.Current != "" {
+		if act, err := c.Switch(ctx, b.st.Current, "test", out); err != nil {
+			errs = append(errs, err)
+		} else if act.ExitCode != 0 && act.ExitCode != 4 {
+			errs = append(errs, fmt.Errorf("re-activating %s exited with %d", b.st.Current, act.ExitCode))
+		}
+	}
+	return errs
+}
+
+// hostEnd is the end of a host's deploy: its boot state read, then its
+// GC root removed and its deploy lock released (deployHost's leave). A
+// plain activation after which nothing runs on the host sends the end
+// with itself (send): one round trip.
+type hostEnd struct {
+	root  remote.Root
+	lock  *remote.Lock
+	leave func() // gives the host back (waits for what send sent)
+	// boot waits for the boot state send asked for; nil: not asked yet.
+	boot func(context.Context) (remote.Boot, error)
+	// wait waits for the removal and release send sent; nil: not sent.
+	wait func()
+}
+
+// endEarly is end when the end of h's deploy may travel with its
+// activation (nothing runs on the host after it: no reboot, no
+// post-activation keys; a lock to release), else nil.
+func (r *run) endEarly(h flake.Host, end *hostEnd) *hostEnd {
+	if end == nil || end.lock == nil || r.Reboot || r.Mode == DryActivate {
+		return nil
+	}
+	r.mu.Lock()
+	post := len(keys.At(r.keys[h.Name], keys.PostActivation))
+	r.mu.Unlock()
+	if post > 0 {
+		return nil
+	}
+	return end
+}
+
+// send sends the end of the deploy on the host's session behind what was
+// sent before (the activation), without waiting: the boot state, the GC
+// root's removal and the release.
+func (e *hostEnd) send(ctx context.Context, r *run, c *remote.Host) {
+	ctx = context.WithoutCancel(ctx)
+	e.boot = c.StartReadBoot(ctx)
+	un := c.StartUnroot(ctx, e.root)
+	rel := e.lock.StartRelease()
+	e.wait = func() {
+		if _, err := un.Wait(ctx); err != nil {
+			r.report(c.Name, PhaseDone, "could not remove the GC root %s (it goes at the next reboot): %v", e.root.Link(), err)
+		}
+		_, _ = rel.Wait(ctx)
+	}
+}
+
+// sent waits for the end send sent, and reports whether it did.
+func (e *hostEnd) sent() bool {
+	if e == nil || e.wait == nil {
+		return false
+	}
+	e.wait()
+	return true
 }
 
 // Rollback switches each selected host to the generation before the one
@@ -479,33 +633,59 @@ func (r *run) rollbackHost(ctx context.Context, h flake.Host, to int) Result {
 		from = fmt.Sprintf("%s (profile at generation %d)", st.Current, st.Generation)
 	}
 	r.report(h.Name, PhaseActivate, "switching from %s to generation %d (%s)", from, target.Number, target.Path)
-	if h.Darwin() {
-		status, err := r.rollbackDarwin(ctx, c, h, st, target)
+	if h.Darwin() || !r.Safety.MagicRollback || st.Current == "" {
+		status, err := r.switchTo(ctx, c, h, st, target, &res)
 		if status == Deployed {
-			res.NewGen = target.Number
 			r.report(h.Name, PhaseActivate, "switched from %s to generation %d (%s)", from, target.Number, target.Path)
 		}
 		return finish(status, err)
-	}
-	if !r.Safety.MagicRollback || st.Current == "" {
-		if _, err := c.RunPriv(ctx, "switch the system profile", false, "nix-env", "-p", remote.Profile, "--switch-generation", strconv.Itoa(target.Number)); err != nil {
-			return finish(Failed, err)
-		}
-		act, err := c.Switch(ctx, target.Path, "switch", &lineWriter{host: h.Name, r: r})
-		if err != nil {
-			return finish(Failed, err)
-		}
-		if act.ExitCode != 0 {
-			return finish(Failed, fault.New(h.Name, fault.Activation, "see the activation output above",
-				"switch-to-configuration switch of generation %d exited with %d (%s)", target.Number, act.ExitCode, remote.ActivationMeaning(act.ExitCode)))
-		}
-		res.NewGen = target.Number
-		r.report(h.Name, PhaseActivate, "switched from %s to generation %d (%s)", from, target.Number, target.Path)
-		return finish(Deployed, nil)
 	}
 	status, err := r.supervised(ctx, c, h.Name, activate.Plan{New: target.Path, Old: st.Current, Generation: target.Number}, checksOf(h), st, &res)
 	if status == Deployed {
 		r.report(h.Name, PhaseActivate, "switched from %s to generation %d (%s)", from, target.Number, target.Path)
 	}
 	return finish(status, err)
+}
+
+// switchTo is skiff rollback without a supervisor (nix-darwin hosts, or
+// --magic-rollback=false): the profile switched to generation target and
+// that system activated, as one step (remote.StartChange); an activation
+// that fails returns the host to the generation it ran (rollBack).
+func (r *run) switchTo(ctx context.Context, c *remote.Host, h flake.Host, st remote.State, target remote.ProfileGen, res *Result) (Status, error) {
+	change := remote.Change{Darwin: h.Darwin(), Toplevel: target.Path, Action: "switch", Generation: target.Number, Before: st}
+	what := "switch-to-configuration switch"
+	if h.Darwin() {
+		what = "nix-darwin activation"
+	}
+	var ch remote.Changed
+	var err error
+	if c.OneStep(change) {
+		ch, err = r.change(ctx, c, h.Name, change, what, nil)
+	} else {
+		ch, err = r.darwinSteps(ctx, c, h.Name, target.Path, target.Number)
+	}
+	if ch.ProfileErr != nil {
+		return Failed, ch.ProfileErr
+	}
+	back := restore{st: st, switched: true, profile: true, activated: true, darwin: h.Darwin()}
+	if err != nil {
+		return r.rollBack(ctx, c, h.Name, back, res, nil, err)
+	}
+	if ch.Activated(h.Darwin()) && ch.ExitCode == 0 {
+		res.NewGen = target.Number
+		return Deployed, nil
+	}
+	if h.Darwin() {
+		err = fault.New(h.Name, fault.Activation, "see the activation output above",
+			"nix-darwin %s of generation %d exited with %d", ch.Step, target.Number, ch.ExitCode)
+	} else {
+		err = fault.New(h.Name, fault.Activation, "see the activation output above",
+			"switch-to-configuration switch of generation %d exited with %d (%s)", target.Number, ch.ExitCode, remote.ActivationMeaning(ch.ExitCode))
+	}
+	if !ch.RolledBack && ch.Activated(h.Darwin()) {
+		// Units failed: the generation runs, as NixOS leaves it.
+		res.NewGen = target.Number
+		return Failed, err
+	}
+	return r.rollBack(ctx, c, h.Name, back, res, &ch, err)
 }

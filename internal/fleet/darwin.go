@@ -2,11 +2,9 @@ package fleet
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	"time"
 
 	"github.com/skiffdeploy/skiff/internal/activate"
 	"github.com/skiffdeploy/skiff/internal/fault"
@@ -55,8 +53,11 @@ func darwinMode(h flake.Host, m Mode) error {
 }
 
 // activateDarwin makes the built nix-darwin system the host's; the caller
-// holds the host's deploy lock.
-func (r *run) activateDarwin(ctx context.Context, c *remote.Host, h flake.Host, st remote.State, res *Result) (status Status, err error) {
+// holds the host's deploy lock. The profile and the activation go as one
+// step (remote.StartChange), which undoes a failed activation on the host;
+// when neither a lockout proof nor health checks follow, the end of the
+// deploy (end) travels with it.
+func (r *run) activateDarwin(ctx context.Context, c *remote.Host, h flake.Host, st remote.State, res *Result, end *hostEnd) (status Status, err error) {
 	r.waitOf(h.Name).set("skiff waits for the nix-darwin activation to end on the host (without a time limit: as long as it takes), then for the health checks; a failure restores the previous generation")
 	if err := r.preActivationKeys(ctx, c, h); err != nil {
 		return Failed, err
@@ -65,31 +66,41 @@ func (r *run) activateDarwin(ctx context.Context, c *remote.Host, h flake.Host, 
 	if st.Current == "" && st.Profile == "" {
 		r.report(h.Name, PhaseActivate, "no previous nix-darwin system: activating the built system directly (no darwin-rebuild needed)")
 	}
-	gen, err := c.SetProfile(ctx, h.OutPath)
-	if err != nil {
-		return Failed, r.profileFailed(ctx, c, h, st, err)
+	checks := checksOf(h)
+	proof := r.Safety.MagicRollback && !r.Safety.NoLockoutProof
+	if proof || len(checks.Commands)+len(checks.URLs) > 0 {
+		end = nil // the host is needed after the activation
 	}
-	res.NewGen = gen
-	r.report(h.Name, PhaseProfile, "system profile at generation %d", gen)
-	r.report(h.Name, PhaseActivate, "nix-darwin activation: activate-user as %s, then activate as root", c.Conn.Target.Login())
-	act, step, err := c.DarwinActivate(ctx, h.OutPath, &lineWriter{host: h.Name, r: r})
-	if err != nil {
-		return r.darwinRollback(ctx, c, h, st, res, err)
+	what := fmt.Sprintf("nix-darwin activation: activate-user as %s, then activate as root", c.Conn.Target.Login())
+	change := remote.Change{Darwin: true, Toplevel: h.OutPath, NewGeneration: true, Before: st}
+	var ch remote.Changed
+	if c.OneStep(change) {
+		ch, err = r.change(ctx, c, h.Name, change, what, r.endEarly(h, end))
+	} else {
+		ch, err = r.darwinSteps(ctx, c, h.Name, h.OutPath, 0)
 	}
-	if act.ExitCode != 0 {
-		return r.darwinRollback(ctx, c, h, st, res, fault.New(h.Name, fault.Activation,
+	if ch.ProfileErr != nil {
+		return Failed, r.profileFailed(ctx, c, h, st, ch.ProfileErr)
+	}
+	res.NewGen = ch.Generation
+	back := restore{st: st, newGen: ch.Generation, darwin: true}
+	if err != nil {
+		return r.rollBack(ctx, c, h.Name, back, res, nil, err)
+	}
+	if ch.ExitCode != 0 {
+		return r.rollBack(ctx, c, h.Name, back, res, &ch, fault.New(h.Name, fault.Activation,
 			"see the activation output above; fix the configuration and deploy again",
-			"nix-darwin %s exited with %d", step, act.ExitCode))
+			"nix-darwin %s exited with %d", ch.Step, ch.ExitCode))
 	}
 	if r.Safety.MagicRollback && r.Safety.NoLockoutProof {
 		r.report(h.Name, PhaseActivate, "no ssh to lose: the lockout proof is skipped")
-	} else if r.Safety.MagicRollback {
+	} else if proof {
 		if _, err := c.RunPriv(ctx, "prove access over a new connection", true, "true"); err != nil {
 			msg := err.Error()
 			if fe, ok := fault.As(err); ok {
 				msg = fe.Msg
 			}
-			return r.darwinRollback(ctx, c, h, st, res, fault.Wrap(err, h.Name, fault.SSH,
+			return r.rollBack(ctx, c, h.Name, back, res, nil, fault.Wrap(err, h.Name, fault.SSH,
 				fmt.Sprintf("the new configuration locks %s out: keep your key and sshd reachable, then deploy again", c.Conn.Target.Destination()),
 				"lost SSH access after activation: a new connection failed (%s)", msg))
 		}
@@ -101,9 +112,37 @@ func (r *run) activateDarwin(ctx context.Context, c *remote.Host, h flake.Host, 
 			cause.Msg += "; the new system was kept (--no-rollback-on-failure)"
 			return Failed, cause
 		}
-		return r.darwinRollback(ctx, c, h, st, res, cause)
+		return r.rollBack(ctx, c, h.Name, back, res, nil, cause)
 	}
 	return Deployed, nil
+}
+
+// darwinSteps is a nix-darwin change one step after the other, for a
+// login other than root (whose activate-user runs as that login, not on
+// the host's session): the profile (a new generation for toplevel, or
+// generation gen when > 0), then the activation. A failed activation is
+// not undone here.
+func (r *run) darwinSteps(ctx context.Context, c *remote.Host, name, toplevel string, gen int) (remote.Changed, error) {
+	var ch remote.Changed
+	if gen > 0 {
+		if err := c.SwitchGeneration(ctx, gen); err != nil {
+			ch.ProfileErr = err
+			return ch, nil
+		}
+		ch.Generation = gen
+	} else {
+		n, err := c.SetProfile(ctx, toplevel)
+		if err != nil {
+			ch.ProfileErr = err
+			return ch, nil
+		}
+		ch.Generation = n
+		r.report(name, PhaseProfile, "system profile at generation %d", n)
+	}
+	r.report(name, PhaseActivate, "nix-darwin activation: activate-user as %s, then activate as root", c.Conn.Target.Login())
+	act, step, err := c.DarwinActivate(ctx, toplevel, &lineWriter{host: name, r: r})
+	ch.Activation, ch.Step = act, step
+	return ch, err
 }
 
 func joinChecks(fails []string) string {
@@ -114,130 +153,15 @@ func joinChecks(fails []string) string {
 	return s
 }
 
-// darwinChecks runs the host's health checks (commands on the host, URLs
-// from here), each retried until the checks' timeout; nix-darwin has no
-// systemd, so there are no unit checks. It returns what never passed.
+// darwinChecks runs the host's health checks with activate's runner
+// (commands on the host, URLs from here, each retried until the checks'
+// timeout); nix-darwin has no systemd, so there are no unit checks. It
+// returns what never passed.
 func (r *run) darwinChecks(ctx context.Context, c *remote.Host, h flake.Host) []string {
 	checks := checksOf(h)
 	if len(checks.Commands) == 0 && len(checks.URLs) == 0 {
 		return nil
 	}
-	timeout := checks.Timeout
-	if timeout <= 0 {
-		timeout = 10 * time.Second
-	}
 	r.report(h.Name, PhaseActivate, "running %d health check(s)", len(checks.Commands)+len(checks.URLs))
-	t := &activate.Remote{Host: c}
-	type check struct {
-		name string
-		run  func(context.Context) error
-	}
-	var all []check
-	for _, cmd := range checks.Commands {
-		all = append(all, check{fmt.Sprintf("check %q", cmd), func(ctx context.Context) error { return t.Check(ctx, cmd) }})
-	}
-	for _, u := range checks.URLs {
-		all = append(all, check{"check " + u, func(ctx context.Context) error { return t.Fetch(ctx, u) }})
-	}
-	deadline := time.Now().Add(timeout)
-	var fails []string
-	for _, ch := range all {
-		var err error
-		for {
-			cctx, cancel := context.WithDeadline(ctx, deadline)
-			err = ch.run(cctx)
-			cancel()
-			if err == nil || ctx.Err() != nil || time.Now().Add(time.Second).After(deadline) {
-				break
-			}
-			time.Sleep(time.Second)
-		}
-		if err != nil {
-			fails = append(fails, fmt.Sprintf("%s failed: %v", ch.name, err))
-		}
-	}
-	return fails
-}
-
-// darwinRollback returns a nix-darwin host whose activation failed to what
-// it ran before: the previous generation again (the new one deleted) and
-// the previous system's activation run again.
-func (r *run) darwinRollback(ctx context.Context, c *remote.Host, h flake.Host, st remote.State, res *Result, cause error) (Status, error) {
-	r.report(h.Name, PhaseRollback, "restoring the previous system")
-	var errs []error
-	if res.NewGen > 0 {
-		if err := c.RestoreProfile(ctx, st.Generation, res.NewGen); err != nil {
-			errs = append(errs, err)
-		}
-		res.NewGen = 0
-	}
-	old := st.Current
-	if old == "" {
-		old = st.Profile
-	}
-	if old != "" {
-		act, step, err := c.DarwinActivate(ctx, old, &lineWriter{host: h.Name, r: r})
-		if err != nil {
-			errs = append(errs, err)
-		} else if act.ExitCode != 0 {
-			errs = append(errs, fmt.Errorf("re-activating %s: %s exited with %d", old, step, act.ExitCode))
-		}
-	}
-	if len(errs) > 0 {
-		return Failed, fault.Wrap(errors.Join(append([]error{cause}, errs...)...), h.Name, fault.Activation,
-			fmt.Sprintf("the rollback failed too: check the host (\"%s\" may still work)", c.Conn.ByHand()),
-			"%v; rolling back failed: %v", cause, errors.Join(errs...))
-	}
-	if old == "" {
-		if fe, ok := fault.As(cause); ok {
-			fe.Msg += "; there was no previous nix-darwin system to return to (the system profile was removed)"
-		}
-		return Failed, cause
-	}
-	back := "the previous system " + old
-	if st.Generation > 0 {
-		back = fmt.Sprintf("generation %d (%s)", st.Generation, old)
-	}
-	if fe, ok := fault.As(cause); ok {
-		fe.Msg += "; rolled back to " + back
-	}
-	r.report(h.Name, PhaseRollback, "rolled back to %s", back)
-	return RolledBack, cause
-}
-
-// rollbackDarwin switches a nix-darwin host's profile to generation
-// target and activates it; if that activation fails, the host returns to
-// the generation it ran.
-func (r *run) rollbackDarwin(ctx context.Context, c *remote.Host, h flake.Host, st remote.State, target remote.ProfileGen) (Status, error) {
-	if err := c.SwitchGeneration(ctx, target.Number); err != nil {
-		return Failed, err
-	}
-	act, step, err := c.DarwinActivate(ctx, target.Path, &lineWriter{host: h.Name, r: r})
-	if err == nil && act.ExitCode == 0 {
-		return Deployed, nil
-	}
-	cause := err
-	if cause == nil {
-		cause = fmt.Errorf("nix-darwin %s of generation %d exited with %d", step, target.Number, act.ExitCode)
-	}
-	var errs []error
-	if st.Generation > 0 {
-		if err := c.SwitchGeneration(ctx, st.Generation); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	if st.Current != "" {
-		if act, _, err := c.DarwinActivate(ctx, st.Current, &lineWriter{host: h.Name, r: r}); err != nil {
-			errs = append(errs, err)
-		} else if act.ExitCode != 0 {
-			errs = append(errs, fmt.Errorf("re-activating %s exited with %d", st.Current, act.ExitCode))
-		}
-	}
-	if len(errs) > 0 {
-		return Failed, fault.Wrap(errors.Join(append([]error{cause}, errs...)...), h.Name, fault.Activation,
-			"check the host: neither generation activated cleanly",
-			"%v; returning to generation %d failed: %v", cause, st.Generation, errors.Join(errs...))
-	}
-	return Failed, fault.Wrap(cause, h.Name, fault.Activation, "see the activation output above",
-		"%v; the host runs generation %d again", cause, st.Generation)
+	return activate.RunChecks(ctx, &activate.Remote{Host: c}, checks)
 }

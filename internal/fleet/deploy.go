@@ -170,7 +170,14 @@ func (r *run) deployHost(ctx context.Context, h flake.Host) Result {
 	// reboot leaves before it reboots; finish leaves in every case.
 	// The GC root's removal and the release go at once (one round trip
 	// on the session).
+	var end hostEnd // sent with a plain activation, it leaves little to do
 	leave := sync.OnceFunc(func() {
+		if end.sent() {
+			if sess != nil {
+				sess.Close()
+			}
+			return
+		}
 		var un func()
 		if root.ID != "" {
 			un = r.unroot(ctx, r.conns[h.Name], root)
@@ -185,6 +192,7 @@ func (r *run) deployHost(ctx context.Context, h flake.Host) Result {
 			sess.Close()
 		}
 	})
+	end.leave = leave
 	finish := func(status Status, err error) Result {
 		leave()
 		enter("")
@@ -227,7 +235,7 @@ func (r *run) deployHost(ctx context.Context, h flake.Host) Result {
 		if err := r.upToDateKeys(ctx, c, h); err != nil {
 			return finish(Failed, err)
 		}
-		return finish(r.afterDeploy(ctx, c, h, UpToDate, nil, &res, enter, leave))
+		return finish(r.afterDeploy(ctx, c, h, UpToDate, nil, &res, enter, &end))
 	}
 	if h.Darwin() {
 		if err := checkDarwinToplevel(h); err != nil {
@@ -369,11 +377,12 @@ func (r *run) deployHost(ctx context.Context, h flake.Host) Result {
 	// The interrupt is announced at once, with what skiff waits for.
 	enter(PhaseActivate)
 	stop := r.announceInterrupt(ctx, h.Name)
-	status, err := r.activate(context.WithoutCancel(ctx), c, h, st, &res)
+	end.root, end.lock = root, lock
+	status, err := r.activate(context.WithoutCancel(ctx), c, h, st, &res, &end)
 	if !stop() { // the interrupt was announced
 		res.Note = "interrupted during activation, which was let finish"
 	}
-	return finish(r.afterDeploy(ctx, c, h, status, err, &res, enter, leave))
+	return finish(r.afterDeploy(ctx, c, h, status, err, &res, enter, &end))
 }
 
 // unroot removes a host's GC root made by the store query; it runs even

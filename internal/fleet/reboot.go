@@ -57,9 +57,11 @@ func (r *run) rebootTimeout() time.Duration {
 
 // afterDeploy runs after a host's deploy ended with status and err: the
 // reboot (--reboot) or the "needs a reboot" note. enter starts a phase of
-// the host's pipeline; leave gives the host's session, lock and GC root
-// back, which a reboot ends anyway.
-func (r *run) afterDeploy(ctx context.Context, c *remote.Host, h flake.Host, status Status, err error, res *Result, enter func(Phase), leave func()) (Status, error) {
+// the host's pipeline; end.leave gives the host's session, lock and GC
+// root back, which a reboot ends anyway (end.boot: the boot state was
+// asked for already, with a plain activation).
+func (r *run) afterDeploy(ctx context.Context, c *remote.Host, h flake.Host, status Status, err error, res *Result, enter func(Phase), end *hostEnd) (Status, error) {
+	leave := end.leave
 	if status != Deployed && status != UpToDate || r.Mode == DryActivate {
 		return status, err
 	}
@@ -71,9 +73,15 @@ func (r *run) afterDeploy(ctx context.Context, c *remote.Host, h flake.Host, sta
 	}
 	var boot remote.Boot
 	var berr error
-	if r.Reboot {
+	switch {
+	case r.Reboot:
 		boot, berr = c.ReadBoot(ctx, false)
-	} else {
+	case end.boot != nil:
+		// Asked for with the activation, like the GC root's removal
+		// and the release.
+		leave()
+		boot, berr = end.boot(ctx)
+	default:
 		// Without a reboot to come, the host is given back at once:
 		// the boot state, the GC root's removal and the release go in
 		// one round trip.

@@ -2,6 +2,7 @@
 # skiff's activation supervisor: owns the rollback decision on the host.
 # Arguments: DIR NEW OLD WINDOW_SECONDS GENERATION [PROFILE] (OLD and
 # GENERATION may be empty; PROFILE defaults to the system profile).
+# Package remote's restore.sh functions come first.
 set -u
 dir=$1 new=$2 old=$3 window=$4 gen=$5 P=${6:-/nix/var/nix/profiles/system}
 exec </dev/null >>"$dir/log" 2>&1
@@ -54,17 +55,13 @@ if [ "$verb" = commit ]; then
 	if [ $? -ne 0 ]; then
 		verb=rollback reason="setting the system profile failed"
 	elif ! "$new/bin/switch-to-configuration" boot; then
-		newlink=$(readlink "$P")
+		# The profile back where it was (restore.sh, as a plain
+		# activation does), and its boot default.
+		n=
+		[ -n "$gen" ] || n=$(skiff_genof "$(readlink "$P")")
+		skiff_restore "$P" "$(skiff_genof "$oldlink")" "$n"
 		if [ -n "$oldlink" ]; then
-			o=${oldlink#system-}; o=${o%-link}
-			nix-env -p "$P" --switch-generation "$o"
-			if [ -z "$gen" ]; then
-				n=${newlink#system-}; n=${n%-link}
-				nix-env -p "$P" --delete-generations "$n"
-			fi
 			"$(readlink -f "$P")/bin/switch-to-configuration" boot
-		else
-			rm -f "$P" "$P-${newlink#system-}"
 		fi
 		verb=rollback reason="making the new system the boot default failed"
 	else
