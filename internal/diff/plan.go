@@ -61,9 +61,18 @@ func planHost(ctx context.Context, s *fleet.Session, h flake.Host) HostPlan {
 	}
 	st := s.State(h.Name)
 	p.OldSystem = st.Current
-	if st.Current == h.OutPath {
+	switch {
+	case st.UpToDate("switch", h.OutPath):
 		p.Status = UpToDate
-		s.Report(h.Name, PhasePlan, "up to date: runs %s", h.OutPath)
+		s.Report(h.Name, PhasePlan, "up to date: runs %s and boots it by default", h.OutPath)
+		return p
+	case st.RunsNotBoots(h.OutPath):
+		// A deploy in mode test left it so: the host runs the new system
+		// but would boot another. A deploy sets the profile and the boot
+		// entry, and activates nothing.
+		p.Status, p.SetsBootDefault, p.BootDefault = Changes, true, st.Profile
+		line, _ := Describe(p)
+		s.Report(h.Name, PhasePlan, "%s", line)
 		return p
 	}
 	p.Status = Changes
