@@ -122,9 +122,7 @@ func planHost(ctx context.Context, s *fleet.Session, h flake.Host) HostPlan {
 		p.CopiedBytes += sizes[m]
 	}
 	if store.Free >= 0 && p.CopiedBytes > 0 && p.CopiedBytes+fleet.DiskMargin > store.Free {
-		return fail(fault.New(h.Name, fault.Disk,
-			fmt.Sprintf("free space on the host: delete old generations and collect garbage (\"%s && %s\")",
-				c.Conn.ByHand(c.PrivArgv("nix-env", "-p", remote.Profile, "--delete-generations", "+5")...), c.Conn.ByHand(c.PrivArgv("nix-collect-garbage")...)),
+		return fail(fault.New(h.Name, fault.Disk, s.DiskHint(h.Name),
 			"needs %s in /nix/store to check activation, %s free (keeping %s spare); nothing was copied",
 			human.Bytes(p.CopiedBytes), human.Bytes(store.Free), human.Bytes(fleet.DiskMargin)))
 	}

@@ -198,7 +198,7 @@ func parseFreed(out string) Freed {
 			f.Bytes = int64(v * mult)
 		}
 		if k, rest, ok := strings.Cut(strings.TrimSpace(l), " "); ok && (k == "before" || k == "after") {
-			if free := parseStore("df " + rest).Free; k == "before" {
+			if free := parseDf(rest).Free; k == "before" {
 				before = free
 			} else {
 				after = free

@@ -273,13 +273,7 @@ func parseStore(out string) Store {
 		l = strings.TrimSpace(l)
 		switch {
 		case strings.HasPrefix(l, "df "):
-			// Filesystem 1024-blocks Used Available Capacity Mounted-on
-			f := strings.Fields(l)
-			if len(f) >= 5 {
-				if kb, err := strconv.ParseInt(f[4], 10, 64); err == nil {
-					st.Free = kb * 1024
-				}
-			}
+			st.Free = parseDf(l[len("df "):]).Free
 		case strings.HasPrefix(l, "/"):
 			st.Missing = append(st.Missing, l)
 		}
