@@ -130,7 +130,8 @@ var systemFile string
 // stateScript is system.sh then reboot.sh, without their comments: every
 // read of a host's systems, generations, failed units and boot state, in
 // one command. $1 is empty (the real root); $2 "gens" lists the
-// generations too.
+// generations too. reboot.sh comes last: it ends early when the host
+// runs the system it booted.
 var stateScript = withoutComments(systemFile) + bootScript
 
 // ReadState reads the host's running system and system profile, whether
@@ -162,7 +163,11 @@ func (h *Host) readState(ctx context.Context, priv, gens bool) (State, error) {
 	if err != nil {
 		return State{}, err
 	}
-	return parseState(string(res.Stdout))
+	st, err := parseState(string(res.Stdout))
+	if fe, ok := fault.As(err); ok && fe.Host == "" {
+		fe.Host = h.Name
+	}
+	return st, err
 }
 
 var linkRE = regexp.MustCompile(`^system-(\d+)-link$`)
