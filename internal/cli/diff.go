@@ -27,8 +27,11 @@ compares them with what the host runs:
     closures' store path names, and the size change;
   - the units activation would stop, start, restart or reload, as
     switch-to-configuration dry-activate reports them;
-  - "up to date" when the host runs exactly the new system, or why the host
-    could not be checked (unreachable, build failed, ...).
+  - "up to date" when the host runs exactly the new system and boots it by
+    default (a deploy would change nothing); when it runs it but boots
+    another (after a deploy in mode test), that a deploy would make it the
+    boot default; or why the host could not be checked (unreachable, build
+    failed, ...).
 
 To run dry-activate, the paths a host lacks are copied to it (a later deploy
 need not copy them again). Nothing else changes: no generation is made and

@@ -97,7 +97,8 @@ func runDoctor(ctx context.Context, g *globals, o doctorOptions, selectors []str
 		list = append(list, doctor.Target{Name: h.Name, Target: targets[i], System: h.System, BuildSystem: h.BuildSystem})
 	}
 	fmt.Fprintf(g.stderr, "skiff: doctor: checking %d host(s)\n", len(list))
-	reports := doctor.Run(ctx, doctor.Options{SSH: sshOpts, Runner: run, Nix: g.nix(run), Timeout: o.timeout, Parallel: o.parallel}, list)
+	reports := doctor.Run(ctx, doctor.Options{SSH: sshOpts, Runner: run, Nix: g.nix(run), Timeout: o.timeout, Parallel: o.parallel,
+		Flake: rc.ref.URL, User: o.targetUser}, list)
 	if o.json {
 		enc := json.NewEncoder(g.stdout)
 		enc.SetIndent("", "  ")

@@ -1,14 +1,12 @@
 package cli
 
 import (
-	"context"
 	"strings"
 	"time"
 
 	"github.com/spf13/pflag"
 
 	"github.com/skiffdeploy/skiff/internal/fault"
-	"github.com/skiffdeploy/skiff/internal/flake"
 	"github.com/skiffdeploy/skiff/internal/fleet"
 	"github.com/skiffdeploy/skiff/internal/remote"
 )
@@ -41,24 +39,6 @@ func (o rebootOptions) check(mode fleet.Mode) error {
 			"--reboot with --mode %s: %s", mode, why)}
 	}
 	return nil
-}
-
-// readBoot reads whether a NixOS host needs a reboot, for skiff status;
-// nil when unknown (the read failed or timed out: status reports the
-// host's other errors) and on nix-darwin hosts.
-func readBoot(ctx context.Context, c *remote.Host, h flake.Host, timeout time.Duration) *remote.Boot {
-	if h.Darwin() {
-		return nil
-	}
-	var b remote.Boot
-	err := withinTimeout(ctx, timeout, h.Name, "reading the boot state", func(ctx context.Context) (err error) {
-		b, err = c.ReadBoot(ctx, false)
-		return err
-	})
-	if err != nil {
-		return nil
-	}
-	return &b
 }
 
 // rebootColumn is status's REBOOT column: "needed (kernel, initrd)", "no"

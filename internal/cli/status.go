@@ -3,10 +3,8 @@ package cli
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -36,8 +34,11 @@ selected host in parallel and prints one table: whether the host is
 reachable (or the class of the error), the system it runs and the
 generation of its system profile ("profile N" when the profile points
 elsewhere than the running system), whether that system is the one the flake evaluates to now
-(FLAKE: "matches", "drift", or "next boot" when the system profile has it
-but the host has not booted it yet), systemctl is-system-running, the
+(FLAKE: "matches" when the host runs it and boots it by default, as after
+skiff deploy; "runs, not boot default" when it runs it but its system
+profile, which the boot loader starts, is another (a deploy in mode test:
+skiff deploy would still set the profile); "next boot" when the system
+profile has it but the host does not run it yet; else "drift"), systemctl is-system-running, the
 number of failed units, the host's last successful deploy from the
 history, and REBOOT: "needed" when the running system's kernel, initrd or
 kernel modules are not the booted ones (NixOS hosts). --json prints the
@@ -57,7 +58,7 @@ Exit codes:
 	f := c.Flags()
 	f.StringVar(&o.targetUser, "target-user", "", "log in as `USER` on every host (default: deployment.targetUser, else root)")
 	f.IntVarP(&o.parallel, "parallel", "p", 10, "query at most `N` hosts at once")
-	f.DurationVar(&o.timeout, "timeout", 10*time.Second, "time allowed to connect to each host, and for each host's query")
+	f.DurationVar(&o.timeout, "timeout", 10*time.Second, "time allowed to connect to each host")
 	f.BoolVar(&o.json, "json", false, "print JSON Lines on stdout, one object per host")
 	return withOn(c)
 }
@@ -110,10 +111,10 @@ func runStatus(ctx context.Context, g *globals, o statusOptions, selectors []str
 	}
 	defer s.Close()
 
+	// The probe at connect time read all a row needs: no other command
+	// runs on the hosts.
 	hosts := s.Hosts()
 	rows := make([]hostStatus, len(hosts))
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, o.parallel)
 	for i, h := range hosts {
 		rows[i] = hostStatus{host: h}
 		if err := s.Err(h.Name); err != nil {
@@ -121,27 +122,14 @@ func runStatus(ctx context.Context, g *globals, o statusOptions, selectors []str
 			rows[i].reachable = !connectClasses[fault.ClassOf(err)]
 			continue
 		}
+		st := s.State(h.Name)
 		rows[i].reachable, rows[i].stateOK = true, true
-		rows[i].state = s.State(h.Name)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			sem <- struct{}{}
-			defer func() { <-sem }()
-			rows[i].boot = readBoot(ctx, s.Remote(h.Name), h, o.timeout)
-			var hl remote.Health
-			err := withinTimeout(ctx, o.timeout, h.Name, "reading systemd's state", func(ctx context.Context) (err error) {
-				hl, err = s.Remote(h.Name).SystemHealth(ctx)
-				return err
-			})
-			if err != nil {
-				rows[i].err = err
-				return
-			}
-			rows[i].health = &hl
-		}()
+		rows[i].state = st
+		rows[i].health = &st.Health
+		if !h.Darwin() {
+			rows[i].boot = &st.Boot
+		}
 	}
-	wg.Wait()
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
@@ -165,19 +153,6 @@ func runStatus(ctx context.Context, g *globals, o statusOptions, selectors []str
 		return exitError{code}
 	}
 	return nil
-}
-
-// withinTimeout runs f with at most d to finish; running out of time is a
-// Timeout fault of host.
-func withinTimeout(ctx context.Context, d time.Duration, host, what string, f func(context.Context) error) error {
-	hctx, cancel := context.WithTimeout(ctx, d)
-	defer cancel()
-	err := f(hctx)
-	if err != nil && errors.Is(hctx.Err(), context.DeadlineExceeded) && ctx.Err() == nil {
-		return fault.Wrap(err, host, fault.Timeout, "the host answers slowly; retry with a longer --timeout",
-			"%s took longer than %s", what, d)
-	}
-	return err
 }
 
 // addLastDeploys fills in each host's last successful deploy from the
@@ -218,8 +193,11 @@ func (r hostStatus) flakeMatch() string {
 	switch {
 	case !r.stateOK:
 		return "-"
-	case r.state.Current == r.host.OutPath:
+	case r.state.UpToDate("switch", r.host.OutPath):
 		return "matches"
+	case r.state.RunsNotBoots(r.host.OutPath):
+		// A deploy in mode test: the host boots its old profile.
+		return "runs, not boot default"
 	case r.state.Profile == r.host.OutPath:
 		return "next boot"
 	}
@@ -279,7 +257,7 @@ type statusJSON struct {
 	ProfilePath  string          `json:"profile_path,omitempty"`
 	Generation   int             `json:"profile_generation,omitempty"` // of the system profile; see profile_path
 	FlakePath    string          `json:"flake_path"`
-	MatchesFlake *bool           `json:"matches_flake"` // null when unknown
+	MatchesFlake *bool           `json:"matches_flake"` // the running system is the flake's; null when unknown
 	SystemState  string          `json:"system_state,omitempty"`
 	FailedUnits  []string        `json:"failed_units"` // null when unknown
 	LastDeploy   *lastDeployJSON `json:"last_deploy,omitempty"`
@@ -288,6 +266,9 @@ type statusJSON struct {
 	Hint         string          `json:"hint,omitempty"`
 
 	RebootRequired *bool `json:"reboot_required"` // null when unknown and on nix-darwin hosts
+	// UpToDate: a deploy (switch) would change nothing: the host runs
+	// the flake's system and boots it by default. Null when unknown.
+	UpToDate *bool `json:"up_to_date"`
 }
 
 type lastDeployJSON struct {
@@ -306,8 +287,8 @@ func toStatusJSON(r hostStatus) statusJSON {
 	j := statusJSON{Host: r.host.Name, Reachable: r.reachable, FlakePath: r.host.OutPath}
 	if r.stateOK {
 		j.CurrentPath, j.ProfilePath, j.Generation = r.state.Current, r.state.Profile, r.state.Generation
-		m := r.state.Current == r.host.OutPath
-		j.MatchesFlake = &m
+		m, u := r.state.Current == r.host.OutPath, r.state.UpToDate("switch", r.host.OutPath)
+		j.MatchesFlake, j.UpToDate = &m, &u
 	}
 	if r.health != nil {
 		j.SystemState = r.health.State

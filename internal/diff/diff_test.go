@@ -225,6 +225,7 @@ func TestJSONFieldsAreStable(t *testing.T) {
 		webPlan("web1", 10),
 		{Host: "db1", Status: UpToDate, OldSystem: "/nix/store/x", NewSystem: "/nix/store/x"},
 		{Host: "down1", Status: Failed, Err: fault.New("down1", fault.Refused, "start sshd", "connection refused")},
+		{Host: "tst1", Status: Changes, OldSystem: "/nix/store/x", NewSystem: "/nix/store/x", SetsBootDefault: true, BootDefault: "/nix/store/o"},
 	}
 	var b bytes.Buffer
 	if err := WriteJSON(&b, plans); err != nil {
@@ -243,7 +244,7 @@ func TestJSONFieldsAreStable(t *testing.T) {
 		"changed":        []any{map[string]any{"name": "demo-web", "old": "1", "new": "2"}},
 		"old_size_bytes": 0.0, "new_size_bytes": 0.0, "size_delta_bytes": 10.0,
 		"units":        map[string]any{"stop": []any{"demo-web.service"}, "start": []any{"demo-web.service"}, "restart": []any{}, "reload": []any{}},
-		"copied_paths": 0.0, "copied_bytes": 0.0, "error": nil,
+		"copied_paths": 0.0, "copied_bytes": 0.0, "error": nil, "sets_boot_default": false,
 	}
 	if diff := cmp.Diff(want, web); diff != "" {
 		t.Errorf("changed host (-want +got):\n%s", diff)
@@ -257,6 +258,10 @@ func TestJSONFieldsAreStable(t *testing.T) {
 		map[string]any{"hosts": []any{"web1"}, "summary": "demo-web 1 → 2, restarts demo-web.service; size +10 B"},
 		map[string]any{"hosts": []any{"db1"}, "summary": "up to date"},
 		map[string]any{"hosts": []any{"down1"}, "summary": "failed (refused)"},
+		map[string]any{"hosts": []any{"tst1"}, "summary": "runs the new system but boots /nix/store/o by default: a deploy makes it the boot default (no package or unit changes)"},
+	}
+	if tst := hosts[3].(map[string]any); tst["sets_boot_default"] != true || tst["status"] != "changes" {
+		t.Errorf("host after a deploy in mode test: %v", tst)
 	}
 	if diff := cmp.Diff(wantGroups, got["groups"]); diff != "" {
 		t.Errorf("groups (-want +got):\n%s", diff)

@@ -61,9 +61,18 @@ func planHost(ctx context.Context, s *fleet.Session, h flake.Host) HostPlan {
 	}
 	st := s.State(h.Name)
 	p.OldSystem = st.Current
-	if st.Current == h.OutPath {
+	switch {
+	case st.UpToDate("switch", h.OutPath):
 		p.Status = UpToDate
-		s.Report(h.Name, PhasePlan, "up to date: runs %s", h.OutPath)
+		s.Report(h.Name, PhasePlan, "up to date: runs %s and boots it by default", h.OutPath)
+		return p
+	case st.RunsNotBoots(h.OutPath):
+		// A deploy in mode test left it so: the host runs the new system
+		// but would boot another. A deploy sets the profile and the boot
+		// entry, and activates nothing.
+		p.Status, p.SetsBootDefault, p.BootDefault = Changes, true, st.Profile
+		line, _ := Describe(p)
+		s.Report(h.Name, PhasePlan, "%s", line)
 		return p
 	}
 	p.Status = Changes
@@ -113,9 +122,7 @@ func planHost(ctx context.Context, s *fleet.Session, h flake.Host) HostPlan {
 		p.CopiedBytes += sizes[m]
 	}
 	if store.Free >= 0 && p.CopiedBytes > 0 && p.CopiedBytes+fleet.DiskMargin > store.Free {
-		return fail(fault.New(h.Name, fault.Disk,
-			fmt.Sprintf("free space on the host: delete old generations and collect garbage (\"%s && %s\")",
-				c.Conn.ByHand(c.PrivArgv("nix-env", "-p", remote.Profile, "--delete-generations", "+5")...), c.Conn.ByHand(c.PrivArgv("nix-collect-garbage")...)),
+		return fail(fault.New(h.Name, fault.Disk, s.DiskHint(h.Name),
 			"needs %s in /nix/store to check activation, %s free (keeping %s spare); nothing was copied",
 			human.Bytes(p.CopiedBytes), human.Bytes(store.Free), human.Bytes(fleet.DiskMargin)))
 	}

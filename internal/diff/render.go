@@ -53,6 +53,9 @@ type JSONHost struct {
 	CopiedPaths int        `json:"copied_paths"`
 	CopiedBytes int64      `json:"copied_bytes"`
 	Error       *JSONError `json:"error"`
+	// SetsBootDefault: the host runs the new system but boots another by
+	// default (after a deploy in mode test); a deploy would set it.
+	SetsBootDefault bool `json:"sets_boot_default"`
 }
 
 // JSONError is a failed host's error.
@@ -79,7 +82,7 @@ func ToReport(plans []HostPlan) Report {
 			Removed:      nonNil(p.Closure.Removed),
 			Changed:      nonNil(p.Closure.Changed),
 			OldSizeBytes: p.Closure.OldSize, NewSizeBytes: p.Closure.NewSize, SizeDeltaBytes: p.Closure.SizeDelta,
-			CopiedPaths: p.CopiedPaths, CopiedBytes: p.CopiedBytes,
+			CopiedPaths: p.CopiedPaths, CopiedBytes: p.CopiedBytes, SetsBootDefault: p.SetsBootDefault,
 		}
 		if p.Activation {
 			u := p.Units

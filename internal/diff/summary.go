@@ -14,7 +14,7 @@ type Status string
 // The statuses.
 const (
 	Changes  Status = "changes"    // the new system differs from the running one
-	UpToDate Status = "up-to-date" // the host runs exactly the new system
+	UpToDate Status = "up-to-date" // the host runs exactly the new system and boots it by default
 	Failed   Status = "failed"     // unreachable, build failed, ...: see Err
 )
 
@@ -31,7 +31,12 @@ type HostPlan struct {
 	Activation  bool
 	CopiedPaths int   // paths copied so that dry-activate could run
 	CopiedBytes int64 // their NAR size
-	Err         error
+	// SetsBootDefault: the host runs the new system already (a deploy in
+	// mode test) but boots BootDefault (empty: no system profile); a
+	// deploy would only make the new system the boot default.
+	SetsBootDefault bool
+	BootDefault     string
+	Err             error
 }
 
 // Class is the failure's class, or "".
@@ -86,6 +91,13 @@ func Describe(p HostPlan) (line string, more []string) {
 		return "up to date", nil
 	case Failed:
 		return fmt.Sprintf("failed (%s)", p.Class()), nil
+	}
+	if p.SetsBootDefault {
+		boots := "no system profile yet"
+		if p.BootDefault != "" {
+			boots = "boots " + p.BootDefault + " by default"
+		}
+		return "runs the new system but " + boots + ": a deploy makes it the boot default (no package or unit changes)", nil
 	}
 	c := p.Closure
 	var pkgs []string
@@ -159,7 +171,7 @@ func Summarize(plans []HostPlan) []Group {
 			groups = append(groups, Group{Line: line, More: more})
 		}
 		groups[i].Hosts = append(groups[i].Hosts, p.Host)
-		if p.Status == Changes {
+		if p.Status == Changes && !p.SetsBootDefault {
 			deltas[i] = append(deltas[i], p.Closure.SizeDelta)
 		}
 	}

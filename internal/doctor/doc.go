@@ -8,4 +8,7 @@
 // prerequisite failed is skipped. Hosts run in parallel, each within a
 // bounded time. Network findings are built with transport.Fault and
 // transport.Classify, the same classification every other command uses.
+// A host costs one ssh command: the verbose, unshared login of the
+// host-key and auth checks runs remote.FactsCommand, whose output every
+// on-host check reads.
 package doctor

@@ -59,6 +59,9 @@ type Options struct {
 	Nix      *nix.Nix      // the local nix, for the build platform check
 	Timeout  time.Duration // per host; 0 means 30s
 	Parallel int           // hosts at once; 0 means 10
+	// Flake and User are the run's flake URL and --target-user (empty
+	// when the flake decides), for the skiff commands hints print.
+	Flake, User string
 }
 
 // DefaultTimeout bounds each host's checks.

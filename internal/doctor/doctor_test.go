@@ -92,3 +92,24 @@ func TestNixSystem(t *testing.T) {
 		}
 	}
 }
+
+// The on-host checks read what the login's command printed: sudo's
+// answer is classified as a failed sudo -n would be, and the disk hint is
+// the run's skiff gc command.
+func TestChecksReadTheLoginsFacts(t *testing.T) {
+	s := newSession(Options{Flake: "/srv/infra", SSH: transport.Options{ConfigFile: "/lab/ssh_config"}}, &localBuild{},
+		Target{Name: "web1", Target: transport.Target{Host: "web1", User: "deploy"}})
+	s.login = loginResult{done: true, stdout: "sudo\t1\tsudo: a password is required\n" +
+		"df\t/nix/store\t/dev/vda 1048576 1000000 48576 96% /nix\n"}
+	f := checkSudo(t.Context(), s)
+	if f.Status != Fail || f.Class != fault.Sudo || !strings.Contains(f.Hint, "NOPASSWD") {
+		t.Errorf("sudo: %+v", f)
+	}
+	if st := checkStore(t.Context(), s); st.Status != Skip {
+		t.Errorf("store without root: %+v", st)
+	}
+	d := checkDisk(t.Context(), s)
+	if d.Status != Fail || d.Class != fault.Disk || !strings.Contains(d.Hint, `"skiff gc web1 --keep 5 --flake /srv/infra -F /lab/ssh_config"`) {
+		t.Errorf("disk: %+v", d)
+	}
+}

@@ -23,25 +23,37 @@ func checkSudo(ctx context.Context, s *session) Finding {
 	if !s.host.Sudo() {
 		return ok("logged in as root: no sudo needed")
 	}
-	if err := s.host.CheckSudo(ctx); err != nil {
+	f, err := s.readFacts(ctx)
+	if err != nil {
 		return failed(err)
 	}
-	s.sudoOK = true
+	if !f.SudoTried || f.SudoCode != 0 {
+		return failed(s.host.SudoError(f.SudoCode, f.SudoErr))
+	}
 	return ok("sudo -n works for %s", s.t.Target.Login())
 }
 
-// readFacts reads the host's facts once, as root when it can.
+// sudoOK reports whether privileged reads worked: as root, or through sudo.
+func (s *session) sudoOK() bool {
+	return !s.host.Sudo() || s.facts != nil && s.facts.SudoTried && s.facts.SudoCode == 0
+}
+
+// readFacts reads the facts the login's command printed (sshLogin).
 func (s *session) readFacts(ctx context.Context) (*remote.Facts, error) {
-	if s.facts == nil && s.factsE == nil {
-		asRoot := !s.host.Sudo() || s.sudoOK
-		f, err := s.host.ReadFacts(ctx, asRoot)
-		if err != nil {
-			s.factsE = err
-		} else {
-			s.facts = &f
+	if s.facts == nil {
+		l := s.sshLogin(ctx)
+		if l.err != nil {
+			return nil, l.err
 		}
+		f := remote.ParseFacts(l.stdout)
+		s.facts = &f
 	}
-	return s.facts, s.factsE
+	return s.facts, nil
+}
+
+// gc is the skiff gc command a hint prints, keeping keep generations.
+func (s *session) gc(keep int) remote.GCCommand {
+	return remote.GCCommand{Flake: s.o.Flake, SSH: s.o.SSH, User: s.o.User, Keep: keep}
 }
 
 // sshCmd is the command a hint prints to run remote on the host by hand,
@@ -70,7 +82,7 @@ func checkStore(ctx context.Context, s *session) Finding {
 	if err != nil {
 		return failed(err)
 	}
-	if s.host.Sudo() && !s.sudoOK {
+	if !s.sudoOK() {
 		return skip("needs root")
 	}
 	if !f.StoreRW {
@@ -101,10 +113,10 @@ func checkDisk(ctx context.Context, s *session) Finding {
 			storeDev = d.Device
 		}
 		failAt, warnAt := int64(StoreFail), int64(StoreWarn)
-		h := fmt.Sprintf("skiff gc %s --keep 5", s.t.Name)
+		h := s.gc(5).DiskHint(s.t.Name)
 		if d.Path == "/boot" {
 			failAt, warnAt = BootFail, BootWarn
-			h = fmt.Sprintf("delete old generations (skiff gc %s --keep 3), then reinstall the boot loader so it drops their entries (\"%s\")", s.t.Name, s.sshCmd(true, "/run/current-system/bin/switch-to-configuration", "boot"))
+			h = fmt.Sprintf("delete old generations (\"%s\"), then reinstall the boot loader so it drops their entries (\"%s\")", s.gc(3).For(s.t.Name), s.sshCmd(true, "/run/current-system/bin/switch-to-configuration", "boot"))
 		}
 		st := OK
 		switch {

@@ -20,21 +20,20 @@ import (
 
 // session is what one host's checks learn and share.
 type session struct {
-	o      Options
-	local  *localBuild
-	t      Target
-	eff    transport.Effective // from ssh -G
-	conn   net.Conn            // the TCP connection of the tcp check, read by ssh-banner
-	login  loginResult         // the verbose ssh login of host-key and auth
-	host   *remote.Host
-	sudoOK bool
-	facts  *remote.Facts
-	factsE error
+	o     Options
+	local *localBuild
+	t     Target
+	eff   transport.Effective // from ssh -G
+	conn  net.Conn            // the TCP connection of the tcp check, read by ssh-banner
+	login loginResult         // the verbose ssh login of host-key and auth
+	host  *remote.Host
+	facts *remote.Facts
 }
 
 type loginResult struct {
 	done   bool
 	stderr string
+	stdout string // the facts the login's command printed
 	err    error
 }
 
@@ -194,14 +193,16 @@ func checkBanner(ctx context.Context, s *session) Finding {
 }
 
 // sshLogin logs in once, verbosely and without connection sharing, so that
-// ssh tells which host key it saw and which keys it offered.
+// ssh tells which host key it saw and which keys it offered; the command
+// it runs reads the host's facts (remote.FactsCommand), so that the
+// on-host checks need no other ssh command.
 func (s *session) sshLogin(ctx context.Context) loginResult {
 	if s.login.done {
 		return s.login
 	}
-	argv := append(s.sshArgs(false), "-v", s.t.Target.Destination(), "--", "true")
+	argv := append(s.sshArgs(false), "-v", s.t.Target.Destination(), "--", command.Join(remote.FactsCommand()))
 	res, err := s.o.Runner.Run(ctx, command.Cmd{Argv: argv})
-	l := loginResult{done: true, stderr: string(res.Stderr)}
+	l := loginResult{done: true, stderr: string(res.Stderr), stdout: string(res.Stdout)}
 	var ce *command.Error
 	switch {
 	case err == nil:

@@ -591,15 +591,12 @@ func (r *run) rollbackHost(ctx context.Context, h flake.Host, to int) Result {
 		return finish(Failed, err)
 	}
 	defer lock.Release()
-	st, err := c.ReadState(ctx)
+	st, err := c.ReadSystem(ctx)
 	if err != nil {
 		return finish(Failed, err)
 	}
 	res.OldPath, res.OldGen = st.Current, st.Generation
-	gens, err := c.ProfileGens(ctx)
-	if err != nil {
-		return finish(Failed, err)
-	}
+	gens := st.ProfileGens()
 	var target remote.ProfileGen
 	for _, g := range gens {
 		if (to > 0 && g.Number == to) || (to == 0 && g.Number < st.Generation) {

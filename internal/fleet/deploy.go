@@ -230,7 +230,7 @@ func (r *run) deployHost(ctx context.Context, h flake.Host) Result {
 	c := r.conns[h.Name]
 	res.OldPath, res.OldGen = st.Current, st.Generation
 
-	if !r.Force && upToDate(r.Mode, st, h.OutPath) {
+	if !r.Force && st.UpToDate(string(r.Mode), h.OutPath) {
 		res.NewGen = st.Generation
 		if err := r.upToDateKeys(ctx, c, h); err != nil {
 			return finish(Failed, err)
@@ -399,19 +399,6 @@ func (r *run) unroot(ctx context.Context, c *remote.Host, root remote.Root) func
 			r.report(c.Name, PhaseDone, "could not remove the GC root %s (it goes at the next reboot): %v", root.Link(), err)
 		}
 	}
-}
-
-// upToDate reports whether the host already has what the mode would make.
-func upToDate(m Mode, st remote.State, out string) bool {
-	switch m {
-	case Switch:
-		return st.Current == out && st.Profile == out
-	case Boot:
-		return st.Profile == out
-	case Test:
-		return st.Current == out
-	}
-	return false
 }
 
 // copy sends the closure of path with nix copy over the host's shared

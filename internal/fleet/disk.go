@@ -4,14 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 
 	"github.com/skiffdeploy/skiff/internal/command"
 	"github.com/skiffdeploy/skiff/internal/fault"
 	"github.com/skiffdeploy/skiff/internal/human"
 	"github.com/skiffdeploy/skiff/internal/remote"
-	"github.com/skiffdeploy/skiff/internal/transport"
 )
 
 // A host whose /nix fills up says so in different words: "No space left on
@@ -56,49 +54,27 @@ func (r *run) diskFull(ctx context.Context, c *remote.Host, lines []string) (str
 	if !maybe {
 		return "", false
 	}
-	free, err := storeFree(ctx, c)
-	if err != nil || free >= DiskMargin {
+	free, err := c.StoreFree(ctx)
+	if err != nil || free < 0 || free >= DiskMargin {
 		return "", false
 	}
 	return fmt.Sprintf("%s, %s free in /nix/store", diskIOError, human.Bytes(free)), true
 }
 
-// storeFree reads the free bytes of the host's store filesystem.
-func storeFree(ctx context.Context, c *remote.Host) (int64, error) {
-	res, err := c.Conn.Command(ctx, transport.Exec{Argv: []string{"df", "-Pk", "/nix/store"}})
-	if err != nil {
-		return 0, err
-	}
-	return parseDfFree(string(res.Stdout))
-}
-
-// parseDfFree reads the available bytes from df -Pk's output.
-func parseDfFree(out string) (int64, error) {
-	lines := strings.Split(strings.TrimSpace(out), "\n")
-	// Filesystem 1024-blocks Used Available Capacity Mounted-on
-	if fs := strings.Fields(lines[len(lines)-1]); len(fs) >= 6 {
-		if kb, err := strconv.ParseInt(fs[3], 10, 64); err == nil {
-			return kb * 1024, nil
-		}
-	}
-	return 0, fmt.Errorf("unexpected df output %q", out)
+// gcCommand is the skiff gc command line, runnable as printed after this
+// run: the same flake, ssh options and login as the deploy.
+func (r *run) gcCommand() remote.GCCommand {
+	return remote.GCCommand{Flake: r.Flake.URL, SSH: r.SSH, User: r.User, Keep: r.gcKeep()}
 }
 
 // diskHint says how to free space on a host whose disk filled up.
 func (r *run) diskHint(host string) string {
-	return "free space on the host: run \"" + r.gcCommand(host) + "\" to delete old generations and collect garbage, or deploy with --gc"
+	return r.gcCommand().DiskHint(host) + ", or deploy with --gc"
 }
 
-// gcCommand is the skiff gc command line, runnable as printed after this
-// run: the same flake, ssh options and login as the deploy.
-func (r *run) gcCommand(host string) string {
-	argv := []string{"skiff", "gc", host, "--keep", strconv.Itoa(r.gcKeep()), "--flake", r.Flake.URL}
-	argv = append(argv, r.SSH.UserArgs()...)
-	if r.User != "" {
-		argv = append(argv, "--target-user", r.User)
-	}
-	return command.Join(argv)
-}
+// DiskHint says how to free space on the named host, when its store
+// lacks room for what the session would copy.
+func (s *Session) DiskHint(host string) string { return s.run.diskHint(host) }
 
 // stderrLines are the lines of err's standard error, when it is a failed
 // command's.

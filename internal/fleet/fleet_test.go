@@ -6,33 +6,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/skiffdeploy/skiff/internal/nix"
-	"github.com/skiffdeploy/skiff/internal/remote"
 )
-
-func TestUpToDate(t *testing.T) {
-	const out = "/nix/store/new"
-	running := remote.State{Current: out, Profile: out, Generation: 3}
-	testOnly := remote.State{Current: out, Profile: "/nix/store/old", Generation: 2}
-	bootOnly := remote.State{Current: "/nix/store/old", Profile: out, Generation: 3}
-	for _, tc := range []struct {
-		mode Mode
-		st   remote.State
-		want bool
-	}{
-		{Switch, running, true},
-		{Switch, testOnly, false}, // running but not the boot default
-		{Switch, bootOnly, false},
-		{Boot, bootOnly, true},
-		{Test, testOnly, true},
-		{Test, bootOnly, false},
-		{DryActivate, running, false},
-		{Switch, remote.State{}, false},
-	} {
-		if got := upToDate(tc.mode, tc.st, out); got != tc.want {
-			t.Errorf("upToDate(%s, %+v) = %v, want %v", tc.mode, tc.st, got, tc.want)
-		}
-	}
-}
 
 func TestClosureOf(t *testing.T) {
 	infos := map[string]nix.PathInfo{

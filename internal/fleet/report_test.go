@@ -61,17 +61,6 @@ func TestNoSpace(t *testing.T) {
 	}
 }
 
-func TestParseDfFree(t *testing.T) {
-	out := "Filesystem     1024-blocks  Used Available Capacity Mounted on\ntmpfs                65536 65000       536      100% /nix\n"
-	got, err := parseDfFree(out)
-	if err != nil || got != 536*1024 {
-		t.Errorf("parseDfFree = %d, %v", got, err)
-	}
-	if _, err := parseDfFree("df: /nix/store: No such file or directory\n"); err == nil {
-		t.Error("no error for output without numbers")
-	}
-}
-
 // A full disk that the host's output names for certain needs no round trip:
 // the plain path's SetProfile failure (classified disk by package remote)
 // reaches the summary as "out of disk space".

@@ -1,5 +1,8 @@
 // Package remote holds the typed operations skiff performs on a host:
-// reading its running and booted systems and its system profile, finding
+// reading its running and booted systems, its system profile and
+// generations, its health and boot state (one script, system.sh, read by
+// one parser, for deploy's probe, status, generations, gc and rollback),
+// finding
 // the store paths it lacks (rooting the system being deployed first, see
 // Root), setting the profile, and running
 // switch-to-configuration. Privileged steps run through "sudo -n" when the

@@ -3,7 +3,6 @@ package remote
 import (
 	"context"
 	"fmt"
-	"path"
 	"regexp"
 	"sort"
 	"strconv"
@@ -32,61 +31,47 @@ type Generations struct {
 	Booted  string       // booted system path
 }
 
-// generationsScript prints the running and booted systems, the profile's
-// link and one tab-separated line per generation: link name, link mtime
-// (seconds), target, NixOS version. It takes no arguments and needs no
-// privileges.
-const generationsScript = `p=/nix/var/nix/profiles/system
-printf 'current\t%s\n' "$(readlink /run/current-system 2>/dev/null)"
-printf 'booted\t%s\n' "$(readlink /run/booted-system 2>/dev/null)"
-printf 'profile\t%s\n' "$(readlink $p 2>/dev/null)"
-for l in $p-*-link; do
-	[ -L "$l" ] || continue
-	t=$(readlink "$l")
-	printf 'gen\t%s\t%s\t%s\t%s\n' "${l##*/}" "$(stat -c %Y "$l" 2>/dev/null)" "$t" "$(head -n 1 "$t/nixos-version" 2>/dev/null)"
-done`
-
 // ListGenerations reads the host's system generations, oldest first, with
-// which one runs, which one was booted and which one boots by default.
+// which one runs, which one was booted and which one boots by default. It
+// needs no privileges.
 func (h *Host) ListGenerations(ctx context.Context) (Generations, error) {
-	res, err := h.run(ctx, "list generations", transport.Exec{Argv: []string{"sh", "-c", generationsScript}})
+	st, err := h.readState(ctx, false, true)
 	if err != nil {
 		return Generations{}, err
 	}
-	return parseGenerations(string(res.Stdout)), nil
+	return st.Generations(), nil
 }
 
-func parseGenerations(out string) Generations {
-	var g Generations
-	profile := 0
-	for _, l := range strings.Split(out, "\n") {
+// Generations is the state's generations with its running and booted
+// systems (empty unless the state was read with them).
+func (st State) Generations() Generations {
+	return Generations{List: st.Gens, Current: st.Current, Booted: st.Booted}
+}
+
+// parseGens reads system.sh's gen lines (NUMBER, mtime, system, NixOS
+// version, tab-separated) into generations, oldest first, marking those
+// st runs, booted and boots by default.
+func parseGens(lines []string, st State) []Generation {
+	var list []Generation
+	for _, l := range lines {
 		f := strings.Split(strings.TrimRight(l, "\r"), "\t")
-		switch {
-		case f[0] == "current" && len(f) == 2:
-			g.Current = f[1]
-		case f[0] == "booted" && len(f) == 2:
-			g.Booted = f[1]
-		case f[0] == "profile" && len(f) == 2:
-			if m := linkRE.FindStringSubmatch(path.Base(f[1])); m != nil {
-				profile, _ = strconv.Atoi(m[1])
-			}
-		case f[0] == "gen" && len(f) == 5:
-			m := linkRE.FindStringSubmatch(f[1])
-			if m == nil {
-				continue
-			}
-			n, _ := strconv.Atoi(m[1])
-			gen := Generation{Number: n, Path: f[3], NixOSVersion: strings.TrimSpace(f[4]), BootDefault: n == profile}
-			if secs, err := strconv.ParseInt(f[2], 10, 64); err == nil {
-				gen.Date = time.Unix(secs, 0).UTC()
-			}
-			g.List = append(g.List, gen)
+		if len(f) != 4 {
+			continue
 		}
+		n, err := strconv.Atoi(f[0])
+		if err != nil || !strings.HasPrefix(f[2], "/") {
+			continue
+		}
+		gen := Generation{Number: n, Path: f[2], NixOSVersion: strings.TrimSpace(f[3]), BootDefault: n == st.Generation}
+		if secs, err := strconv.ParseInt(f[1], 10, 64); err == nil {
+			gen.Date = time.Unix(secs, 0).UTC()
+		}
+		list = append(list, gen)
 	}
-	sort.Slice(g.List, func(i, j int) bool { return g.List[i].Number < g.List[j].Number })
-	markSystem(g.List, g.Current, profile, func(x *Generation) { x.Current = true })
-	markSystem(g.List, g.Booted, profile, func(x *Generation) { x.Booted = true })
-	return g
+	sort.Slice(list, func(i, j int) bool { return list[i].Number < list[j].Number })
+	markSystem(list, st.Current, st.Generation, func(x *Generation) { x.Current = true })
+	markSystem(list, st.Booted, st.Generation, func(x *Generation) { x.Booted = true })
+	return list
 }
 
 // markSystem marks the generation holding system: the profile's own when
@@ -153,10 +138,11 @@ func (h *Host) DeleteGenerations(ctx context.Context, numbers []int) error {
 // PruneGenerations deletes what p dooms among the host's generations and
 // returns the deleted ones (oldest first) and those kept.
 func (h *Host) PruneGenerations(ctx context.Context, p GCPolicy, now time.Time) (deleted, kept []Generation, err error) {
-	g, err := h.ListGenerations(ctx)
+	st, err := h.ReadSystem(ctx)
 	if err != nil {
 		return nil, nil, err
 	}
+	g := st.Generations()
 	deleted = p.Doomed(g, now)
 	gone := map[int]bool{}
 	var nums []int
@@ -212,7 +198,7 @@ func parseFreed(out string) Freed {
 			f.Bytes = int64(v * mult)
 		}
 		if k, rest, ok := strings.Cut(strings.TrimSpace(l), " "); ok && (k == "before" || k == "after") {
-			if free := parseStore("df " + rest).Free; k == "before" {
+			if free := parseDf(rest).Free; k == "before" {
 				before = free
 			} else {
 				after = free

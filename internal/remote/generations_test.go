@@ -7,30 +7,6 @@ import (
 	"github.com/google/go-cmp/cmp"
 )
 
-func gens(t *testing.T, out string) Generations {
-	t.Helper()
-	return parseGenerations(out)
-}
-
-func TestParseGenerations(t *testing.T) {
-	out := "current\t/nix/store/c-sys\nbooted\t/nix/store/b-sys\nprofile\tsystem-3-link\n" +
-		"gen\tsystem-10-link\t1700000900\t/nix/store/x-sys\t\n" +
-		"gen\tsystem-2-link\t1700000000\t/nix/store/b-sys\t24.05.lab\n" +
-		"gen\tsystem-3-link\t1700000500\t/nix/store/c-sys\t24.05.lab\n"
-	g := gens(t, out)
-	want := []Generation{
-		{Number: 2, Date: time.Unix(1700000000, 0).UTC(), Path: "/nix/store/b-sys", NixOSVersion: "24.05.lab", Booted: true},
-		{Number: 3, Date: time.Unix(1700000500, 0).UTC(), Path: "/nix/store/c-sys", NixOSVersion: "24.05.lab", Current: true, BootDefault: true},
-		{Number: 10, Date: time.Unix(1700000900, 0).UTC(), Path: "/nix/store/x-sys"},
-	}
-	if d := cmp.Diff(want, g.List); d != "" {
-		t.Error(d)
-	}
-	if g := gens(t, "current\t\nbooted\t\nprofile\t\n"); len(g.List) != 0 || g.Current != "" {
-		t.Errorf("fresh host: %+v", g)
-	}
-}
-
 func TestDoomedNeverTakesWhatMustStay(t *testing.T) {
 	now := time.Unix(1_800_000_000, 0)
 	day := 24 * time.Hour

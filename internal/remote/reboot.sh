@@ -13,8 +13,12 @@ elif command -v sysctl >/dev/null 2>&1; then
 	id=$(sysctl -n kern.boottime 2>/dev/null)
 fi
 echo "boot_id=$id"
-echo "current=$(readlink "$root/run/current-system" 2>/dev/null)"
-echo "booted=$(readlink "$root/run/booted-system" 2>/dev/null)"
+current=$(readlink "$root/run/current-system" 2>/dev/null)
+booted=$(readlink "$root/run/booted-system" 2>/dev/null)
+echo "current=$current"
+echo "booted=$booted"
+# The same system has the same parts: nothing to resolve.
+[ "$current" != "$booted" ] || exit 0
 # resolved PATH: where PATH leads, empty when it does not exist.
 resolved() {
 	if [ -e "$1" ]; then

@@ -3,6 +3,7 @@ package remote
 import (
 	"bufio"
 	"context"
+	_ "embed" // the host-side state script
 	"errors"
 	"fmt"
 	"io"
@@ -112,37 +113,71 @@ type State struct {
 	// units.
 	Systemctl   bool
 	FailedUnits []string
+	// Health is what systemd says about the host (State empty without
+	// systemctl).
+	Health Health
+	// Boot is what the host booted, and whether the running system needs
+	// a reboot.
+	Boot Boot
+	// Gens are the system profile's generations, oldest first; read only
+	// by ReadSystem and ListGenerations.
+	Gens []Generation
 }
 
-// stateScript prints one KEY=VALUE line per fact. It takes no arguments.
-const stateScript = `p=/nix/var/nix/profiles/system
-echo "current=$(readlink /run/current-system 2>/dev/null)"
-echo "booted=$(readlink /run/booted-system 2>/dev/null)"
-echo "link=$(readlink $p 2>/dev/null)"
-echo "profile=$(readlink -f $p 2>/dev/null)"
-command -v nix-store >/dev/null 2>&1 || echo "nix=missing"
-if [ -d /run/systemd/system ] && command -v systemd-run >/dev/null 2>&1; then echo systemd=1; fi
-if command -v systemctl >/dev/null 2>&1; then
-	echo "units=$(systemctl list-units --failed --all --output=json --no-pager 2>/dev/null | tr -d '\n')"
-fi`
+//go:embed system.sh
+var systemFile string
+
+// stateScript is system.sh then reboot.sh, without their comments: every
+// read of a host's systems, generations, failed units and boot state, in
+// one command. $1 is empty (the real root); $2 "gens" lists the
+// generations too. reboot.sh comes last: it ends early when the host
+// runs the system it booted.
+var stateScript = withoutComments(systemFile) + bootScript
 
 // ReadState reads the host's running system and system profile, whether
-// it runs systemd and its failed units, in one command (the probe of a
-// deploy). For a login that is not root it goes through sudo, which also
-// proves early that the privileged steps will be allowed.
+// it runs systemd, its health and failed units and its boot state, in
+// one command (the probe of a deploy, and all that skiff status reads).
+// For a login that is not root it goes through sudo, which also proves
+// early that the privileged steps will be allowed.
 func (h *Host) ReadState(ctx context.Context) (State, error) {
-	res, err := h.run(ctx, "read system state", transport.Exec{Argv: h.priv("sh", "-c", stateScript)})
+	return h.readState(ctx, true, false)
+}
+
+// ReadSystem is ReadState with the system profile's generations (State.Gens).
+func (h *Host) ReadSystem(ctx context.Context) (State, error) {
+	return h.readState(ctx, true, true)
+}
+
+// readState runs stateScript, through sudo when priv and the login is not
+// root, listing the generations when gens.
+func (h *Host) readState(ctx context.Context, priv, gens bool) (State, error) {
+	argv := []string{"sh", "-c", stateScript, "sh", ""}
+	what := "read system state"
+	if gens {
+		argv, what = append(argv, "gens"), "list generations"
+	}
+	if priv {
+		argv = h.priv(argv...)
+	}
+	res, err := h.run(ctx, what, transport.Exec{Argv: argv})
 	if err != nil {
 		return State{}, err
 	}
-	return parseState(string(res.Stdout))
+	st, err := parseState(string(res.Stdout))
+	if fe, ok := fault.As(err); ok && fe.Host == "" {
+		fe.Host = h.Name
+	}
+	return st, err
 }
 
 var linkRE = regexp.MustCompile(`^system-(\d+)-link$`)
 
+// parseState reads stateScript's output.
 func parseState(out string) (State, error) {
 	var st State
+	var gens []string
 	sc := bufio.NewScanner(strings.NewReader(out))
+	sc.Buffer(nil, 16<<20) // the failed units' JSON is one line
 	for sc.Scan() {
 		k, v, _ := strings.Cut(sc.Text(), "=")
 		switch k {
@@ -158,20 +193,42 @@ func parseState(out string) (State, error) {
 			}
 		case "systemd":
 			st.Systemd = v == "1"
+		case "state":
+			st.Health.State = v
 		case "units":
 			units, err := ParseUnits([]byte(v))
 			if err != nil {
 				return st, err
 			}
 			st.Systemctl, st.FailedUnits = true, failedNames(units)
+			st.Health.Failed = []Unit{}
+			for _, u := range units {
+				if u.Active == "failed" || u.Sub == "failed" {
+					st.Health.Failed = append(st.Health.Failed, u)
+				}
+			}
+		case "unit":
+			f := strings.SplitN(v, "\t", 5)
+			if len(f) == 5 && f[0] != "" {
+				u := Unit{Unit: strings.TrimPrefix(f[0], "●"), Load: f[1], Active: f[2], Sub: f[3], Description: f[4]}
+				st.FailedUnits = append(st.FailedUnits, u.Unit)
+				st.Health.Failed = append(st.Health.Failed, u)
+			}
+		case "gen":
+			gens = append(gens, v)
 		case "nix":
 			return st, fault.New("", fault.Nix, "install Nix on the host (NixOS has it); skiff needs nix-store and nix-env there",
 				"nix is not installed on the host")
 		}
 	}
+	if err := sc.Err(); err != nil {
+		return st, fmt.Errorf("read system state: %w", err)
+	}
 	if st.Generation == 0 {
 		st.Profile = ""
 	}
+	st.Boot = parseBoot(out)
+	st.Gens = parseGens(gens, st)
 	return st, nil
 }
 
@@ -221,13 +278,7 @@ func parseStore(out string) Store {
 		l = strings.TrimSpace(l)
 		switch {
 		case strings.HasPrefix(l, "df "):
-			// Filesystem 1024-blocks Used Available Capacity Mounted-on
-			f := strings.Fields(l)
-			if len(f) >= 5 {
-				if kb, err := strconv.ParseInt(f[4], 10, 64); err == nil {
-					st.Free = kb * 1024
-				}
-			}
+			st.Free = parseDf(l[len("df "):]).Free
 		case strings.HasPrefix(l, "/"):
 			st.Missing = append(st.Missing, l)
 		}

@@ -28,14 +28,6 @@ func TestParseUnits(t *testing.T) {
 	}
 }
 
-func TestParseProfileGens(t *testing.T) {
-	got := parseProfileGens("10 /nix/store/c-sys\n2 /nix/store/a-sys\nbad line\n3 /nix/store/b-sys\n")
-	want := []ProfileGen{{2, "/nix/store/a-sys"}, {3, "/nix/store/b-sys"}, {10, "/nix/store/c-sys"}}
-	if d := cmp.Diff(want, got); d != "" {
-		t.Error(d)
-	}
-}
-
 func TestLockOwner(t *testing.T) {
 	o := parseOwner("user=alice machine=laptop pid=4242 since=2026-11-27T07:45:00Z keeper=99 ")
 	want := LockOwner{User: "alice", Machine: "laptop", PID: 4242, Since: "2026-11-27T07:45:00Z"}

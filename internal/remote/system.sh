@@ -1,0 +1,56 @@
+# What a host runs, boots and keeps in its system profile, read in one go:
+# one KEY=VALUE line each. Every reader of a host's systems and generations
+# runs this script (with reboot.sh after it, see stateScript); parseState
+# reads its output.
+#   current, booted  where /run/current-system and /run/booted-system point
+#   link             the system profile's link (system-N-link); profile: the
+#                    system it resolves to
+#   nix=missing      nix-store is not on the PATH
+#   systemd=1        the host runs systemd (a supervisor can be a transient unit)
+#   state            systemctl is-system-running
+#   units            the failed units, as systemctl's JSON on one line; from a
+#                    systemctl without JSON, "units=" then one unit= line each:
+#                    unit, load, active, sub, description, tab-separated
+#   gen              with "gens" as $2, one line per generation of the profile:
+#                    NUMBER, the link's mtime (seconds), the system, its NixOS
+#                    version, separated by tabs
+# $1, when not empty, is a directory standing for / (for tests). Nothing
+# here needs privileges.
+root=${1-}
+p=$root/nix/var/nix/profiles/system
+echo "current=$(readlink "$root/run/current-system" 2>/dev/null)"
+echo "booted=$(readlink "$root/run/booted-system" 2>/dev/null)"
+echo "link=$(readlink "$p" 2>/dev/null)"
+echo "profile=$(readlink -f "$p" 2>/dev/null)"
+command -v nix-store >/dev/null 2>&1 || echo "nix=missing"
+if [ -d "$root/run/systemd/system" ] && command -v systemd-run >/dev/null 2>&1; then echo systemd=1; fi
+# sctl is systemctl, given at most 10 seconds when timeout(1) is there: a
+# wedged systemd must not hang the read.
+sctl() {
+	if command -v timeout >/dev/null 2>&1; then timeout 10 systemctl "$@"; else systemctl "$@"; fi
+}
+# With a fake root, the machine's own systemd is not asked.
+if command -v systemctl >/dev/null 2>&1 && [ -z "$root" ]; then
+	echo "state=$(sctl is-system-running 2>/dev/null)"
+	if u=$(sctl list-units --failed --all --output=json --no-pager 2>/dev/null); then
+		echo "units=$(printf '%s' "$u" | tr -d '\n')"
+	else
+		# A systemctl older than --output=json: its plain table.
+		echo "units="
+		sctl list-units --failed --all --plain --no-legend --no-pager 2>/dev/null |
+			while read -r u l a s d; do printf 'unit=%s\t%s\t%s\t%s\t%s\n' "$u" "$l" "$a" "$s" "$d"; done
+	fi
+fi
+if [ "${2-}" = gens ]; then
+	tab=$(printf '\t')
+	for l in "$p"-*-link; do
+		[ -L "$l" ] || continue
+		n=${l##*/system-}
+		n=${n%-link}
+		t=$(readlink "$l")
+		v=
+		if [ -r "$t/nixos-version" ]; then read -r v <"$t/nixos-version" || true; fi
+		m=$(stat -c %Y "$l" 2>/dev/null || stat -f %m "$l" 2>/dev/null)
+		echo "gen=$n$tab$m$tab$t$tab$v"
+	done
+fi
