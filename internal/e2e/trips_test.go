@@ -14,6 +14,7 @@ type sshTrace struct {
 	sessions []string // "+ ssh ..." lines
 	requests []string // "+ session HOST: ..." lines
 	copies   int
+	masters  int // connections opened during the evaluation (ssh -N)
 	// trips counts the sequential round trips: each ssh command but the
 	// host session's own (its first request travels with its start),
 	// each request not sent together with one before it (traced
@@ -32,6 +33,10 @@ func sshTraceOf(stderr string) sshTrace {
 	lastRelease := false // the last trip gives the host back
 	for i, l := range lines {
 		switch {
+		case strings.HasPrefix(l, "+ ssh ") && strings.Contains(l, " -N "):
+			// A connection opened while the flake is evaluated: no
+			// command, no round trip the deploy waits for.
+			tr.masters++
 		case strings.HasPrefix(l, "+ ssh ") && !strings.Contains(l, " -O "):
 			tr.sessions = append(tr.sessions, l)
 			// The command's lines go on to the next trace or log line.

@@ -63,6 +63,10 @@ type Options struct {
 	// (0 means DefaultRebootTimeout), until it runs the new system (reboot.go).
 	Reboot        bool
 	RebootTimeout time.Duration
+	// Targets, when set, guesses each selected host's ssh target from an
+	// earlier run, so that its connection opens while the flake is
+	// evaluated, and records the evaluated ones (see TargetCache).
+	Targets TargetCache
 }
 
 type run struct {
@@ -78,7 +82,9 @@ type run struct {
 	builders    map[string]*remote.Host // build hosts by destination
 	builtOn     map[string]*remote.Host // host → the build host that built its system
 	waits       map[string]*activationWait
-	keys        map[string][]keys.Key // read by readKeys; never logged
+	keys        map[string][]keys.Key    // read by readKeys; never logged
+	masters     map[string]chan struct{} // speculative connections kept: closed once up or failed
+	speculated  *speculation
 	mu          sync.Mutex
 }
 
@@ -87,7 +93,7 @@ func newRun(o Options) *run {
 	return &run{Options: o, conns: map[string]*remote.Host{}, states: map[string]remote.State{},
 		built: map[string]bool{}, closures: map[string][]nix.PathInfo{}, errs: map[string]error{},
 		connectTime: map[string]time.Duration{}, refused: map[string]bool{},
-		builders: map[string]*remote.Host{}, builtOn: map[string]*remote.Host{}}
+		builders: map[string]*remote.Host{}, builtOn: map[string]*remote.Host{}, masters: map[string]chan struct{}{}}
 }
 
 func (r *run) report(host string, phase Phase, format string, args ...any) {
@@ -120,8 +126,12 @@ func Prepare(ctx context.Context, o Options, build bool) (*Session, error) {
 
 	start := time.Now()
 	r.report("", PhaseEval, "evaluating %s", describeSelection(o.Hosts))
+	// The hosts' connections open while the flake is evaluated, where an
+	// earlier run says where they go.
+	sp := r.speculate(ctx)
 	hosts, err := flake.Evaluate(ctx, o.Nix, o.Flake, o.Hosts)
 	if err != nil {
+		sp.settle(r, nil)
 		return nil, err
 	}
 	r.hosts = hosts
@@ -143,6 +153,10 @@ func Prepare(ctx context.Context, o Options, build bool) (*Session, error) {
 		}
 		r.conns[h.Name] = &remote.Host{Name: h.Name, Password: o.SudoPassword,
 			Conn: &transport.SSH{Target: t, Options: o.SSH, Run: o.Runner, Name: h.Name}}
+	}
+	sp.settle(r, hosts)
+	if o.Targets != nil && !o.Local {
+		o.Targets.Save(o.Hosts, r.targetsOf(hosts))
 	}
 
 	if build && o.Mode.writesKeys() {
@@ -233,6 +247,7 @@ func (r *run) closeAll() {
 		go func() { defer wg.Done(); c.Conn.Close(ctx) }()
 	}
 	wg.Wait()
+	r.speculated.wait()
 }
 
 // connectAll opens each host's shared connection and reads its state.
@@ -244,6 +259,15 @@ func (r *run) connectAll(ctx context.Context) {
 			c := r.conns[h.Name]
 			start := time.Now()
 			r.report(h.Name, PhaseConnect, "connecting to %s", c.Conn.Target)
+			if up := r.masters[h.Name]; up != nil {
+				// The connection opened during the evaluation: the
+				// probe rides it once it is up (if it failed, the
+				// probe connects and says why).
+				select {
+				case <-up:
+				case <-ctx.Done():
+				}
+			}
 			st, err := c.ReadState(ctx)
 			if err != nil && ctx.Err() != nil {
 				err = interrupted(h.Name, "while connecting", unchanged)

@@ -1,0 +1,105 @@
+package fleet
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/skiffdeploy/skiff/internal/flake"
+	"github.com/skiffdeploy/skiff/internal/transport"
+)
+
+// TargetCache remembers where the hosts of a selection were reached in an
+// earlier run (their evaluated deployment.targetHost, targetUser and
+// targetPort), so that a run can open their connections while it
+// evaluates. What it returns is a guess: the evaluation decides.
+type TargetCache interface {
+	// Load returns the targets of the hosts that selection chose last
+	// time, by host name; nil when it does not know them all.
+	Load(selection []string) map[string]transport.Target
+	// Save records the targets of the hosts selection chose.
+	Save(selection []string, targets map[string]transport.Target)
+}
+
+// speculation is the connections opened, from the cache's guesses, while
+// the flake is evaluated. A host whose evaluated target is the guessed one
+// keeps its connection (its probe waits for it and rides it); the others
+// are stopped and closed. Nothing runs on a host through them (ssh -N),
+// and their failures are never reported: the real connection reports its
+// own.
+type speculation struct {
+	conns  map[string]*transport.SSH
+	done   map[string]chan struct{}
+	cancel map[string]context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// speculate opens, in the background, the connections the cache guesses
+// for the selection.
+func (r *run) speculate(ctx context.Context) *speculation {
+	sp := &speculation{conns: map[string]*transport.SSH{}, done: map[string]chan struct{}{}, cancel: map[string]context.CancelFunc{}}
+	if r.Targets == nil || r.Local || r.SSH.ControlDir == "" {
+		return sp
+	}
+	for name, t := range r.Targets.Load(r.Hosts) {
+		c := &transport.SSH{Target: t, Options: r.SSH, Run: r.Runner, Name: name}
+		cctx, cancel := context.WithCancel(ctx)
+		done := make(chan struct{})
+		sp.conns[name], sp.done[name], sp.cancel[name] = c, done, cancel
+		go func() {
+			defer close(done)
+			_ = c.Master(cctx) // the real connection reports any failure
+		}()
+	}
+	return sp
+}
+
+// settle keeps the connections whose guess the evaluation confirmed and
+// hands them to the run (connectAll waits for them); it stops and closes
+// the others, in the background (closeAll waits for that). With hosts nil
+// (the evaluation failed) it closes them all before it returns.
+func (sp *speculation) settle(r *run, hosts []flake.Host) {
+	keep := map[string]bool{}
+	for _, h := range hosts {
+		c, ok := sp.conns[h.Name]
+		if ok && r.conns[h.Name] != nil && r.conns[h.Name].Conn.Target == c.Target {
+			keep[h.Name] = true
+			r.masters[h.Name] = sp.done[h.Name]
+		}
+	}
+	for name, c := range sp.conns {
+		if keep[name] {
+			continue
+		}
+		sp.cancel[name]()
+		done := sp.done[name]
+		sp.wg.Add(1)
+		go func() {
+			defer sp.wg.Done()
+			<-done
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			c.Close(ctx)
+		}()
+	}
+	if hosts == nil {
+		sp.wg.Wait()
+	}
+	r.speculated = sp
+}
+
+// wait waits for the closing of the connections not kept.
+func (sp *speculation) wait() {
+	if sp != nil {
+		sp.wg.Wait()
+	}
+}
+
+// targetsOf are the ssh targets of the evaluated hosts.
+func (r *run) targetsOf(hosts []flake.Host) map[string]transport.Target {
+	t := map[string]transport.Target{}
+	for _, h := range hosts {
+		t[h.Name] = r.conns[h.Name].Conn.Target
+	}
+	return t
+}
