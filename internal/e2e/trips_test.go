@@ -90,21 +90,21 @@ func (tr sshTrace) String() string {
 	return b.String()
 }
 
-// A supervised deploy of one host logs in with at most three ssh
-// sessions (the probe, the host session, the fresh-connection
-// confirmation) besides nix copy; a plain one with two. A supervised
-// deploy knows its result after at most six sequential round trips: the
-// probe; the lock, the state read again and the store query (sent at
-// once); nix copy; the supervisor's start and the following of the
-// activation (at once); the health (failed units and the first attempt
-// of each check, at once); the confirmation over a fresh connection. A
-// plain one after five: the probe; the lock and query; nix copy; the
-// profile; switch-to-configuration. Then one more gives the host back
-// (the boot state, the GC root's removal and the release, at once).
+// A supervised deploy of one host runs at most two ssh commands (the host
+// session, which the probe opens, and the fresh-connection confirmation)
+// besides nix copy; a plain one runs one. A supervised deploy knows its
+// result after at most six sequential round trips: the probe (the
+// session's first request); the lock, the state read again and the store
+// query (sent at once); nix copy; the supervisor's start and the following
+// of the activation (at once); the health (failed units and the first
+// attempt of each check, at once); the confirmation over a fresh
+// connection. A plain one after five: the probe; the lock and query; nix
+// copy; the profile; switch-to-configuration. Then one more gives the host
+// back (the boot state, the GC root's removal and the release, at once).
 func TestDeployOpensFewSSHSessions(t *testing.T) {
-	// requests are the requests on the host's session: lock, state and
-	// store query, then the activation's steps, the boot state, the GC
-	// root's removal and the release.
+	// requests are the requests on the host's session: the probe's
+	// state, then lock, state and store query, then the activation's
+	// steps, the boot state, the GC root's removal and the release.
 	tests := []struct {
 		name     string
 		args     []string
@@ -112,10 +112,10 @@ func TestDeployOpensFewSSHSessions(t *testing.T) {
 		requests int
 		trips    int // to the result, the end trip not counted
 	}{
-		{"first deploy (plain: nothing to roll back to)", nil, 2, 8, 5},
-		{"supervised switch", nil, 3, 9, 6},
-		{"plain switch", []string{"--magic-rollback=false"}, 2, 8, 5},
-		{"test mode", []string{"--mode", "test"}, 2, 7, 4},
+		{"first deploy (plain: nothing to roll back to)", nil, 1, 9, 5},
+		{"supervised switch", nil, 2, 10, 6},
+		{"plain switch", []string{"--magic-rollback=false"}, 1, 9, 5},
+		{"test mode", []string{"--mode", "test"}, 1, 8, 4},
 	}
 	for i, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

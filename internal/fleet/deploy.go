@@ -29,7 +29,7 @@ const DiskMargin = 16 << 20
 // Deploy runs a deploy. The error is for failures of the whole run
 // (evaluation, bad input); each host's outcome is in its Result.
 func Deploy(ctx context.Context, o Options) ([]Result, error) {
-	s, err := Prepare(ctx, o, true)
+	s, err := prepare(ctx, o, true, true)
 	if err != nil {
 		return nil, err
 	}
@@ -164,7 +164,8 @@ func (r *run) deployHost(ctx context.Context, h flake.Host) Result {
 	var root remote.Root
 	// The host's session, and the deploy lock its agent keeps, from
 	// before the store query to the end.
-	var sess *remote.Session
+	// The probe opened it; the deploy of the host closes it.
+	sess := r.takeSession(h.Name)
 	var lock *remote.Lock
 	// leave gives the host back: the GC root, the lock, the session. A
 	// reboot leaves before it reboots; finish leaves in every case.
@@ -260,9 +261,15 @@ func (r *run) deployHost(ctx context.Context, h flake.Host) Result {
 		return stopped(ctx.Err())
 	}
 	// One session for every later step on the host, holding the deploy
-	// lock (a dry activation changes nothing and takes none).
-	if sess, err = c.OpenSession(ctx); err != nil {
-		return stopped(err)
+	// lock (a dry activation changes nothing and takes none). The probe
+	// opened it, unless it could not.
+	if sess == nil || !c.InSession() {
+		if sess != nil {
+			sess.Close()
+		}
+		if sess, err = c.OpenSession(ctx); err != nil {
+			return stopped(err)
+		}
 	}
 	var store remote.Store
 	var need int64 // NAR bytes of the missing paths

@@ -84,8 +84,12 @@ type run struct {
 	waits       map[string]*activationWait
 	keys        map[string][]keys.Key    // read by readKeys; never logged
 	masters     map[string]chan struct{} // speculative connections kept: closed once up or failed
-	speculated  *speculation
-	mu          sync.Mutex
+	// probeSessions: the probe opens each host's session (a deploy);
+	// sessions holds those a host's deploy has not taken yet.
+	probeSessions bool
+	sessions      map[string]*remote.Session
+	speculated    *speculation
+	mu            sync.Mutex
 }
 
 // newRun is a run of o with its per-host maps made.
@@ -93,7 +97,7 @@ func newRun(o Options) *run {
 	return &run{Options: o, conns: map[string]*remote.Host{}, states: map[string]remote.State{},
 		built: map[string]bool{}, closures: map[string][]nix.PathInfo{}, errs: map[string]error{},
 		connectTime: map[string]time.Duration{}, refused: map[string]bool{},
-		builders: map[string]*remote.Host{}, builtOn: map[string]*remote.Host{}, masters: map[string]chan struct{}{}}
+		builders: map[string]*remote.Host{}, builtOn: map[string]*remote.Host{}, masters: map[string]chan struct{}{}, sessions: map[string]*remote.Session{}}
 }
 
 func (r *run) report(host string, phase Phase, format string, args ...any) {
@@ -119,10 +123,17 @@ type Session struct {
 // shared ssh connection per host and reading what it runs. Failures of
 // single hosts are kept per host (Session.Err); the error is for the run.
 func Prepare(ctx context.Context, o Options, build bool) (*Session, error) {
+	return prepare(ctx, o, build, false)
+}
+
+// prepare is Prepare; with probeSessions, each host's probe opens the
+// host's session, which its deploy then uses (takeSession).
+func prepare(ctx context.Context, o Options, build, probeSessions bool) (*Session, error) {
 	if o.Parallel <= 0 {
 		o.Parallel = 10
 	}
 	r := newRun(o)
+	r.probeSessions = probeSessions
 
 	start := time.Now()
 	r.report("", PhaseEval, "evaluating %s", describeSelection(o.Hosts))
@@ -238,6 +249,15 @@ func (r *run) closeAll() {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	var wg sync.WaitGroup
+	// The sessions no deploy took (a plan not confirmed, skipped hosts).
+	r.mu.Lock()
+	for name, s := range r.sessions {
+		delete(r.sessions, name)
+		wg.Add(1)
+		go func() { defer wg.Done(); s.Close() }()
+	}
+	r.mu.Unlock()
+	wg.Wait()
 	for _, c := range r.conns {
 		wg.Add(1)
 		go func() { defer wg.Done(); c.Conn.Close(ctx) }()
@@ -268,7 +288,19 @@ func (r *run) connectAll(ctx context.Context) {
 				case <-ctx.Done():
 				}
 			}
-			st, err := c.ReadState(ctx)
+			var st remote.State
+			var err error
+			if r.probeSessions {
+				var s *remote.Session
+				s, st, err = c.OpenProbe(ctx)
+				if s != nil {
+					r.mu.Lock()
+					r.sessions[h.Name] = s
+					r.mu.Unlock()
+				}
+			} else {
+				st, err = c.ReadState(ctx)
+			}
 			if err != nil && ctx.Err() != nil {
 				err = interrupted(h.Name, "while connecting", unchanged)
 				r.fail(h.Name, err)
@@ -292,6 +324,16 @@ func (r *run) connectAll(ctx context.Context) {
 		})
 	}
 	_ = g.Wait()
+}
+
+// takeSession is the host's session opened by its probe, now the
+// caller's to close; nil when there is none.
+func (r *run) takeSession(name string) *remote.Session {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s := r.sessions[name]
+	delete(r.sessions, name)
+	return s
 }
 
 func describeState(st remote.State) string {
