@@ -59,7 +59,12 @@ func (c *targetCache) read() targetFile {
 func (c *targetCache) Load(selection []string) map[string]transport.Target {
 	f := c.read()
 	names, ok := f.Selections[selectionKey(selection)]
-	if !ok || len(names) == 0 {
+	if !ok {
+		// A selection of host names only: those hosts, whichever
+		// selection reached them.
+		names = plainNames(selection)
+	}
+	if len(names) == 0 {
 		return nil
 	}
 	out := map[string]transport.Target{}
@@ -105,4 +110,19 @@ func (c *targetCache) Save(selection []string, targets map[string]transport.Targ
 	if cerr := tmp.Close(); werr != nil || cerr != nil || os.Rename(tmp.Name(), c.file) != nil {
 		os.Remove(tmp.Name())
 	}
+}
+
+// plainNames are the host names of a selection made of names only (no
+// globs, no tags); nil otherwise.
+func plainNames(selection []string) []string {
+	var names []string
+	for _, a := range selection {
+		for _, n := range strings.Split(a, ",") {
+			if n = strings.TrimSpace(n); !flake.ValidName(n) {
+				return nil
+			}
+			names = append(names, n)
+		}
+	}
+	return names
 }

@@ -29,7 +29,11 @@ func TestTargetCache(t *testing.T) {
 	}{
 		{[]string{"@web"}, map[string]transport.Target{"web1": web1}},
 		{nil, map[string]transport.Target{"web1": web1, "db1": db1}},
-		{[]string{"web1"}, nil}, // a selection never seen
+		{[]string{"web1"}, map[string]transport.Target{"web1": web1}}, // names: whichever selection reached them
+		{[]string{"web1,db1"}, map[string]transport.Target{"web1": web1, "db1": db1}},
+		{[]string{"web2"}, nil}, // never reached
+		{[]string{"web*"}, nil}, // a glob never seen
+		{[]string{"@db"}, nil},  // a tag never seen
 	}
 	c = newTargetCache(ref) // read back from the file
 	for _, tc := range tests {
