@@ -62,6 +62,33 @@ func TestDeployConnectsWhileEvaluating(t *testing.T) {
 	if got := fleet.Host("spec1").Logins("root") - logins; got != 1 {
 		t.Errorf("%d ssh logins, want 1: the probe, the session and the copy ride the speculative connection", got)
 	}
+	// The connection is up and the system built before any probe: the
+	// state is read under the lock with the store query, in the
+	// deploy's first round trip. To the result: that one, nix copy,
+	// the profile, switch-to-configuration.
+	tr := sshTraceOf(r.stderr)
+	if len(tr.sessions) != 1 || tr.masters != 1 || tr.trips-tr.endTrips > 4 {
+		t.Errorf("%d ssh commands, %d speculative connections, %d round trips to the result; want 1, 1, at most 4:\n%s", len(tr.sessions), tr.masters, tr.trips-tr.endTrips, tr)
+	}
+
+	// Nothing changed: up to date, in the same round trips (the lock,
+	// state and query; then the host given back).
+	logins = fleet.Host("spec1").Logins("root")
+	r = skiff(t, "-x", "deploy", "spec1", "--magic-rollback=false", "--flake", dir)
+	wantCode(t, r, 0)
+	wantContains(t, "summary", r.stdout, "up to date")
+	if strings.Contains(r.stderr, "copying") || strings.Contains(r.stderr, "switch-to-configuration") {
+		t.Errorf("an up-to-date host was copied to or activated:\n%s", r.stderr)
+	}
+	if tr := sshTraceOf(r.stderr); len(tr.sessions) != 1 || tr.trips > 2 || tr.endTrips != 1 {
+		t.Errorf("up to date: %d ssh commands, %d round trips; want 1 and 2 (the last giving the host back):\n%s", len(tr.sessions), tr.trips, tr)
+	}
+	if got := fleet.Host("spec1").Logins("root") - logins; got != 1 {
+		t.Errorf("an up-to-date deploy made %d ssh logins, want 1", got)
+	}
+	if out := inHost(t, "spec1", "sh", "-c", "ls /run/skiff/roots; ls -d /run/skiff/lock 2>/dev/null; true"); out != "" {
+		t.Errorf("an up-to-date deploy left a GC root or the lock on the host: %q", out)
+	}
 
 	// The flake now reaches spec1 as deploy: the guess (root) is wrong.
 	rewriteFlake(t, dir, host("spec1", `generation = 3; deployment.targetUser = "deploy";`))

@@ -223,12 +223,20 @@ func (r *run) deployHost(ctx context.Context, h flake.Host) Result {
 	c := r.conns[h.Name]
 	res.OldPath, res.OldGen = st.Current, st.Generation
 
-	if !r.Force && upToDate(r.Mode, st, h.OutPath) {
+	// A host not probed (see connectAll) is known only once the state is
+	// read under the lock, below.
+	r.mu.Lock()
+	unprobed := r.unprobed[h.Name]
+	r.mu.Unlock()
+	upToDateResult := func() Result {
 		res.NewGen = st.Generation
 		if err := r.upToDateKeys(ctx, c, h); err != nil {
 			return finish(Failed, err)
 		}
 		return finish(r.afterDeploy(ctx, c, h, UpToDate, nil, &res, enter, leave))
+	}
+	if !unprobed && !r.Force && upToDate(r.Mode, st, h.OutPath) {
+		return upToDateResult()
 	}
 	if h.Darwin() {
 		if err := checkDarwinToplevel(h); err != nil {
@@ -312,11 +320,19 @@ func (r *run) deployHost(ctx context.Context, h flake.Host) Result {
 		if q.StateErr == nil {
 			st = q.State
 			res.OldPath, res.OldGen = st.Current, st.Generation
+		} else if unprobed {
+			return finish(Failed, q.StateErr)
 		}
 		err = counted(q.Store, q.StoreErr)
 	}
 	if err != nil {
 		return stopped(err)
+	}
+	if unprobed {
+		r.report(h.Name, PhaseConnect, "%s", describeState(st))
+		if !r.Force && upToDate(r.Mode, st, h.OutPath) {
+			return upToDateResult()
+		}
 	}
 	if tooFull() && r.GC {
 		if err := r.collect(ctx, c, store.Free, need); err != nil {

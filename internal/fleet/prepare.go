@@ -82,14 +82,17 @@ type run struct {
 	builders    map[string]*remote.Host // build hosts by destination
 	builtOn     map[string]*remote.Host // host → the build host that built its system
 	waits       map[string]*activationWait
-	keys        map[string][]keys.Key    // read by readKeys; never logged
-	masters     map[string]chan struct{} // speculative connections kept: closed once up or failed
+	keys        map[string][]keys.Key // read by readKeys; never logged
+	masters     map[string]master     // speculative connections kept
 	// probeSessions: the probe opens each host's session (a deploy);
 	// sessions holds those a host's deploy has not taken yet.
 	probeSessions bool
 	sessions      map[string]*remote.Session
-	speculated    *speculation
-	mu            sync.Mutex
+	// unprobed: hosts whose state is read only under the deploy lock,
+	// in the deploy's first round trip (see connectAll).
+	unprobed   map[string]bool
+	speculated *speculation
+	mu         sync.Mutex
 }
 
 // newRun is a run of o with its per-host maps made.
@@ -97,7 +100,7 @@ func newRun(o Options) *run {
 	return &run{Options: o, conns: map[string]*remote.Host{}, states: map[string]remote.State{},
 		built: map[string]bool{}, closures: map[string][]nix.PathInfo{}, errs: map[string]error{},
 		connectTime: map[string]time.Duration{}, refused: map[string]bool{},
-		builders: map[string]*remote.Host{}, builtOn: map[string]*remote.Host{}, masters: map[string]chan struct{}{}, sessions: map[string]*remote.Session{}}
+		builders: map[string]*remote.Host{}, builtOn: map[string]*remote.Host{}, masters: map[string]master{}, sessions: map[string]*remote.Session{}, unprobed: map[string]bool{}}
 }
 
 func (r *run) report(host string, phase Phase, format string, args ...any) {
@@ -279,14 +282,29 @@ func (r *run) connectAll(ctx context.Context) {
 			c := r.conns[h.Name]
 			start := time.Now()
 			r.report(h.Name, PhaseConnect, "connecting to %s", c.Conn.Target)
-			if up := r.masters[h.Name]; up != nil {
+			m, speculated := r.masters[h.Name]
+			if speculated {
 				// The connection opened during the evaluation: the
 				// probe rides it once it is up (if it failed, the
 				// probe connects and says why).
 				select {
-				case <-up:
+				case <-m.done:
 				case <-ctx.Done():
 				}
+			}
+			if speculated && ctx.Err() == nil && *m.up && r.deferProbe(c, h) {
+				// The connection is up and the system built already:
+				// a probe now would be a round trip of its own, which
+				// the deploy's first one (the lock, the state under
+				// it and the store query) makes needless. The session
+				// opens, and the host's deploy reads the state there.
+				s, _ := c.OpenSession(ctx)
+				r.mu.Lock()
+				r.sessions[h.Name], r.unprobed[h.Name] = s, true
+				r.connectTime[h.Name] = time.Since(start)
+				r.mu.Unlock()
+				r.report(h.Name, PhaseConnect, "connected in %s", since(start))
+				return nil
 			}
 			var st remote.State
 			var err error
@@ -324,6 +342,20 @@ func (r *run) connectAll(ctx context.Context) {
 		})
 	}
 	_ = g.Wait()
+}
+
+// deferProbe reports whether the probe of host h, whose connection is up,
+// can wait for the deploy's first round trip: a deploy (not a dry
+// activation, not one that shows a plan first, which needs the state)
+// of a root login (a session that cannot fail for sudo's sake) whose
+// system is built already.
+func (r *run) deferProbe(c *remote.Host, h flake.Host) bool {
+	if !r.probeSessions || r.Mode == DryActivate || r.BeforeDeploy != nil || r.Local || c.Sudo() {
+		return false
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.errs[h.Name] == nil && len(r.closures[h.Name]) > 0
 }
 
 // takeSession is the host's session opened by its probe, now the

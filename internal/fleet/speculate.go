@@ -30,6 +30,7 @@ type TargetCache interface {
 type speculation struct {
 	conns  map[string]*transport.SSH
 	done   map[string]chan struct{}
+	up     map[string]*bool // the connection is up; read once done is closed
 	cancel map[string]context.CancelFunc
 	wg     sync.WaitGroup
 }
@@ -37,7 +38,7 @@ type speculation struct {
 // speculate opens, in the background, the connections the cache guesses
 // for the selection.
 func (r *run) speculate(ctx context.Context) *speculation {
-	sp := &speculation{conns: map[string]*transport.SSH{}, done: map[string]chan struct{}{}, cancel: map[string]context.CancelFunc{}}
+	sp := &speculation{conns: map[string]*transport.SSH{}, done: map[string]chan struct{}{}, up: map[string]*bool{}, cancel: map[string]context.CancelFunc{}}
 	if r.Targets == nil || r.Local || r.SSH.ControlDir == "" {
 		return sp
 	}
@@ -45,10 +46,12 @@ func (r *run) speculate(ctx context.Context) *speculation {
 		c := &transport.SSH{Target: t, Options: r.SSH, Run: r.Runner, Name: name}
 		cctx, cancel := context.WithCancel(ctx)
 		done := make(chan struct{})
-		sp.conns[name], sp.done[name], sp.cancel[name] = c, done, cancel
+		up := new(bool)
+		sp.conns[name], sp.done[name], sp.up[name], sp.cancel[name] = c, done, up, cancel
 		go func() {
 			defer close(done)
-			_ = c.Master(cctx) // the real connection reports any failure
+			// The real connection reports any failure.
+			*up = c.Master(cctx) == nil
 		}()
 	}
 	return sp
@@ -64,7 +67,7 @@ func (sp *speculation) settle(r *run, hosts []flake.Host) {
 		c, ok := sp.conns[h.Name]
 		if ok && r.conns[h.Name] != nil && r.conns[h.Name].Conn.Target == c.Target {
 			keep[h.Name] = true
-			r.masters[h.Name] = sp.done[h.Name]
+			r.masters[h.Name] = master{done: sp.done[h.Name], up: sp.up[h.Name]}
 		}
 	}
 	for name, c := range sp.conns {
@@ -102,4 +105,11 @@ func (r *run) targetsOf(hosts []flake.Host) map[string]transport.Target {
 		t[h.Name] = r.conns[h.Name].Conn.Target
 	}
 	return t
+}
+
+// master is a speculative connection kept for a host: done is closed
+// once it is up or failed, and then up says which.
+type master struct {
+	done <-chan struct{}
+	up   *bool
 }
