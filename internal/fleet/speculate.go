@@ -2,6 +2,7 @@ package fleet
 
 import (
 	"context"
+	"sort"
 	"sync"
 	"time"
 
@@ -42,14 +43,28 @@ func (r *run) speculate(ctx context.Context) *speculation {
 	if r.Targets == nil || r.Local || r.SSH.ControlDir == "" {
 		return sp
 	}
-	for name, t := range r.Targets.Load(r.Hosts) {
-		c := &transport.SSH{Target: t, Options: r.SSH, Run: r.Runner, Name: name}
+	targets := r.Targets.Load(r.Hosts)
+	names := make([]string, 0, len(targets))
+	for name := range targets {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	// At most Parallel handshakes at once, as connectAll would.
+	slots := make(chan struct{}, max(r.Parallel, 1))
+	for _, name := range names {
+		c := &transport.SSH{Target: targets[name], Options: r.SSH, Run: r.Runner, Name: name}
 		cctx, cancel := context.WithCancel(ctx)
 		done := make(chan struct{})
 		up := new(bool)
 		sp.conns[name], sp.done[name], sp.up[name], sp.cancel[name] = c, done, up, cancel
 		go func() {
 			defer close(done)
+			select {
+			case slots <- struct{}{}:
+			case <-cctx.Done():
+				return
+			}
+			defer func() { <-slots }()
 			// The real connection reports any failure.
 			*up = c.Master(cctx) == nil
 		}()
