@@ -20,7 +20,9 @@ const RootDir = "/run/skiff/roots"
 // them (see the file for how a root is made).
 //
 //go:embed root.sh
-var rootFuncs string
+var rootFile string
+
+var rootFuncs = withoutComments(rootFile)
 
 // Root is a deploy's GC root on a host: RootDir/ID points at Path, the new
 // system, from the store query that decides what to copy until the deploy
