@@ -1,12 +1,14 @@
 package activate
 
 import (
+	"context"
 	"fmt"
 	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -318,6 +320,11 @@ func TestStatusAndLaunchScripts(t *testing.T) {
 	if fi, _ := os.Stat(dir); fi == nil || fi.Mode().Perm() != fs.FileMode(0o700) {
 		t.Errorf("state dir mode %v, want 0700", fi)
 	}
+	for _, f := range []string{"wake", "poke"} {
+		if fi, err := os.Stat(filepath.Join(dir, f)); err != nil || fi.Mode()&fs.ModeNamedPipe == 0 {
+			t.Errorf("launch made no FIFO %s: %v", f, err)
+		}
+	}
 	if out, err := run(launch, dir, Supervisor, "true"); err == nil {
 		t.Errorf("a second launch into the same dir succeeded: %s", out)
 	}
@@ -460,5 +467,92 @@ func TestDecideWaitsForTheFinalState(t *testing.T) {
 	out, code = run("rollback late")
 	if verdict, rest, _ := strings.Cut(out, "\n"); verdict != "too-late" || code != 3 || ParseState([]byte(rest)).Phase != "committed" {
 		t.Errorf("late decide: %q (exit %d)", out, code)
+	}
+}
+
+// blockingSleep puts on PATH a sleep that sleeps far longer than asked:
+// a script that polls with sleep then waits that long, one woken by
+// events does not.
+func blockingSleep(t *testing.T, bin string) {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(bin, "sleep"), []byte("#!/bin/sh\nexec /bin/sleep 20\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func mkfifos(t *testing.T, dir string) {
+	t.Helper()
+	for _, f := range []string{"wake", "poke"} {
+		if err := syscall.Mkfifo(filepath.Join(dir, f), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// With the FIFOs launch.sh makes, nothing waits by sleeping: decide.sh
+// wakes the supervisor, which commits and wakes decide.sh with the final
+// state, while every sleep on the host would take 20 s.
+func TestSupervisorAndDecideWakeEachOther(t *testing.T) {
+	h := newSupHost(t)
+	mkfifos(t, h.dir)
+	h.start(Supervisor, 30, "")
+	if s := h.waitState(20*time.Second, activated); s != "activated 0" {
+		t.Fatalf("state %q, want activated 0", s)
+	}
+	blockingSleep(t, filepath.Join(h.root, "bin"))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, needTool(t, "dash"), "-c", decideScript, "sh", h.dir, "commit", "1", "300")
+	cmd.Env = h.env
+	out, err := cmd.Output()
+	if ctx.Err() != nil {
+		t.Fatalf("decide.sh did not return: it waited by sleeping (state %q)", h.state())
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	verdict, rest, _ := strings.Cut(string(out), "\n")
+	if st := ParseState([]byte(rest)); verdict != "decided" || st.Phase != "committed" {
+		t.Errorf("decide printed %q, want decided and committed", out)
+	}
+	if err := h.exit(); err != nil {
+		t.Errorf("supervisor exit: %v", err)
+	}
+}
+
+// status.sh following on the session is woken by the supervisor's line on
+// DIR/wake when the state leaves "activating", not by a nap.
+func TestStatusFollowWakesOnTheSupervisor(t *testing.T) {
+	dash := needTool(t, "dash")
+	dir, bin := t.TempDir(), t.TempDir()
+	mkfifos(t, dir)
+	blockingSleep(t, bin)
+	os.WriteFile(filepath.Join(dir, "state"), []byte("activating\n"), 0o600)
+	os.WriteFile(filepath.Join(dir, "log"), []byte(""), 0o600)
+	os.WriteFile(filepath.Join(dir, "pid"), []byte(fmt.Sprint(os.Getpid())), 0o600)
+	// The "supervisor": holds the FIFO like supervisor.sh, changes the
+	// state once status.sh waits (it has opened the FIFO), then signals.
+	wake, err := os.OpenFile(filepath.Join(dir, "wake"), os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer wake.Close()
+	go func() {
+		time.Sleep(200 * time.Millisecond)
+		os.WriteFile(filepath.Join(dir, "state.tmp"), []byte("activated 0\n"), 0o600)
+		os.Rename(filepath.Join(dir, "state.tmp"), filepath.Join(dir, "state"))
+		wake.WriteString("s\n")
+	}()
+	vals := filepath.Join(t.TempDir(), "vals")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, dash, "-c", `exec 3>"$1"; shift; `+"sh -c \"$0\" sh \"$@\"", statusScript, vals, dir, "1", "", "300", "follow")
+	cmd.Env = []string{"PATH=" + bin + ":/usr/bin:/bin"}
+	if _, err := cmd.Output(); ctx.Err() != nil || err != nil {
+		t.Fatalf("status.sh did not return on the supervisor's line (%v)", err)
+	}
+	b, _ := os.ReadFile(vals)
+	if st := ParseState(b); st.Phase != "activated" {
+		t.Errorf("state on descriptor 3: %q", b)
 	}
 }

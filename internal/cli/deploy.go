@@ -176,6 +176,7 @@ func runDeploy(ctx context.Context, g *globals, o deployOptions, safety activate
 		Local:          o.local,
 		Reboot:         o.reboot.reboot,
 		RebootTimeout:  o.reboot.timeout,
+		Targets:        newTargetCache(ref),
 	})
 	out.close()
 	results, err = red.Results(results), red.Error(err)

@@ -18,7 +18,7 @@ import (
 // own hosts so that tests do not depend on each other's order.
 var fleet *lab.Lab
 
-var hostNames = []string{"web1", "web2", "db1", "modes", "sudo1", "fail1", "units1", "down1", "auth1", "trips1"}
+var hostNames = []string{"web1", "web2", "db1", "modes", "sudo1", "fail1", "units1", "down1", "auth1", "trips1", "spec1"}
 
 // Hosts with special settings.
 var specialHosts = []lab.HostSpec{
@@ -42,6 +42,8 @@ func TestMain(m *testing.M) {
 	}
 	// Runs are recorded in a history of the tests' own.
 	os.Setenv("SKIFF_HISTORY", filepath.Join(dir, "history.db"))
+	// And cached (hosts, ssh targets) in a cache of their own.
+	os.Setenv("XDG_CACHE_HOME", filepath.Join(dir, "cache"))
 	var specs []lab.HostSpec
 	for _, n := range hostNames {
 		specs = append(specs, lab.HostSpec{Name: n})

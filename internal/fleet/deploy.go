@@ -29,7 +29,7 @@ const DiskMargin = 16 << 20
 // Deploy runs a deploy. The error is for failures of the whole run
 // (evaluation, bad input); each host's outcome is in its Result.
 func Deploy(ctx context.Context, o Options) ([]Result, error) {
-	s, err := Prepare(ctx, o, true)
+	s, err := prepare(ctx, o, true, true)
 	if err != nil {
 		return nil, err
 	}
@@ -164,7 +164,8 @@ func (r *run) deployHost(ctx context.Context, h flake.Host) Result {
 	var root remote.Root
 	// The host's session, and the deploy lock its agent keeps, from
 	// before the store query to the end.
-	var sess *remote.Session
+	// The probe opened it; the deploy of the host closes it.
+	sess := r.takeSession(h.Name)
 	var lock *remote.Lock
 	// leave gives the host back: the GC root, the lock, the session. A
 	// reboot leaves before it reboots; finish leaves in every case.
@@ -230,12 +231,20 @@ func (r *run) deployHost(ctx context.Context, h flake.Host) Result {
 	c := r.conns[h.Name]
 	res.OldPath, res.OldGen = st.Current, st.Generation
 
-	if !r.Force && st.UpToDate(string(r.Mode), h.OutPath) {
+	// A host not probed (see connectAll) is known only once the state is
+	// read under the lock, below.
+	r.mu.Lock()
+	unprobed := r.unprobed[h.Name]
+	r.mu.Unlock()
+	upToDateResult := func() Result {
 		res.NewGen = st.Generation
 		if err := r.upToDateKeys(ctx, c, h); err != nil {
 			return finish(Failed, err)
 		}
 		return finish(r.afterDeploy(ctx, c, h, UpToDate, nil, &res, enter, &end))
+	}
+	if !unprobed && !r.Force && st.UpToDate(string(r.Mode), h.OutPath) {
+		return upToDateResult()
 	}
 	if h.Darwin() {
 		if err := checkDarwinToplevel(h); err != nil {
@@ -268,9 +277,15 @@ func (r *run) deployHost(ctx context.Context, h flake.Host) Result {
 		return stopped(ctx.Err())
 	}
 	// One session for every later step on the host, holding the deploy
-	// lock (a dry activation changes nothing and takes none).
-	if sess, err = c.OpenSession(ctx); err != nil {
-		return stopped(err)
+	// lock (a dry activation changes nothing and takes none). The probe
+	// opened it, unless it could not.
+	if sess == nil || !c.InSession() {
+		if sess != nil {
+			sess.Close()
+		}
+		if sess, err = c.OpenSession(ctx); err != nil {
+			return stopped(err)
+		}
 	}
 	var store remote.Store
 	var need int64 // NAR bytes of the missing paths
@@ -313,11 +328,19 @@ func (r *run) deployHost(ctx context.Context, h flake.Host) Result {
 		if q.StateErr == nil {
 			st = q.State
 			res.OldPath, res.OldGen = st.Current, st.Generation
+		} else if unprobed {
+			return finish(Failed, q.StateErr)
 		}
 		err = counted(q.Store, q.StoreErr)
 	}
 	if err != nil {
 		return stopped(err)
+	}
+	if unprobed {
+		r.report(h.Name, PhaseConnect, "%s", describeState(st))
+		if !r.Force && st.UpToDate(string(r.Mode), h.OutPath) {
+			return upToDateResult()
+		}
 	}
 	if tooFull() && r.GC {
 		if err := r.collect(ctx, c, store.Free, need); err != nil {

@@ -63,6 +63,10 @@ type Options struct {
 	// (0 means DefaultRebootTimeout), until it runs the new system (reboot.go).
 	Reboot        bool
 	RebootTimeout time.Duration
+	// Targets, when set, guesses each selected host's ssh target from an
+	// earlier run, so that its connection opens while the flake is
+	// evaluated, and records the evaluated ones (see TargetCache).
+	Targets TargetCache
 }
 
 type run struct {
@@ -79,7 +83,16 @@ type run struct {
 	builtOn     map[string]*remote.Host // host → the build host that built its system
 	waits       map[string]*activationWait
 	keys        map[string][]keys.Key // read by readKeys; never logged
-	mu          sync.Mutex
+	masters     map[string]master     // speculative connections kept
+	// probeSessions: the probe opens each host's session (a deploy);
+	// sessions holds those a host's deploy has not taken yet.
+	probeSessions bool
+	sessions      map[string]*remote.Session
+	// unprobed: hosts whose state is read only under the deploy lock,
+	// in the deploy's first round trip (see connectAll).
+	unprobed   map[string]bool
+	speculated *speculation
+	mu         sync.Mutex
 }
 
 // newRun is a run of o with its per-host maps made.
@@ -87,7 +100,7 @@ func newRun(o Options) *run {
 	return &run{Options: o, conns: map[string]*remote.Host{}, states: map[string]remote.State{},
 		built: map[string]bool{}, closures: map[string][]nix.PathInfo{}, errs: map[string]error{},
 		connectTime: map[string]time.Duration{}, refused: map[string]bool{},
-		builders: map[string]*remote.Host{}, builtOn: map[string]*remote.Host{}}
+		builders: map[string]*remote.Host{}, builtOn: map[string]*remote.Host{}, masters: map[string]master{}, sessions: map[string]*remote.Session{}, unprobed: map[string]bool{}}
 }
 
 func (r *run) report(host string, phase Phase, format string, args ...any) {
@@ -113,15 +126,26 @@ type Session struct {
 // shared ssh connection per host and reading what it runs. Failures of
 // single hosts are kept per host (Session.Err); the error is for the run.
 func Prepare(ctx context.Context, o Options, build bool) (*Session, error) {
+	return prepare(ctx, o, build, false)
+}
+
+// prepare is Prepare; with probeSessions, each host's probe opens the
+// host's session, which its deploy then uses (takeSession).
+func prepare(ctx context.Context, o Options, build, probeSessions bool) (*Session, error) {
 	if o.Parallel <= 0 {
 		o.Parallel = 10
 	}
 	r := newRun(o)
+	r.probeSessions = probeSessions
 
 	start := time.Now()
 	r.report("", PhaseEval, "evaluating %s", describeSelection(o.Hosts))
+	// The hosts' connections open while the flake is evaluated, where an
+	// earlier run says where they go.
+	sp := r.speculate(ctx)
 	hosts, err := flake.Evaluate(ctx, o.Nix, o.Flake, o.Hosts)
 	if err != nil {
+		sp.settle(r, nil)
 		return nil, err
 	}
 	r.hosts = hosts
@@ -143,6 +167,10 @@ func Prepare(ctx context.Context, o Options, build bool) (*Session, error) {
 		}
 		r.conns[h.Name] = &remote.Host{Name: h.Name, Password: o.SudoPassword,
 			Conn: &transport.SSH{Target: t, Options: o.SSH, Run: o.Runner, Name: h.Name}}
+	}
+	sp.settle(r, hosts)
+	if o.Targets != nil && !o.Local {
+		o.Targets.Save(o.Hosts, r.targetsOf(hosts))
 	}
 
 	if build && o.Mode.writesKeys() {
@@ -224,6 +252,15 @@ func (r *run) closeAll() {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	var wg sync.WaitGroup
+	// The sessions no deploy took (a plan not confirmed, skipped hosts).
+	r.mu.Lock()
+	for name, s := range r.sessions {
+		delete(r.sessions, name)
+		wg.Add(1)
+		go func() { defer wg.Done(); s.Close() }()
+	}
+	r.mu.Unlock()
+	wg.Wait()
 	for _, c := range r.conns {
 		wg.Add(1)
 		go func() { defer wg.Done(); c.Conn.Close(ctx) }()
@@ -233,6 +270,7 @@ func (r *run) closeAll() {
 		go func() { defer wg.Done(); c.Conn.Close(ctx) }()
 	}
 	wg.Wait()
+	r.speculated.wait()
 }
 
 // connectAll opens each host's shared connection and reads its state.
@@ -244,7 +282,43 @@ func (r *run) connectAll(ctx context.Context) {
 			c := r.conns[h.Name]
 			start := time.Now()
 			r.report(h.Name, PhaseConnect, "connecting to %s", c.Conn.Target)
-			st, err := c.ReadState(ctx)
+			m, speculated := r.masters[h.Name]
+			if speculated {
+				// The connection opened during the evaluation: the
+				// probe rides it once it is up (if it failed, the
+				// probe connects and says why).
+				select {
+				case <-m.done:
+				case <-ctx.Done():
+				}
+			}
+			if speculated && ctx.Err() == nil && *m.up && r.deferProbe(c, h) {
+				// The connection is up and the system built already:
+				// a probe now would be a round trip of its own, which
+				// the deploy's first one (the lock, the state under
+				// it and the store query) makes needless. The session
+				// opens, and the host's deploy reads the state there.
+				s, _ := c.OpenSession(ctx)
+				r.mu.Lock()
+				r.sessions[h.Name], r.unprobed[h.Name] = s, true
+				r.connectTime[h.Name] = time.Since(start)
+				r.mu.Unlock()
+				r.report(h.Name, PhaseConnect, "connected in %s", since(start))
+				return nil
+			}
+			var st remote.State
+			var err error
+			if r.probeSessions {
+				var s *remote.Session
+				s, st, err = c.OpenProbe(ctx)
+				if s != nil {
+					r.mu.Lock()
+					r.sessions[h.Name] = s
+					r.mu.Unlock()
+				}
+			} else {
+				st, err = c.ReadState(ctx)
+			}
 			if err != nil && ctx.Err() != nil {
 				err = interrupted(h.Name, "while connecting", unchanged)
 				r.fail(h.Name, err)
@@ -268,6 +342,30 @@ func (r *run) connectAll(ctx context.Context) {
 		})
 	}
 	_ = g.Wait()
+}
+
+// deferProbe reports whether the probe of host h, whose connection is up,
+// can wait for the deploy's first round trip: a deploy (not a dry
+// activation, not one that shows a plan first, which needs the state)
+// of a root login (a session that cannot fail for sudo's sake) whose
+// system is built already.
+func (r *run) deferProbe(c *remote.Host, h flake.Host) bool {
+	if !r.probeSessions || r.Mode == DryActivate || r.BeforeDeploy != nil || r.Local || c.Sudo() {
+		return false
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.errs[h.Name] == nil && len(r.closures[h.Name]) > 0
+}
+
+// takeSession is the host's session opened by its probe, now the
+// caller's to close; nil when there is none.
+func (r *run) takeSession(name string) *remote.Session {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s := r.sessions[name]
+	delete(r.sessions, name)
+	return s
 }
 
 func describeState(st remote.State) string {

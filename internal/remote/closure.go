@@ -24,7 +24,7 @@ type StorePath struct {
 // with the NAR size of each path. It uses only
 // nix-store commands that every Nix version has.
 const closureScript = storeFree + rootScript + `echo @missing
-xargs nix-store --check-validity --print-invalid || exit
+skiff_invalid "$skiff_new" || exit
 [ -n "$1" ] || exit 0
 q=$(nix-store -q --requisites "$1") || exit
 echo @closure

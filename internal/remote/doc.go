@@ -10,8 +10,9 @@
 // gives the password to sudo alone (sudo.go). Every operation is one ssh
 // command on the host's shared connection, or, while the host's Session is
 // open (a deploy, a rollback, a gc), one request to the session's agent
-// (session.sh), which also keeps the deploy lock: a deploy runs the probe
-// (ReadState), the session and, to prove access, one fresh command. The
+// (session.sh), which also keeps the deploy lock: a deploy runs the
+// session, whose first request is the probe (OpenProbe, ReadState's
+// script), and, to prove access, one fresh command. The
 // agent answers requests in order, so several can be sent before any
 // reply is waited for, in one round trip: LockQuery (the lock, the state
 // and the store query), and the Start* steps (Pending) whose replies are

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -72,7 +73,7 @@ var lockFuncs = withoutComments(lockFile)
 type Lock struct {
 	h       *Host
 	session *Session // the session keeping the lock; nil: a keeper of its own
-	in      *io.PipeWriter
+	in      io.WriteCloser
 	done    chan error
 	once    sync.Once
 	// Took is how the lock was taken: "" (it was free), "stale" or
@@ -108,7 +109,12 @@ func (h *Host) Lock(ctx context.Context, owner LockOwner, breakLock bool) (*Lock
 			return h.sessionLock(ctx, s, lines, held, err)
 		}
 	}
-	pr, pw := io.Pipe()
+	// A pipe of the system (ssh reads it itself): a keeper whose ssh
+	// ends, connected or not, ends at once.
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		return nil, fmt.Errorf("%s: take the deploy lock: %w", h.Name, err)
+	}
 	lines := make(chan string, 8)
 	w := &lockLines{ch: lines}
 	l := &Lock{h: h, in: pw, done: make(chan error, 1)}
@@ -118,6 +124,7 @@ func (h *Host) Lock(ctx context.Context, owner LockOwner, breakLock bool) (*Lock
 	kctx := context.WithoutCancel(ctx)
 	go func() {
 		_, err := h.exec(kctx, transport.Exec{Argv: argv, Stdin: pr, Stream: w})
+		_ = pr.Close()
 		l.done <- err
 		close(l.done)
 	}()

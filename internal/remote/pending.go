@@ -39,7 +39,7 @@ func (h *Host) StartUnroot(ctx context.Context, r Root) *Pending {
 	if err != nil {
 		return &Pending{err: err}
 	}
-	return h.start(ctx, "remove the GC root "+r.Link(), transport.Exec{Argv: h.priv("sh", "-c", rootFuncs+`skiff_unroot "$1"`, "sh", args[0])})
+	return h.start(ctx, "remove the GC root "+r.Link(), transport.Exec{Argv: h.priv("sh", "-c", unrootScript, "sh", args[0], args[2])})
 }
 
 func (h *Host) start(ctx context.Context, what string, e transport.Exec) *Pending {

@@ -248,7 +248,7 @@ echo "df $(df -Pk $d 2>/dev/null | tail -n 1)"
 // missingScript reports free space, roots the new system (rootScript),
 // and reports the invalid paths among those given on standard input (so
 // a closure of any size fits).
-const missingScript = storeFree + rootScript + `xargs nix-store --check-validity --print-invalid`
+const missingScript = storeFree + rootScript + `skiff_invalid "$skiff_new"`
 
 // QueryStore finds the paths the host lacks and the free space of its
 // store, in one round trip. Before it looks, it roots root (unless zero)

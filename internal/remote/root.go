@@ -2,6 +2,7 @@ package remote
 
 import (
 	"context"
+	"crypto/sha1"
 	_ "embed"
 	"fmt"
 	"regexp"
@@ -19,7 +20,9 @@ const RootDir = "/run/skiff/roots"
 // them (see the file for how a root is made).
 //
 //go:embed root.sh
-var rootFuncs string
+var rootFile string
+
+var rootFuncs = withoutComments(rootFile)
 
 // Root is a deploy's GC root on a host: RootDir/ID points at Path, the new
 // system, from the store query that decides what to copy until the deploy
@@ -37,26 +40,56 @@ var rootIDRE = regexp.MustCompile(`^[0-9A-Za-z][0-9A-Za-z._-]{0,99}$`)
 func (r Root) Link() string { return RootDir + "/" + r.ID }
 
 // args are the positional arguments of a script starting with
-// rootScript: ID and PATH, both empty for the zero Root.
+// rootScript: ID, PATH and the name of its auto root (autoName), all
+// empty for the zero Root.
 func (r Root) args() ([]string, error) {
 	if r == (Root{}) {
-		return []string{"", ""}, nil
+		return []string{"", "", ""}, nil
 	}
 	if !rootIDRE.MatchString(r.ID) || !strings.HasPrefix(r.Path, "/") || strings.ContainsAny(r.Path, "\n") {
 		return nil, fmt.Errorf("invalid GC root %q for %q", r.ID, r.Path)
 	}
-	return []string{r.ID, r.Path}, nil
+	return []string{r.ID, r.Path, r.autoName()}, nil
 }
 
-// rootScript roots $1 → $2 (unless $1 is empty) and shifts them away, so
+// autoName is the name Nix gives the indirect root of the root's link in
+// /nix/var/nix/gcroots/auto: the base-32 SHA-1 of the link's path.
+func (r Root) autoName() string {
+	sum := sha1.Sum([]byte(r.Link()))
+	return nix32(sum[:])
+}
+
+// nix32 is Nix's base-32 encoding of a hash.
+func nix32(h []byte) string {
+	const chars = "0123456789abcdfghijklmnpqrsvwxyz"
+	n := (len(h)*8-1)/5 + 1
+	var b strings.Builder
+	for i := n - 1; i >= 0; i-- {
+		bit := i * 5
+		j, k := bit/8, bit%8
+		c := int(h[j]) >> k
+		if j+1 < len(h) {
+			c |= int(h[j+1]) << (8 - k)
+		}
+		b.WriteByte(chars[c&0x1f])
+	}
+	return b.String()
+}
+
+// rootScript roots $1 → $2, with the auto root $3 (unless $1 is empty),
+// keeps $2 in skiff_new (for skiff_invalid) and shifts them away, so
 // that the rest of the script sees its own arguments from $1. It needs
 // rootFuncs defined before it (see rooted).
-const rootScript = `if [ -n "$1" ] && ! skiff_root "$1" "$2"; then
+const rootScript = `if [ -n "$1" ] && ! skiff_root "$1" "$2" "$3"; then
 	echo "cannot make the GC root /run/skiff/roots/$1 for $2" >&2
 	exit 1
 fi
-shift 2
+skiff_new=$2
+shift 3
 `
+
+// unrootScript removes the root $1 with the auto root $2.
+var unrootScript = rootFuncs + `skiff_unroot "$1" "$2"`
 
 // rooted prefixes script, which contains rootScript, with the root
 // functions.
@@ -74,6 +107,6 @@ func (h *Host) Unroot(ctx context.Context, r Root) error {
 	if err != nil {
 		return err
 	}
-	_, err = h.run(ctx, "remove the GC root "+r.Link(), transport.Exec{Argv: h.priv("sh", "-c", rootFuncs+`skiff_unroot "$1"`, "sh", args[0])})
+	_, err = h.run(ctx, "remove the GC root "+r.Link(), transport.Exec{Argv: h.priv("sh", "-c", unrootScript, "sh", args[0], args[2])})
 	return err
 }

@@ -2,29 +2,13 @@ package remote
 
 import (
 	"crypto/sha1"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 )
-
-// nix32 is Nix's base-32 encoding of a hash.
-func nix32(h []byte) string {
-	const chars = "0123456789abcdfghijklmnpqrsvwxyz"
-	n := (len(h)*8-1)/5 + 1
-	var b strings.Builder
-	for i := n - 1; i >= 0; i-- {
-		bit := i * 5
-		j, k := bit/8, bit%8
-		c := int(h[j]) >> k
-		if j+1 < len(h) {
-			c |= int(h[j+1]) << (8 - k)
-		}
-		b.WriteByte(chars[c&0x1f])
-	}
-	return b.String()
-}
 
 // The host-side scripts that root a deploy's system pass shellcheck.
 func TestRootScriptsPassShellcheck(t *testing.T) {
@@ -34,7 +18,7 @@ func TestRootScriptsPassShellcheck(t *testing.T) {
 	for name, script := range map[string]string{
 		"query":   rooted(missingScript),
 		"compare": rooted(closureScript),
-		"unroot":  rootFuncs + `skiff_unroot "$1"`,
+		"unroot":  unrootScript,
 		"lock":    lockScript,
 	} {
 		cmd := exec.Command("shellcheck", "-S", "warning", "-s", "sh", "-")
@@ -45,11 +29,31 @@ func TestRootScriptsPassShellcheck(t *testing.T) {
 	}
 }
 
+// The auto root's name, computed here, is the one nix-hash computes (and
+// Nix gives an indirect root).
+func TestAutoNameIsNixHash(t *testing.T) {
+	if _, err := exec.LookPath("nix-hash"); err != nil {
+		t.Skip("no nix-hash")
+	}
+	for _, id := range []string{"20261202T010203-abcd", "a", "20261202T031008-08949808"} {
+		r := Root{ID: id, Path: "/nix/store/x"}
+		cmd := exec.Command("nix-hash", "--type", "sha1", "--base32", "--flat", "/dev/stdin")
+		cmd.Stdin = strings.NewReader(r.Link())
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := r.autoName(), strings.TrimSpace(string(out)); got != want {
+			t.Errorf("%s: auto root name %q, nix-hash says %q", r.Link(), got, want)
+		}
+	}
+}
+
 // skiff_root makes the link and the auto root Nix would make for it
 // (same name), with a store path that is not valid yet; skiff_unroot
-// removes both. Run under dash with the machine's nix-hash.
+// removes both. Run under dash.
 func TestRootAndUnrootUnderDash(t *testing.T) {
-	for _, tool := range []string{"dash", "nix-hash"} {
+	for _, tool := range []string{"dash"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			t.Skip("no " + tool)
 		}
@@ -74,8 +78,17 @@ func TestRootAndUnrootUnderDash(t *testing.T) {
 			t.Fatalf("%v\n%s", err, out)
 		}
 	}
-	run(`skiff_root "$1" "$2"`, "20261202T010203-abcd", path)
+	root := Root{ID: "20261202T010203-abcd", Path: path}
+	args, err := root.args()
+	if err != nil {
+		t.Fatal(err)
+	}
 	link := filepath.Join(roots, "20261202T010203-abcd")
+	// Here the roots are elsewhere: the auto root's name is the one of
+	// this link.
+	linkSum := sha1.Sum([]byte(link))
+	args[2] = nix32(linkSum[:])
+	run(`skiff_root "$1" "$2" "$3"`, args...)
 	if got, err := os.Readlink(link); err != nil || got != path {
 		t.Fatalf("root link: %q, %v", got, err)
 	}
@@ -84,10 +97,10 @@ func TestRootAndUnrootUnderDash(t *testing.T) {
 	if got, err := os.Readlink(name); err != nil || got != link {
 		t.Fatalf("auto root %s: %q, %v", name, got, err)
 	}
-	if log, _ := os.ReadFile(filepath.Join(dir, "nix-store.log")); !strings.Contains(string(log), "--realise --option substitute false "+path) {
-		t.Errorf("no temporary root asked for: %q", log)
+	if log, _ := os.ReadFile(filepath.Join(dir, "nix-store.log")); len(log) > 0 {
+		t.Errorf("skiff_root ran nix-store: %q", log)
 	}
-	run(`skiff_unroot "$1"`, "20261202T010203-abcd")
+	run(`skiff_unroot "$1" "$2"`, args[0], args[2])
 	for _, p := range []string{link, name} {
 		if _, err := os.Lstat(p); err == nil {
 			t.Errorf("%s left behind", p)
@@ -109,5 +122,54 @@ func TestRootArgs(t *testing.T) {
 		if _, err := tc.root.args(); (err == nil) != tc.ok {
 			t.Errorf("%+v: err %v", tc.root, err)
 		}
+	}
+}
+
+// skiff_invalid prints the invalid paths with one nix-store, and realises
+// the new system only when it is reported valid (a temporary root against
+// a collection already running), reporting it missing when that fails.
+// Run under dash with a fake nix-store.
+func TestInvalidUnderDash(t *testing.T) {
+	if _, err := exec.LookPath("dash"); err != nil {
+		t.Skip("no dash")
+	}
+	const top, dep = "/nix/store/aaaa-nixos-system-x", "/nix/store/bbbb-dep"
+	for _, tc := range []struct {
+		name     string
+		invalid  string // what --check-validity prints
+		realise  int    // exit code of --realise
+		want     string
+		realised bool
+	}{
+		{"new system missing: no realise", top + "\n" + dep + "\n", 0, top + "\n" + dep + "\n", false},
+		{"new system there: realised", dep + "\n", 0, dep + "\n", true},
+		{"new system collected before the realise", dep + "\n", 1, dep + "\n" + top + "\n", true},
+		{"nothing missing", "", 0, "", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			log := filepath.Join(dir, "log")
+			fake := fmt.Sprintf("#!/bin/sh\necho \"$*\" >>%s\ncase $1 in --check-validity) printf '%s' ;; --realise) exit %d ;; esac\n", log, tc.invalid, tc.realise)
+			if err := os.WriteFile(filepath.Join(dir, "nix-store"), []byte(fake), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			cmd := exec.Command("dash", "-c", rootFuncs+`skiff_invalid "$1"`, "sh", top)
+			cmd.Env = append(os.Environ(), "PATH="+dir+":"+os.Getenv("PATH"))
+			cmd.Stdin = strings.NewReader(top + "\n" + dep + "\n")
+			out, err := cmd.Output()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(out) != tc.want {
+				t.Errorf("printed %q, want %q", out, tc.want)
+			}
+			calls, _ := os.ReadFile(log)
+			if n := strings.Count(string(calls), "--check-validity"); n != 1 {
+				t.Errorf("%d validity checks, want 1: %q", n, calls)
+			}
+			if got := strings.Contains(string(calls), "--realise"); got != tc.realised {
+				t.Errorf("realised %v, want %v: %q", got, tc.realised, calls)
+			}
+		})
 	}
 }

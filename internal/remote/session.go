@@ -8,12 +8,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/skiffdeploy/skiff/internal/command"
+	"github.com/skiffdeploy/skiff/internal/fault"
 	"github.com/skiffdeploy/skiff/internal/transport"
 )
 
@@ -31,7 +33,7 @@ import (
 // activation supervisor runs, like the keeper's.
 type Session struct {
 	h     *Host
-	in    *io.PipeWriter
+	in    *os.File   // the agent's standard input
 	wmu   sync.Mutex // orders the queue like the requests written
 	qmu   sync.Mutex
 	queue []*pending // requests whose reply has not ended yet, oldest first
@@ -68,7 +70,13 @@ var errSessionGone = errors.New("the host's session has ended")
 // go through it. It does not wait for the host. It ends when ctx is done only through Close: an
 // interrupted deploy still releases its lock and removes its GC root.
 func (h *Host) OpenSession(ctx context.Context) (*Session, error) {
-	pr, pw := io.Pipe()
+	// A pipe of the system, not io.Pipe: ssh reads it itself, so that
+	// nothing of this process has to copy to it, and the session ends
+	// (done) as soon as ssh does, connected or not.
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		return nil, fmt.Errorf("%s: open a session: %w", h.Name, err)
+	}
 	s := &Session{h: h, in: pw, done: make(chan struct{})}
 	s.frame.s = s
 	hello := &pending{ch: make(chan reply, 1)}
@@ -83,7 +91,7 @@ func (h *Host) OpenSession(ctx context.Context) (*Session, error) {
 			err = h.explain("open a session", err)
 		}
 		s.err = err
-		_ = pr.CloseWithError(errSessionGone)
+		_ = pr.Close() // what is written from now on fails
 		close(s.done)
 	}()
 	// The agent's first answer ("ready") is not waited for: the first
@@ -404,4 +412,49 @@ func (w *frameWriter) line(l string) {
 		p.ch <- p.r
 	}
 	s.qmu.Unlock()
+}
+
+// OpenProbe is the probe of a deploy on the host's session: it opens the
+// session and reads the host's state (ReadState) as its first request,
+// one ssh command in all, so that the later steps of the deploy (the
+// lock, the store query) find the session open. When the session cannot
+// start or the state cannot be read on it, the session is closed and the
+// state is read by a command of its own, whose error says why as the
+// probe's always did. The session returned (nil then) is the host's until
+// Close.
+func (h *Host) OpenProbe(ctx context.Context) (*Session, State, error) {
+	argv, ok := h.sessionArgv(h.priv("sh", "-c", stateScript))
+	if !ok || (h.Sudo() && h.Password != "") {
+		// With a sudo password the session's input is copied to ssh
+		// behind the password line, and ssh failing to connect would
+		// not end it: the probe is a command of its own, the session
+		// opens once the host answered.
+		st, err := h.ReadState(ctx)
+		return nil, st, err
+	}
+	s, err := h.OpenSession(ctx)
+	if err != nil {
+		st, err := h.ReadState(ctx)
+		return nil, st, err
+	}
+	res, err := s.exec(ctx, argv, transport.Exec{})
+	if err == nil {
+		st, err := parseState(string(res.Stdout))
+		if err != nil {
+			s.Close()
+			return nil, st, err
+		}
+		return s, st, nil
+	}
+	s.Close()
+	if ctx.Err() != nil {
+		return nil, State{}, ctx.Err()
+	}
+	if _, ok := fault.As(err); ok {
+		// The host could not be reached, or sudo refused: said as the
+		// probe says it (asking again would only wait again).
+		return nil, State{}, err
+	}
+	st, err := h.ReadState(ctx)
+	return nil, st, err
 }

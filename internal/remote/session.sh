@@ -40,6 +40,11 @@ trap 'exit 129' HUP
 trap 'exit 130' INT
 trap 'exit 143' TERM
 input=
+# A FIFO, opened read-write (which never blocks), wakes follow when a
+# streamed command ends; a ticker passes its output on meanwhile.
+# Without it, naps.
+fifo=0
+if mkfifo "$t/wake" 2>/dev/null; then exec 4<>"$t/wake" && fifo=1; fi
 
 # b64 FILE: the file as "b" lines (base64 lines decode on their own: each
 # full line holds a multiple of three bytes).
@@ -69,22 +74,24 @@ launch() {
 	if [ -n "$input" ]; then
 		(
 			if [ "$stream" = 1 ]; then exec 2>&1; fi
-			decode "$input" | "$@" 3>"$t/val"
+			decode "$input" | "$@" 3>"$t/val" 4>&-
 			echo $? >"$t/rc.tmp" && mv -f "$t/rc.tmp" "$t/rc"
+			if [ "$stream" = 1 ] && [ "$fifo" = 1 ]; then echo e >&4; fi
 		) >>"$t/out" 2>"$t/err" &
 		input= # the input (keys) lives no longer than its command
 	else
 		(
 			if [ "$stream" = 1 ]; then exec 2>&1; fi
-			"$@" </dev/null 3>"$t/val"
+			"$@" </dev/null 3>"$t/val" 4>&-
 			echo $? >"$t/rc.tmp" && mv -f "$t/rc.tmp" "$t/rc"
+			if [ "$stream" = 1 ] && [ "$fifo" = 1 ]; then echo e >&4; fi
 		) >>"$t/out" 2>"$t/err" &
 	fi
 }
 
 # follow: pass on $t/out as it grows until $t/rc appears.
 follow() {
-	off=0
+	off=0 ticker=''
 	while :; do
 		done=0
 		[ -f "$t/rc" ] && done=1
@@ -95,8 +102,17 @@ follow() {
 			off=$size
 		fi
 		[ "$done" = 1 ] && break
-		sleep 0.05 2>/dev/null || sleep 1
+		if [ "$fifo" = 1 ]; then
+			if [ -z "$ticker" ]; then
+				while sleep 0.1 2>/dev/null || sleep 1; do echo t; done >&4 2>/dev/null </dev/null &
+				ticker=$!
+			fi
+			read -r _ <&4 || :
+		else
+			sleep 0.05 2>/dev/null || sleep 1
+		fi
 	done
+	if [ -n "$ticker" ]; then kill "$ticker" 2>/dev/null; fi
 }
 
 run() {

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -23,7 +24,7 @@ type agent struct {
 	out *bufio.Reader
 }
 
-func startAgent(t *testing.T, run string) *agent {
+func startAgent(t *testing.T, run string, env ...string) *agent {
 	t.Helper()
 	dash, err := exec.LookPath("dash")
 	if err != nil {
@@ -31,7 +32,7 @@ func startAgent(t *testing.T, run string) *agent {
 	}
 	script := strings.ReplaceAll(lockFuncs+sessionScript, "/run/skiff", run)
 	cmd := exec.Command(dash, "-c", script, "skiff-session")
-	cmd.Env = append(os.Environ(), "TMPDIR="+t.TempDir())
+	cmd.Env = append(append(os.Environ(), "TMPDIR="+t.TempDir()), env...)
 	in, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -152,6 +153,31 @@ func TestSessionAgentStreamsAsItComes(t *testing.T) {
 	r := a.read(&chunks)
 	if string(r.out) != "first\nsecond\n" || len(chunks) < 2 {
 		t.Errorf("output %q in chunks %q; want two chunks", r.out, chunks)
+	}
+}
+
+// The end of a streamed command wakes the agent (a FIFO), which does not
+// nap to notice it: here every sleep on the host would take 20 s.
+func TestSessionAgentNoticesTheEndOfAStreamAtOnce(t *testing.T) {
+	bin := t.TempDir()
+	if err := os.WriteFile(filepath.Join(bin, "sleep"), []byte("#!/bin/sh\nexec /bin/sleep 20\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	a := startAgent(t, t.TempDir(), "PATH="+bin+":"+os.Getenv("PATH"))
+	for i := range 3 {
+		if _, err := io.WriteString(a.in, request("stream", "sh", "-c", "echo one; echo two")); err != nil {
+			t.Fatal(err)
+		}
+		got := make(chan reply, 1)
+		go func() { got <- a.read(nil) }()
+		select {
+		case r := <-got:
+			if string(r.out) != "one\ntwo\n" || r.code != 0 {
+				t.Errorf("stream %d: %+v", i, r)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("stream %d: the agent did not notice the end of the command (it naps)", i)
+		}
 	}
 }
 

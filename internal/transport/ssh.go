@@ -214,3 +214,27 @@ func (s *SSH) Close(ctx context.Context) {
 	args = append(args, "-O", "exit", s.Target.Destination())
 	_, _ = s.Run.Run(ctx, command.Cmd{Argv: args})
 }
+
+// Master opens the shared connection without running anything on the
+// host (ssh -N): it returns once the connection is up and kept in the
+// background (ControlPersist), or failed. Commands run afterwards ride it.
+// It is how a run connects to a host speculatively, before it knows that
+// the host is selected there: nothing runs on the host, and a caller that
+// does not want the connection ends it with Close. Nothing for a local
+// target or without a ControlDir.
+func (s *SSH) Master(ctx context.Context) error {
+	if s.Target.Local || s.Options.ControlDir == "" {
+		return nil
+	}
+	args := append([]string{"ssh"}, s.baseArgs()...)
+	args = append(args, "-N", s.Target.Destination())
+	_, err := s.Run.Run(ctx, command.Cmd{Argv: args})
+	if err == nil || ctx.Err() != nil {
+		// Stopped half-way, the master may be up already: Close ends
+		// it either way.
+		s.mu.Lock()
+		s.opened = true
+		s.mu.Unlock()
+	}
+	return err
+}

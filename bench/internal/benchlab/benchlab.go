@@ -137,10 +137,13 @@ func ParseDelays(list string) ([]time.Duration, error) {
 }
 
 // WriteFlake writes the example flake with the systems of hosts at generation gen
-// (baseSize bytes of filler in the shared base path) to a new directory and
-// returns it.
+// (baseSize bytes of filler in the shared base path) and returns its directory:
+// always the same one, rewritten, as a user edits a flake where it is.
 func (b *Bench) WriteFlake(hosts []string, gen int, baseSize int64) (string, error) {
-	dir := filepath.Join(b.Dir, fmt.Sprintf("flake%d", gen))
+	dir := filepath.Join(b.Dir, "flake")
+	if err := os.RemoveAll(dir); err != nil {
+		return "", err
+	}
 	if err := os.CopyFS(dir, os.DirFS("examples/fleet")); err != nil {
 		return "", err
 	}

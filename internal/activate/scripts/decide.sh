@@ -4,16 +4,22 @@
 # host, up to $4 tenths of a second, for the supervisor's final state,
 # and print what status.sh prints (state line, liveness, output from byte
 # offset $3): one command both confirms and tells how the activation
-# ended.
+# ended. The supervisor is woken by a line on the FIFO DIR/poke, and wakes
+# this wait by one on DIR/wake (supervisor.sh); a ticker (a second)
+# counts $4 down. Without the FIFOs, naps.
 d=$1 n=${4:-0} rc=0
 if mkdir "$d/decided" 2>/dev/null; then
 	printf '%s\n' "$2" >"$d/decision.tmp" && mv -f "$d/decision.tmp" "$d/decision" || exit 1
+	# Read-write: never blocks, supervisor or not.
+	if [ -p "$d/poke" ]; then echo d 1<>"$d/poke"; fi
 	echo decided
 else
 	echo too-late
 	rc=3
 fi
 alive() { [ -f "$d/pid" ] && kill -0 "$(cat "$d/pid")" 2>/dev/null; }
+ev=0 ticker=''
+if [ -p "$d/wake" ]; then exec 5<>"$d/wake" && ev=1; fi
 while :; do
 	a=0
 	if alive; then a=1; fi
@@ -21,9 +27,19 @@ while :; do
 	if [ "$a" = 0 ] && alive; then a=1; fi
 	case $s in committed* | rolled-back* | stranded*) break ;; esac
 	if [ "$a" = 0 ] || [ "$n" -le 0 ]; then break; fi
-	n=$((n - 1))
-	sleep 0.1 2>/dev/null || n=0
+	if [ "$ev" = 1 ]; then
+		if [ -z "$ticker" ]; then
+			while sleep 1; do echo t; done >&5 2>/dev/null </dev/null &
+			ticker=$!
+		fi
+		read -r e <&5 || e=t
+		if [ "$e" = t ]; then n=$((n - 10)); fi
+	else
+		n=$((n - 1))
+		sleep 0.1 2>/dev/null || n=0
+	fi
 done
+if [ -n "$ticker" ]; then kill "$ticker" 2>/dev/null; fi
 printf '%s\n%s\n' "$s" "$a"
 tail -c +"${3:-1}" "$d/log" 2>/dev/null
 exit "$rc"

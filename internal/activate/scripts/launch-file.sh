@@ -7,5 +7,7 @@
 dir=$1 script=$2; shift 2
 umask 077
 mkdir -p /run/skiff && mkdir "$dir" || exit 1
+# The supervisor's event FIFOs (see supervisor.sh); without them, naps.
+mkfifo "$dir/wake" "$dir/poke" 2>/dev/null || rm -f "$dir/wake" "$dir/poke"
 printf '%s\n' "$script" >"$dir/supervisor" || exit 1
 if ! "$@" </dev/null >"$dir/launch.log" 2>&1; then cat "$dir/launch.log" >&2; exit 1; fi

@@ -4,4 +4,6 @@
 dir=$1; shift
 umask 077
 mkdir -p /run/skiff && mkdir "$dir" || exit 1
+# The supervisor's event FIFOs (see supervisor.sh); without them, naps.
+mkfifo "$dir/wake" "$dir/poke" 2>/dev/null || rm -f "$dir/wake" "$dir/poke"
 if ! "$@" </dev/null >"$dir/launch.log" 2>&1; then cat "$dir/launch.log" >&2; exit 1; fi

@@ -14,8 +14,16 @@
 # nor is the state "activating" (the deployer waits for the activation's
 # end), nor a supervisor that has not started yet; the state line and
 # liveness go to descriptor 3 at the end.
+#
+# The wait is woken by the supervisor, which writes a line to the FIFO
+# DIR/wake at each change of state and at its end (supervisor.sh), and by
+# a ticker (a tenth of a second; a fifth when following, to pass the
+# output on), whose lines count down $4. Without the FIFO, naps.
 d=$1 off=$2 last=$3 n=$4 follow=${5:-}
 alive() { [ -f "$d/pid" ] && kill -0 "$(cat "$d/pid")" 2>/dev/null; }
+ev=0 ticker='' tick=0.1 per=1
+if [ -n "$follow" ]; then tick=0.2 per=2; fi
+if [ -p "$d/wake" ]; then exec 5<>"$d/wake" && ev=1; fi
 while :; do
 	a=0
 	if alive; then a=1; fi
@@ -33,9 +41,19 @@ while :; do
 		if [ -z "$s" ]; then live=1; fi
 	fi
 	if [ "$news" != "$last" ] || [ "$live" = 0 ] || [ "$size" -ge "$off" ] || [ "$n" -le 0 ]; then break; fi
-	n=$((n - 1))
-	sleep 0.1 2>/dev/null || n=0
+	if [ "$ev" = 1 ]; then
+		if [ -z "$ticker" ]; then
+			while sleep "$tick" 2>/dev/null || sleep 1; do echo t; done >&5 2>/dev/null </dev/null &
+			ticker=$!
+		fi
+		read -r e <&5 || e=t
+		if [ "$e" = t ]; then n=$((n - per)); fi
+	else
+		n=$((n - 1))
+		sleep 0.1 2>/dev/null || n=0
+	fi
 done
+if [ -n "$ticker" ]; then kill "$ticker" 2>/dev/null; fi
 if [ -n "$follow" ]; then
 	printf '%s\n%s\n' "$s" "$a" >&3
 	exit 0

@@ -7,7 +7,19 @@ set -u
 dir=$1 new=$2 old=$3 window=$4 gen=$5 P=${6:-/nix/var/nix/profiles/system}
 exec </dev/null >>"$dir/log" 2>&1
 echo $$ >"$dir/pid"
-st() { printf '%s\n' "$*" >"$dir/state.tmp" && mv -f "$dir/state.tmp" "$dir/state"; }
+# Events instead of polls, where launch.sh made the FIFOs: each change of
+# state (and the end) writes a line to DIR/wake, which status.sh and
+# decide.sh wait on; decide.sh writes one to DIR/poke after the decision,
+# which the wait below reads, woken besides by a ticker (the window's
+# clock). Both are opened read-write, which never blocks (nor does a
+# write, for the few lines a run makes). Without them, naps.
+wake=0 ticker=''
+if [ -p "$dir/wake" ] && [ -p "$dir/poke" ]; then
+	exec 4<>"$dir/wake" 5<>"$dir/poke" && wake=1
+fi
+trap '[ -z "$ticker" ] || kill "$ticker" 2>/dev/null' EXIT
+signal() { if [ "$wake" = 1 ]; then echo s >&4; fi; }
+st() { printf '%s\n' "$*" >"$dir/state.tmp" && mv -f "$dir/state.tmp" "$dir/state" && signal; }
 decide() { printf '%s\n' "$1" >"$dir/decision.tmp" && mv -f "$dir/decision.tmp" "$dir/decision"; }
 # The window is counted on a monotonic clock, never on the wall clock,
 # which activation may step (restarting chronyd or timesyncd): t is
@@ -30,8 +42,23 @@ nap() {
 	if sleep 0.05 2>/dev/null; then n=5; else sleep 1; n=100; fi
 	[ "$mono" = 1 ] || t=$((t + n))
 }
+# pause waits for the decision: a poke, or a tick of the ticker (at least
+# half a second, which is what it adds to the window without
+# /proc/uptime).
+pause() {
+	if [ "$wake" = 0 ]; then
+		nap
+		return
+	fi
+	if [ -z "$ticker" ]; then
+		while sleep 0.5 2>/dev/null || sleep 1; do echo t; done >&5 2>/dev/null </dev/null &
+		ticker=$!
+	fi
+	read -r ev <&5 || ev=t
+	if [ "$ev" = t ] && [ "$mono" = 0 ]; then t=$((t + 50)); fi
+}
 st activating
-"$new/bin/switch-to-configuration" test
+"$new/bin/switch-to-configuration" test 4>&- 5>&-
 rc=$?
 st "activated $rc"
 now
@@ -41,32 +68,34 @@ while [ ! -e "$dir/decision" ]; do
 	if [ "$t" -ge "$end" ] && mkdir "$dir/decided" 2>/dev/null; then
 		decide "rollback not confirmed within ${window}s: the deployer vanished or lost SSH access"
 	fi
-	[ -e "$dir/decision" ] || nap
+	[ -e "$dir/decision" ] || pause
 done
+if [ -n "$ticker" ]; then kill "$ticker" 2>/dev/null; ticker=; fi
 read -r verb reason <"$dir/decision" || true
 if [ "$verb" = commit ]; then
 	st committing
 	oldlink=$(readlink "$P" 2>/dev/null) || oldlink=
 	if [ -n "$gen" ]; then
-		nix-env -p "$P" --switch-generation "$gen"
+		nix-env -p "$P" --switch-generation "$gen" 4>&- 5>&-
 	else
-		nix-env -p "$P" --set "$new"
+		nix-env -p "$P" --set "$new" 4>&- 5>&-
 	fi
 	if [ $? -ne 0 ]; then
 		verb=rollback reason="setting the system profile failed"
-	elif ! "$new/bin/switch-to-configuration" boot; then
+	elif ! "$new/bin/switch-to-configuration" boot 4>&- 5>&-; then
 		# The profile back where it was (restore.sh, as a plain
 		# activation does), and its boot default.
 		n=
 		[ -n "$gen" ] || n=$(skiff_genof "$(readlink "$P")")
-		skiff_restore "$P" "$(skiff_genof "$oldlink")" "$n"
+		skiff_restore "$P" "$(skiff_genof "$oldlink")" "$n" 4>&- 5>&-
 		if [ -n "$oldlink" ]; then
-			"$(readlink -f "$P")/bin/switch-to-configuration" boot
+			"$(readlink -f "$P")/bin/switch-to-configuration" boot 4>&- 5>&-
 		fi
 		verb=rollback reason="making the new system the boot default failed"
 	else
 		st "committed $(readlink "$P")"
 		rm -f "$dir/pid"
+		signal
 		exit 0
 	fi
 fi
@@ -74,8 +103,10 @@ st "rolling-back $reason"
 if [ -z "$old" ]; then
 	st "stranded $reason"
 	rm -f "$dir/pid"
+	signal
 	exit 1
 fi
-"$old/bin/switch-to-configuration" test
+"$old/bin/switch-to-configuration" test 4>&- 5>&-
 st "rolled-back $? $reason"
 rm -f "$dir/pid"
+signal

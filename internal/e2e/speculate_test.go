@@ -1,0 +1,120 @@
+package e2e
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// rewriteFlake replaces the systems of the flake in dir, which stays
+// where it is (the same flake reference, as after an edit).
+func rewriteFlake(t *testing.T, dir, configs string) {
+	t.Helper()
+	fresh := writeFlake(t, configs)
+	b, err := os.ReadFile(filepath.Join(fresh, "flake.nix"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "flake.nix"), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// masterLines are the speculative connections of a -x trace (ssh -N).
+func masterLines(stderr string) []string {
+	var out []string
+	for _, l := range strings.Split(stderr, "\n") {
+		if strings.HasPrefix(l, "+ ssh ") && strings.Contains(l, " -N ") {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// A deploy opens the connection of each host an earlier run of the same
+// flake and selection reached while it evaluates (ssh -N: nothing runs on
+// the host), and its probe rides it: one login. When the evaluation says
+// the host is reached another way, the speculative connection is closed
+// and the host is connected to as the evaluation says.
+func TestDeployConnectsWhileEvaluating(t *testing.T) {
+	dir := writeFlake(t, host("spec1", "generation = 1;"))
+	r := skiff(t, "-x", "deploy", "spec1", "--magic-rollback=false", "--flake", dir)
+	wantCode(t, r, 0)
+	if m := masterLines(r.stderr); len(m) != 0 {
+		t.Errorf("first run of a flake opened a speculative connection (nothing is known yet):\n%s", strings.Join(m, "\n"))
+	}
+
+	rewriteFlake(t, dir, host("spec1", "generation = 2;"))
+	logins := fleet.Host("spec1").Logins("root")
+	r = skiff(t, "-x", "deploy", "spec1", "--magic-rollback=false", "--flake", dir)
+	wantCode(t, r, 0)
+	wantContains(t, "summary", r.stdout, "1 -> 2")
+	m := masterLines(r.stderr)
+	if len(m) != 1 || !strings.HasSuffix(m[0], " -N root@spec1") {
+		t.Fatalf("want one speculative connection to root@spec1, got:\n%s", strings.Join(m, "\n"))
+	}
+	master := strings.Index(r.stderr, m[0])
+	probe := strings.Index(r.stderr, "connect: connected")
+	if probe < 0 || master > probe {
+		t.Errorf("the speculative connection was not opened before the probe:\n%s", r.stderr)
+	}
+	if got := fleet.Host("spec1").Logins("root") - logins; got != 1 {
+		t.Errorf("%d ssh logins, want 1: the probe, the session and the copy ride the speculative connection", got)
+	}
+	// The connection is up and the system built before any probe: the
+	// state is read under the lock with the store query, in the
+	// deploy's first round trip. To the result: that one, nix copy,
+	// the profile, switch-to-configuration.
+	tr := sshTraceOf(r.stderr)
+	if len(tr.sessions) != 1 || tr.masters != 1 || tr.trips-tr.endTrips > 4 {
+		t.Errorf("%d ssh commands, %d speculative connections, %d round trips to the result; want 1, 1, at most 4:\n%s", len(tr.sessions), tr.masters, tr.trips-tr.endTrips, tr)
+	}
+
+	// Nothing changed: up to date, in the same round trips (the lock,
+	// state and query; then the host given back).
+	logins = fleet.Host("spec1").Logins("root")
+	r = skiff(t, "-x", "deploy", "spec1", "--magic-rollback=false", "--flake", dir)
+	wantCode(t, r, 0)
+	wantContains(t, "summary", r.stdout, "up to date")
+	if strings.Contains(r.stderr, "copying") || strings.Contains(r.stderr, "switch-to-configuration") {
+		t.Errorf("an up-to-date host was copied to or activated:\n%s", r.stderr)
+	}
+	if tr := sshTraceOf(r.stderr); len(tr.sessions) != 1 || tr.trips > 2 || tr.endTrips != 1 {
+		t.Errorf("up to date: %d ssh commands, %d round trips; want 1 and 2 (the last giving the host back):\n%s", len(tr.sessions), tr.trips, tr)
+	}
+	if got := fleet.Host("spec1").Logins("root") - logins; got != 1 {
+		t.Errorf("an up-to-date deploy made %d ssh logins, want 1", got)
+	}
+	if out := inHost(t, "spec1", "sh", "-c", "ls /run/skiff/roots; ls -d /run/skiff/lock 2>/dev/null; true"); out != "" {
+		t.Errorf("an up-to-date deploy left a GC root or the lock on the host: %q", out)
+	}
+
+	// The flake now reaches spec1 as deploy: the guess (root) is wrong.
+	rewriteFlake(t, dir, host("spec1", `generation = 3; deployment.targetUser = "deploy";`))
+	r = skiff(t, "-x", "deploy", "spec1", "--magic-rollback=false", "--flake", dir)
+	wantCode(t, r, 0)
+	wantContains(t, "summary", r.stdout, "2 -> 3")
+	m = masterLines(r.stderr)
+	if len(m) != 1 || !strings.HasSuffix(m[0], " -N root@spec1") {
+		t.Fatalf("want one speculative connection to root@spec1 (last run's target), got:\n%s", strings.Join(m, "\n"))
+	}
+	if !strings.Contains(r.stderr, " -O exit root@spec1") {
+		t.Errorf("the speculative connection to root@spec1 was not closed:\n%s", r.stderr)
+	}
+	for _, l := range strings.Split(r.stderr, "\n") {
+		if strings.HasPrefix(l, "+ ssh ") && strings.Contains(l, "root@spec1 --") {
+			t.Errorf("a command ran as root@spec1, which the evaluation did not select: %s", l)
+		}
+	}
+	// The next run guesses deploy@spec1.
+	rewriteFlake(t, dir, host("spec1", `generation = 4; deployment.targetUser = "deploy";`))
+	r = skiff(t, "-x", "deploy", "spec1", "--magic-rollback=false", "--flake", dir)
+	wantCode(t, r, 0)
+	if m := masterLines(r.stderr); len(m) != 1 || !strings.HasSuffix(m[0], " -N deploy@spec1") {
+		t.Errorf("want one speculative connection to deploy@spec1, got:\n%s", strings.Join(m, "\n"))
+	}
+	if strings.Contains(r.stderr, " -O exit root@spec1") {
+		t.Errorf("a connection to root@spec1 was opened and closed again:\n%s", r.stderr)
+	}
+}
