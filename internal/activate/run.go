@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/skiffdeploy/skiff/internal/fault"
+	"github.com/skiffdeploy/skiff/internal/lines"
 )
 
 // Target is the host side of the protocol; Remote implements it over SSH.
@@ -463,7 +464,7 @@ type watcher struct {
 	plan   Plan
 	out    func(string)
 	offset int
-	buf    []byte
+	lines  *lines.Writer
 	last   State
 }
 
@@ -511,21 +512,15 @@ func (w *watcher) until(ctx context.Context, done func(State) bool, deadline tim
 
 func (w *watcher) emit(b []byte) {
 	w.offset += len(b)
-	w.buf = append(w.buf, b...)
-	for {
-		i := slices.Index(w.buf, '\n')
-		if i < 0 {
-			return
-		}
-		w.out(string(w.buf[:i]))
-		w.buf = w.buf[i+1:]
+	if w.lines == nil {
+		w.lines = lines.New(func(l []byte) { w.out(string(lines.Trim(l))) })
 	}
+	w.lines.Write(b)
 }
 
 func (w *watcher) flush() {
-	if len(w.buf) > 0 {
-		w.out(string(w.buf))
-		w.buf = nil
+	if w.lines != nil {
+		w.lines.Flush()
 	}
 }
 

@@ -175,12 +175,12 @@ func TestVersionFromBuildInfo(t *testing.T) {
 
 func TestPrefixWriterKeepsLinesWhole(t *testing.T) {
 	var out bytes.Buffer
-	w := &prefixWriter{prefix: "web1| ", w: &out}
+	w := prefixWriter("web1| ", &out)
 	for _, s := range []string{"a", "b\nc", "\n\n", "last"} {
 		w.Write([]byte(s))
 	}
-	w.flush()
-	w.flush()
+	w.Flush()
+	w.Flush()
 	if got, want := out.String(), "web1| ab\nweb1| c\nweb1| \nweb1| last\n"; got != want {
 		t.Errorf("got %q, want %q", got, want)
 	}

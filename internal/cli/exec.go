@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -14,6 +13,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/skiffdeploy/skiff/internal/command"
+	"github.com/skiffdeploy/skiff/internal/lines"
 	"github.com/skiffdeploy/skiff/internal/remote"
 )
 
@@ -114,16 +114,16 @@ func runExec(ctx context.Context, g *globals, o execOptions, selectors, argv []s
 	for i, h := range hosts {
 		eg.Go(func() error {
 			c := remote.UserCommand{Argv: argv, Sudo: o.sudo}
-			var outLines, errLines *prefixWriter
+			var outLines, errLines *lines.Writer
 			if !o.json {
-				outLines = &prefixWriter{prefix: h.Name + "| ", w: stdout}
-				errLines = &prefixWriter{prefix: h.Name + "| ", w: stderr}
+				outLines = prefixWriter(h.Name+"| ", stdout)
+				errLines = prefixWriter(h.Name+"| ", stderr)
 				c.Stdout, c.Stderr = outLines, errLines
 			}
 			res, err := h.RunCommand(ctx, c)
 			if outLines != nil {
-				outLines.flush()
-				errLines.flush()
+				outLines.Flush()
+				errLines.Flush()
 			}
 			results[i] = execResult{host: h.Name, res: res, err: err}
 			return nil
@@ -200,42 +200,13 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 }
 
 // prefixWriter writes whole lines, each with prefix in front, so that the
-// lines of hosts running at once never mix; flush writes a last line that
-// lacks its newline.
-type prefixWriter struct {
-	prefix string
-	w      io.Writer
-	buf    []byte
-	mu     sync.Mutex
-}
-
-func (p *prefixWriter) Write(b []byte) (int, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.buf = append(p.buf, b...)
-	for {
-		i := bytes.IndexByte(p.buf, '\n')
-		if i < 0 {
-			break
-		}
-		p.line(p.buf[:i])
-		p.buf = p.buf[i+1:]
-	}
-	return len(b), nil
-}
-
-func (p *prefixWriter) line(l []byte) {
-	out := make([]byte, 0, len(p.prefix)+len(l)+1)
-	out = append(out, p.prefix...)
-	out = append(out, l...)
-	p.w.Write(append(out, '\n'))
-}
-
-func (p *prefixWriter) flush() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if len(p.buf) > 0 {
-		p.line(p.buf)
-		p.buf = nil
-	}
+// lines of hosts running at once never mix; Flush writes a last line that
+// lacks its newline (with one).
+func prefixWriter(prefix string, w io.Writer) *lines.Writer {
+	return lines.New(func(l []byte) {
+		out := make([]byte, 0, len(prefix)+len(l)+1)
+		out = append(out, prefix...)
+		out = append(out, lines.Trim(l)...)
+		w.Write(append(out, '\n'))
+	})
 }

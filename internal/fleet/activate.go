@@ -342,7 +342,7 @@ func (r *run) change(ctx context.Context, c *remote.Host, name string, ch remote
 	if !ch.NewGeneration && ch.Generation == 0 {
 		r.report(name, PhaseActivate, "%s", then)
 	}
-	p := c.StartChange(ctx, ch, &lineWriter{host: name, r: r}, func(verb, rest string) {
+	p := c.StartChange(ctx, ch, r.outputLines(name), func(verb, rest string) {
 		switch verb {
 		case "generation":
 			r.report(name, PhaseProfile, "system profile at generation %s", rest)
@@ -432,7 +432,7 @@ func (r *run) rollBack(ctx context.Context, c *remote.Host, name string, b resto
 // re-activated when the change activated). They are plain.sh's steps.
 func (r *run) restoreSteps(ctx context.Context, c *remote.Host, name string, b restore) []error {
 	var errs []error
-	out := &lineWriter{host: name, r: r}
+	out := r.outputLines(name)
 	switch {
 	case b.newGen > 0:
 		if err := c.RestoreProfile(ctx, b.st.Generation, b.newGen); err != nil {

@@ -140,7 +140,7 @@ func (r *run) darwinSteps(ctx context.Context, c *remote.Host, name, toplevel st
 		r.report(name, PhaseProfile, "system profile at generation %d", n)
 	}
 	r.report(name, PhaseActivate, "nix-darwin activation: activate-user as %s, then activate as root", c.Conn.Target.Login())
-	act, step, err := c.DarwinActivate(ctx, toplevel, &lineWriter{host: name, r: r})
+	act, step, err := c.DarwinActivate(ctx, toplevel, r.outputLines(name))
 	ch.Activation, ch.Step = act, step
 	return ch, err
 }

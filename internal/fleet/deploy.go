@@ -18,6 +18,7 @@ import (
 	"github.com/skiffdeploy/skiff/internal/fault"
 	"github.com/skiffdeploy/skiff/internal/flake"
 	"github.com/skiffdeploy/skiff/internal/human"
+	"github.com/skiffdeploy/skiff/internal/lines"
 	"github.com/skiffdeploy/skiff/internal/nix"
 	"github.com/skiffdeploy/skiff/internal/remote"
 )
@@ -491,38 +492,30 @@ type copyProgress struct {
 	total   int64
 	done    int64
 	current int64 // size of the path being copied
-	buf     []byte
-	mu      sync.Mutex
+	lines   *lines.Writer
 }
 
 func (p *copyProgress) Write(b []byte) (int, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.buf = append(p.buf, b...)
-	for {
-		i := strings.IndexByte(string(p.buf), '\n')
-		if i < 0 {
-			return len(b), nil
-		}
-		line := string(p.buf[:i])
-		p.buf = p.buf[i+1:]
-		if !strings.HasPrefix(line, "copying path '") {
-			continue
-		}
-		rest := strings.TrimPrefix(line, "copying path '")
-		if strings.Contains(rest, "' from '") {
-			continue // the host substituting a path: not sent from here
-		}
-		if j := strings.IndexByte(rest, '\''); j > 0 {
-			// nix names a path when it starts copying it: the one
-			// before it is done.
-			p.done += p.current
-			p.current = p.sizes[rest[:j]]
-			p.sent.paths++
-			p.sent.bytes += p.current
-			p.r.Reporter.Event(Event{Time: time.Now(), Host: p.host, Phase: PhaseCopy, Progress: true, Done: p.done, Total: p.total,
-				Msg: fmt.Sprintf("%s of %s", human.Bytes(p.done), human.Bytes(p.total))})
-		}
+	if p.lines == nil {
+		p.lines = lines.New(p.line)
+	}
+	return p.lines.Write(b)
+}
+
+func (p *copyProgress) line(l []byte) {
+	rest, ok := strings.CutPrefix(string(lines.Trim(l)), "copying path '")
+	if !ok || strings.Contains(rest, "' from '") {
+		return // not a path, or the host substituting one: not sent from here
+	}
+	if j := strings.IndexByte(rest, '\''); j > 0 {
+		// nix names a path when it starts copying it: the one before it
+		// is done.
+		p.done += p.current
+		p.current = p.sizes[rest[:j]]
+		p.sent.paths++
+		p.sent.bytes += p.current
+		p.r.Reporter.Event(Event{Time: time.Now(), Host: p.host, Phase: PhaseCopy, Progress: true, Done: p.done, Total: p.total,
+			Msg: fmt.Sprintf("%s of %s", human.Bytes(p.done), human.Bytes(p.total))})
 	}
 }
 

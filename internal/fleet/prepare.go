@@ -15,6 +15,7 @@ import (
 	"github.com/skiffdeploy/skiff/internal/fault"
 	"github.com/skiffdeploy/skiff/internal/flake"
 	"github.com/skiffdeploy/skiff/internal/keys"
+	"github.com/skiffdeploy/skiff/internal/lines"
 	"github.com/skiffdeploy/skiff/internal/nix"
 	"github.com/skiffdeploy/skiff/internal/remote"
 	"github.com/skiffdeploy/skiff/internal/transport"
@@ -533,26 +534,10 @@ func (r *run) buildFailed(ctx context.Context, hosts []flake.Host, err error) {
 	}
 }
 
-// lineWriter turns a host command's output into Output events, a line each.
-type lineWriter struct {
-	host string
-	r    *run
-	buf  []byte
-	mu   sync.Mutex
-}
-
-func (w *lineWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.buf = append(w.buf, p...)
-	for {
-		i := strings.IndexByte(string(w.buf), '\n')
-		if i < 0 {
-			break
-		}
-		line := string(w.buf[:i])
-		w.buf = w.buf[i+1:]
-		w.r.Reporter.Event(Event{Time: time.Now(), Host: w.host, Phase: PhaseActivate, Msg: line, Output: true})
-	}
-	return len(p), nil
+// outputLines turns a host command's output into Output events, a line
+// each.
+func (r *run) outputLines(host string) *lines.Writer {
+	return lines.New(func(l []byte) {
+		r.Reporter.Event(Event{Time: time.Now(), Host: host, Phase: PhaseActivate, Msg: string(lines.Trim(l)), Output: true})
+	})
 }

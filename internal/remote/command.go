@@ -13,6 +13,7 @@ import (
 
 	"github.com/skiffdeploy/skiff/internal/command"
 	"github.com/skiffdeploy/skiff/internal/fault"
+	"github.com/skiffdeploy/skiff/internal/lines"
 	"github.com/skiffdeploy/skiff/internal/transport"
 )
 
@@ -91,7 +92,7 @@ const exitWrapper = `n=$1; shift; "$@"; s=$?; printf '%s %s\n' "$n" "$s" >&2; ex
 type exitMarker struct {
 	nonce string
 	w     io.Writer
-	buf   []byte
+	lines *lines.Writer
 	seen  bool
 	code  int
 }
@@ -110,22 +111,20 @@ func newExitMarker(stderr, stdout io.Writer) *exitMarker {
 }
 
 func (m *exitMarker) Write(p []byte) (int, error) {
-	m.buf = append(m.buf, p...)
-	for {
-		i := bytes.IndexByte(m.buf, '\n')
-		if i < 0 {
-			return len(p), nil
-		}
-		line := m.buf[:i+1]
-		if rest, ok := m.cut(line); ok {
-			if len(rest) > 0 { // the command's last line lacked its newline
-				m.w.Write(rest)
-			}
-		} else {
-			m.w.Write(line)
-		}
-		m.buf = m.buf[i+1:]
+	if m.lines == nil {
+		m.lines = lines.New(m.line)
 	}
+	return m.lines.Write(p)
+}
+
+func (m *exitMarker) line(l []byte) {
+	if rest, ok := m.cut(l); ok {
+		if len(rest) > 0 { // the command's last line lacked its newline
+			m.w.Write(rest)
+		}
+		return
+	}
+	m.w.Write(l)
 }
 
 // cut reads the marker at the end of line, returning what came before it.
@@ -144,9 +143,8 @@ func (m *exitMarker) cut(line []byte) ([]byte, bool) {
 
 // flush passes on a last line without a newline.
 func (m *exitMarker) flush() {
-	if len(m.buf) > 0 {
-		m.w.Write(m.buf)
-		m.buf = nil
+	if m.lines != nil {
+		m.lines.Flush()
 	}
 }
 

@@ -7,9 +7,9 @@ import (
 	"io"
 	"strconv"
 	"strings"
-	"sync"
 
 	"github.com/skiffdeploy/skiff/internal/command"
+	"github.com/skiffdeploy/skiff/internal/lines"
 	"github.com/skiffdeploy/skiff/internal/transport"
 )
 
@@ -185,8 +185,7 @@ func parseChange(c Change, marks []string, output string) (ch Changed, told bool
 type changeWriter struct {
 	out    io.Writer
 	mark   func(verb, rest string)
-	mu     sync.Mutex
-	buf    []byte
+	lines  *lines.Writer
 	output strings.Builder // the output, without the marks
 	marks  []string
 }
@@ -194,17 +193,10 @@ type changeWriter struct {
 const changeMark = "skiff-activate: "
 
 func (w *changeWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.buf = append(w.buf, p...)
-	for {
-		i := strings.IndexByte(string(w.buf), '\n')
-		if i < 0 {
-			return len(p), nil
-		}
-		w.line(string(w.buf[:i+1]))
-		w.buf = w.buf[i+1:]
+	if w.lines == nil {
+		w.lines = lines.New(func(l []byte) { w.line(string(l)) })
 	}
+	return w.lines.Write(p)
 }
 
 // line takes one line, with its newline (none for the last one).
@@ -224,11 +216,8 @@ func (w *changeWriter) line(l string) {
 }
 
 func (w *changeWriter) flush() {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if len(w.buf) > 0 {
-		w.line(string(w.buf))
-		w.buf = nil
+	if w.lines != nil {
+		w.lines.Flush()
 	}
 }
 
