@@ -205,12 +205,18 @@ func TestSessionAgentNoticesTheEndOfAStreamAtOnce(t *testing.T) {
 }
 
 func TestSessionAgentKeepsTheDeployLock(t *testing.T) {
+	for _, shell := range []string{"dash", "bash"} {
+		t.Run(shell, func(t *testing.T) { testSessionAgentKeepsTheDeployLock(t, shell) })
+	}
+}
+
+func testSessionAgentKeepsTheDeployLock(t *testing.T, shell string) {
 	run := t.TempDir()
 	lock := func(a *agent, brk string) reply {
 		t.Helper()
 		return a.call("lock", "alice", "laptop", "42", "2026-01-01T00:00:00Z", brk, "")
 	}
-	a := startAgent(t, run)
+	a := startAgentIn(t, shell, run)
 	if r := lock(a, "0"); r.code != 0 || !cmp.Equal(r.vals, []string{"skiff-lock: locked"}) {
 		t.Fatalf("first lock: %+v", r)
 	}
@@ -222,7 +228,7 @@ func TestSessionAgentKeepsTheDeployLock(t *testing.T) {
 	if r := lock(a, "0"); r.code != 0 {
 		t.Fatalf("lock again: %+v", r)
 	}
-	b := startAgent(t, run)
+	b := startAgentIn(t, shell, run)
 	if r := lock(b, "0"); r.code != 3 || len(r.vals) != 1 || !strings.HasPrefix(r.vals[0], "skiff-lock: held user=alice machine=laptop pid=42") {
 		t.Fatalf("second session: %+v", r)
 	}
@@ -236,7 +242,7 @@ func TestSessionAgentKeepsTheDeployLock(t *testing.T) {
 	}
 	// b ends without releasing: its lock is stale for the next.
 	b.stop()
-	c := startAgent(t, run)
+	c := startAgentIn(t, shell, run)
 	if r := lock(c, "0"); r.code != 0 || !strings.HasPrefix(r.vals[0], "skiff-lock: stale user=alice") {
 		t.Fatalf("after the keeper ended: %+v", r)
 	}
@@ -363,7 +369,8 @@ func TestSessionReadsFramedReplies(t *testing.T) {
 }
 
 // A plain request costs the host two processes besides the agent: the
-// command and, when it wrote something, the base64 of its output. The
+// command and, when it wrote something, the base64 of its output; the
+// lock, the creation of its directory and the move that takes it. The
 // agent's own external commands run through wrappers on PATH that log
 // their name.
 func TestSessionAgentForksLittlePerRequest(t *testing.T) {
@@ -389,21 +396,26 @@ func TestSessionAgentForksLittlePerRequest(t *testing.T) {
 				}
 			}
 			a := startAgentIn(t, shell, t.TempDir(), "PATH="+bin+":"+os.Getenv("PATH"))
+			lock := []string{"alice", "laptop", "42", "2026-01-01T00:00:00Z", "0", ""}
 			tests := []struct {
 				name string
+				verb string
 				args []string
 				out  string
 				want []string
 			}{
-				{"a command with output", []string{"hello", "world"}, "hi world\n", []string{"hello", "base64"}},
-				{"an argument with newlines", []string{"hello", "a\nb"}, "hi a\nb\n", []string{"hello", "base64"}},
-				{"a command without output", []string{"quiet"}, "", []string{"quiet"}},
+				{"a command with output", "run", []string{"hello", "world"}, "hi world\n", []string{"hello", "base64"}},
+				{"an argument with newlines", "run", []string{"hello", "a\nb"}, "hi a\nb\n", []string{"hello", "base64"}},
+				{"a command without output", "run", []string{"quiet"}, "", []string{"quiet"}},
+				{"the lock, its directory there", "lock", lock, "", []string{"mkdir", "mv"}},
+				{"the lock again", "lock", lock, "", nil},
+				{"its release", "release", nil, "", []string{"rm"}},
 			}
 			for _, tc := range tests {
 				if err := os.WriteFile(log, nil, 0o644); err != nil {
 					t.Fatal(err)
 				}
-				r := a.call("run", tc.args...)
+				r := a.call(tc.verb, tc.args...)
 				if string(r.out) != tc.out || r.code != 0 {
 					t.Errorf("%s: %+v", tc.name, r)
 				}
@@ -411,7 +423,7 @@ func TestSessionAgentForksLittlePerRequest(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if got := strings.Fields(string(b)); !cmp.Equal(got, tc.want) {
+				if got := strings.Fields(string(b)); !cmp.Equal(got, tc.want, cmpopts.EquateEmpty()) {
 					t.Errorf("%s: the agent ran %q, want %q", tc.name, got, tc.want)
 				}
 			}
