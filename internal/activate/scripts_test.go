@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -351,28 +352,24 @@ func TestStatusAndLaunchScripts(t *testing.T) {
 // "stopped in state activating".
 func TestStatusSeesASupervisorStartingBetweenItsReads(t *testing.T) {
 	dash := needTool(t, "dash")
-	root := t.TempDir()
-	dir := filepath.Join(root, "act")
-	bin := filepath.Join(root, "bin")
-	for _, d := range []string{dir, bin} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			t.Fatal(err)
+	dir := t.TempDir()
+	// The supervisor "starts" while the state is read: the state is a
+	// FIFO, whose writer writes the pid file once status.sh opened it to
+	// read, then the state.
+	state := filepath.Join(dir, "state")
+	if err := syscall.Mkfifo(state, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		f, err := os.OpenFile(state, os.O_WRONLY, 0)
+		if err != nil {
+			return
 		}
-	}
-	// The supervisor "starts" while the state is read: this cat writes
-	// the pid file as it reads the state file, which it finds written.
-	cat := fmt.Sprintf(`#!/bin/sh
-case "$1" in */state) echo %d >%q ;; esac
-exec /bin/cat "$@"
-`, os.Getpid(), filepath.Join(dir, "pid"))
-	if err := os.WriteFile(filepath.Join(bin, "cat"), []byte(cat), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "state"), []byte("activating\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+		defer f.Close()
+		_ = os.WriteFile(filepath.Join(dir, "pid"), []byte(strconv.Itoa(os.Getpid())+"\n"), 0o600)
+		_, _ = f.WriteString("activating\n")
+	}()
 	cmd := exec.Command(dash, "-c", statusScript, "sh", dir, "1", "", "0")
-	cmd.Env = []string{"PATH=" + bin + ":/usr/bin:/bin"}
 	out, err := cmd.Output()
 	if err != nil {
 		t.Fatal(err)
@@ -554,5 +551,45 @@ func TestStatusFollowWakesOnTheSupervisor(t *testing.T) {
 	b, _ := os.ReadFile(vals)
 	if st := ParseState(b); st.Phase != "activated" {
 		t.Errorf("state on descriptor 3: %q", b)
+	}
+}
+
+// Reading the state of a live supervisor costs the host no process for
+// its pid and state (the shell's read), only the log's size and tail. The
+// commands run through wrappers on PATH that log their name.
+func TestStatusReadsPidAndStateWithoutCommands(t *testing.T) {
+	dash := needTool(t, "dash")
+	dir, bin := t.TempDir(), t.TempDir()
+	log := filepath.Join(t.TempDir(), "log")
+	for _, name := range []string{"cat", "wc", "tail", "head", "sleep", "sed", "tr"} {
+		real, err := exec.LookPath(name)
+		if err != nil {
+			continue
+		}
+		script := "#!/bin/sh\necho " + name + " >>" + log + "\nexec " + real + " \"$@\"\n"
+		if err := os.WriteFile(filepath.Join(bin, name), []byte(script), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for name, s := range map[string]string{"pid": strconv.Itoa(os.Getpid()) + "\n", "state": "activating\n", "log": "line\n"} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(s), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cmd := exec.Command(dash, "-c", statusScript, "sh", dir, "1", "", "0")
+	cmd.Env = []string{"PATH=" + bin + ":" + os.Getenv("PATH")}
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := ParseState(out); st.Phase != "activating" || !st.Running || string(st.Output) != "line\n" {
+		t.Errorf("status = %+v, want activating, running, its log", st)
+	}
+	b, err := os.ReadFile(log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := strings.Fields(string(b)), []string{"wc", "tail"}; !cmp.Equal(got, want) {
+		t.Errorf("status.sh ran %q, want %q", got, want)
 	}
 }

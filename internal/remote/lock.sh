@@ -21,17 +21,24 @@ skiff_locklive() {
 	done
 	return 1
 }
+# skiff_keeps: whether this shell keeps the lock (shell builtins only).
+skiff_keeps() {
+	while IFS= read -r skiff_l; do
+		[ "$skiff_l" = "keeper=$$" ] && return 0
+	done 2>/dev/null <"$skiff_lockfile/owner"
+	return 1
+}
 skiff_lock() {
-	(umask 077 && mkdir -p "$skiff_lockdir") || return 1
-	skiff_t=$skiff_lockdir/.lock.$$
-	rm -rf "$skiff_t" && (umask 077 && mkdir "$skiff_t") &&
-		printf 'user=%s\nmachine=%s\npid=%s\nsince=%s\nkeeper=%s\n' "$1" "$2" "$3" "$4" "$$" >"$skiff_t/owner" || return 1
-	if [ -n "${6:-}" ]; then echo "op=$6" >>"$skiff_t/owner" || return 1; fi
-	if grep -qx "keeper=$$" "$skiff_lockfile/owner" 2>/dev/null; then
-		rm -rf "$skiff_t"
+	if skiff_keeps; then
 		echo "skiff-lock: locked"
 		return 0
 	fi
+	[ -d "$skiff_lockdir" ] || (umask 077 && mkdir -p "$skiff_lockdir") || return 1
+	skiff_t=$skiff_lockdir/.lock.$$
+	if [ -e "$skiff_t" ]; then rm -rf "$skiff_t" || return 1; fi
+	(umask 077 && mkdir "$skiff_t") &&
+		printf 'user=%s\nmachine=%s\npid=%s\nsince=%s\nkeeper=%s\n' "$1" "$2" "$3" "$4" "$$" >"$skiff_t/owner" || return 1
+	if [ -n "${6:-}" ]; then echo "op=$6" >>"$skiff_t/owner" || return 1; fi
 	if ! mv -T "$skiff_t" "$skiff_lockfile" 2>/dev/null; then
 		if skiff_locklive && [ "$5" != 1 ]; then
 			echo "skiff-lock: held $(skiff_lockowner)"
@@ -50,5 +57,5 @@ skiff_lock() {
 	echo "skiff-lock: locked"
 }
 skiff_unlock() {
-	if grep -qx "keeper=$$" "$skiff_lockfile/owner" 2>/dev/null; then rm -rf "$skiff_lockfile"; fi
+	if skiff_keeps; then rm -rf "$skiff_lockfile"; fi
 }

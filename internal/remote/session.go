@@ -136,21 +136,22 @@ func (s *Session) Close() {
 	}
 }
 
-// arg frames one argument of a request.
-func arg(a string) string {
-	if strings.ContainsAny(a, "\n\r") {
-		return "~" + base64.StdEncoding.EncodeToString([]byte(a)) + "\n"
-	}
-	return ":" + a + "\n"
-}
-
+// request frames a request: its verb and the count of the lines of its
+// arguments, then each argument as a line ":TEXT" and, for each newline
+// in it, a line "+TEXT" that continues it (the agent reads them with the
+// shell's read alone).
 func request(verb string, args ...string) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "%s %d\n", verb, len(args))
+	var lines []string
 	for _, a := range args {
-		b.WriteString(arg(a))
+		for i, l := range strings.Split(a, "\n") {
+			tag := "+"
+			if i == 0 {
+				tag = ":"
+			}
+			lines = append(lines, tag+l+"\n")
+		}
 	}
-	return b.String()
+	return fmt.Sprintf("%s %d\n", verb, len(lines)) + strings.Join(lines, "")
 }
 
 // send writes requests and returns their pending replies, in order.
@@ -382,6 +383,16 @@ func (w *frameWriter) Write(p []byte) (int, error) {
 	}
 }
 
+// frame is the tag and the text of one of the agent's lines: a line
+// without a space is base64 output, as "b BASE64" is.
+func frame(l string) (tag, text string) {
+	tag, text, tagged := strings.Cut(l, " ")
+	if !tagged {
+		return "b", l
+	}
+	return tag, text
+}
+
 func (w *frameWriter) line(l string) {
 	s := w.s
 	s.qmu.Lock()
@@ -390,7 +401,7 @@ func (w *frameWriter) line(l string) {
 		return // not an answer to anything: ignore
 	}
 	p := s.queue[0]
-	tag, text, _ := strings.Cut(l, " ")
+	tag, text := frame(l)
 	switch tag {
 	case "b":
 		b, err := base64.StdEncoding.DecodeString(text)

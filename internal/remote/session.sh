@@ -5,9 +5,10 @@
 # Usage: sh -c "$(cat lock.sh session.sh)" skiff-session (lock.sh's
 # functions come first), run with the deploy's privileges.
 #
-# A request is a line "VERB N" followed by N argument lines. An argument
-# line is ":TEXT" (TEXT as is) or "~BASE64" (decoded, for text with
-# newlines). Verbs:
+# A request is a line "VERB N" followed by N lines of its arguments: a
+# line ":TEXT" starts an argument, a line "+TEXT" continues the one before
+# it after a newline (an argument with newlines, read with the shell's
+# read only). Verbs:
 #   lock USER MACHINE PID SINCE BREAK [OP]  take the deploy lock (lock.sh),
 #                                this shell being its keeper
 #   release                      remove the lock if this shell keeps it
@@ -22,7 +23,8 @@
 #
 # Every reply is a series of framed lines, so that output, values, errors
 # and the end can never be confused:
-#   b BASE64   bytes of the command's output
+#   BASE64     bytes of the command's output (a line without a space;
+#              "b BASE64" too)
 #   o TEXT     a value line (descriptor 3; the lock's answer)
 #   e TEXT     a line of the command's standard error
 #   = RC       the end of the reply, with the exit code
@@ -46,11 +48,12 @@ input=
 fifo=0
 if mkfifo "$t/wake" 2>/dev/null; then exec 4<>"$t/wake" && fifo=1; fi
 
-# b64 FILE: the file as "b" lines (base64 lines decode on their own: each
-# full line holds a multiple of three bytes).
+# b64 FILE: the file as base64 lines, one process (a base64 line has no
+# space, a tagged line has one; each full line holds a multiple of three
+# bytes and so decodes on its own).
 b64() {
 	[ -s "$1" ] || return 0
-	base64 <"$1" | sed 's/^/b /'
+	base64 <"$1"
 }
 
 # lines TAG FILE: each line of the file, tagged.
@@ -65,9 +68,9 @@ decode() {
 	printf '%s\n' "$1" | base64 -D
 }
 
-# launch: start "$@" with its input, its output to $t/out (and stderr to
-# $t/err, or to $t/out with STREAM=1), values to $t/val; $t/rc appears
-# when it ends.
+# launch: start "$@" in the background with its input, its output and
+# stderr to $t/out, values to $t/val; $t/rc appears when it ends (a
+# streamed command, which follow passes on as it comes).
 launch() {
 	rm -f "$t/out" "$t/err" "$t/val" "$t/rc" "$t/rc.tmp"
 	: >"$t/out"
@@ -115,18 +118,26 @@ follow() {
 	if [ -n "$ticker" ]; then kill "$ticker" 2>/dev/null; fi
 }
 
+# run: run "$@" with its input, in the foreground, then reply. The
+# subshell keeps a builtin or a function of that name from touching the
+# agent, and costs no process: the shell runs its only command in place.
 run() {
-	launch "$@"
 	if [ "$stream" = 1 ]; then
+		launch "$@"
 		follow
-	else
 		wait
-		b64 "$t/out"
+		rc=$(cat "$t/rc" 2>/dev/null) || rc=
+	elif [ -n "$input" ]; then
+		decode "$input" | ("$@") >"$t/out" 2>"$t/err" 3>"$t/val" 4>&-
+		rc=$?
+		input= # the input (keys) lives no longer than its command
+	else
+		("$@") </dev/null >"$t/out" 2>"$t/err" 3>"$t/val" 4>&-
+		rc=$?
 	fi
-	wait
+	[ "$stream" = 1 ] || b64 "$t/out"
 	lines o "$t/val"
 	lines e "$t/err"
-	rc=$(cat "$t/rc" 2>/dev/null) || rc=
 	printf '= %s\n' "${rc:-1}"
 }
 
@@ -135,15 +146,21 @@ while IFS= read -r req; do
 	verb=${req%% *} n=${req#* }
 	case $n in '' | *[!0-9]*) n=0 ;; esac
 	set --
+	arg='' have=0
 	while [ "$n" -gt 0 ] && IFS= read -r a; do
 		case $a in
-		~*) a=$(decode "${a#\~}") ;;
-		*) a=${a#:} ;;
+		+*) arg="$arg
+${a#+}" ;;
+		*)
+			[ "$have" = 0 ] || set -- "$@" "$arg"
+			arg=${a#:}
+			;;
 		esac
-		set -- "$@" "$a"
+		have=1
 		n=$((n - 1))
 	done
 	[ "$n" -eq 0 ] || exit 1
+	[ "$have" = 0 ] || set -- "$@" "$arg"
 	stream=0
 	case $verb in
 	lock)

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 )
 
 // agent is session.sh running under dash, its lock in a directory of the
@@ -26,12 +27,18 @@ type agent struct {
 
 func startAgent(t *testing.T, run string, env ...string) *agent {
 	t.Helper()
-	dash, err := exec.LookPath("dash")
+	return startAgentIn(t, "dash", run, env...)
+}
+
+// startAgentIn runs the agent under shell (dash; bash is the sh of NixOS).
+func startAgentIn(t *testing.T, shell, run string, env ...string) *agent {
+	t.Helper()
+	sh, err := exec.LookPath(shell)
 	if err != nil {
-		t.Skip("dash is not installed")
+		t.Skip(shell + " is not installed")
 	}
 	script := strings.ReplaceAll(lockFuncs+sessionScript, "/run/skiff", run)
-	cmd := exec.Command(dash, "-c", script, "skiff-session")
+	cmd := exec.Command(sh, "-c", script, "skiff-session")
 	cmd.Env = append(append(os.Environ(), "TMPDIR="+t.TempDir()), env...)
 	in, err := cmd.StdinPipe()
 	if err != nil {
@@ -66,7 +73,7 @@ func (a *agent) read(stream *[]string) reply {
 		if err != nil {
 			a.t.Fatalf("agent ended: %v", err)
 		}
-		tag, text, _ := strings.Cut(strings.TrimSuffix(l, "\n"), " ")
+		tag, text := frame(strings.TrimSuffix(l, "\n"))
 		switch tag {
 		case "b":
 			b, err := base64.StdEncoding.DecodeString(text)
@@ -99,7 +106,13 @@ func (a *agent) call(verb string, args ...string) reply {
 }
 
 func TestSessionAgentRunsRequestsFramed(t *testing.T) {
-	a := startAgent(t, t.TempDir())
+	for _, shell := range []string{"dash", "bash"} {
+		t.Run(shell, func(t *testing.T) { testSessionAgentRunsRequestsFramed(t, shell) })
+	}
+}
+
+func testSessionAgentRunsRequestsFramed(t *testing.T, shell string) {
+	a := startAgentIn(t, shell, t.TempDir())
 	tests := []struct {
 		name string
 		verb string
@@ -114,6 +127,16 @@ func TestSessionAgentRunsRequestsFramed(t *testing.T) {
 			reply{out: []byte("[a b][it's][x\ny][$HOME][]")}},
 		{"output without a final newline", "run", []string{"printf", "%s", "no newline"},
 			reply{out: []byte("no newline")}},
+		{"arguments with newlines at either end, empty lines and frame-like text", "run",
+			[]string{"printf", "[%s]", "\n", "a\n", "\nb", "a\n\n\nb\n\n", "+x\n:y\n~z", "~YQ==", "cr\r\nlf\r"},
+			reply{out: []byte("[\n][a\n][\nb][a\n\n\nb\n\n][+x\n:y\n~z][~YQ==][cr\r\nlf\r]")}},
+		{"binary output over several base64 lines, with frame-like lines", "run",
+			[]string{"sh", "-c", `printf '\000\001\377= 0\no x\ne y\nb eHg=\nAAAA\n'; i=0; while [ $i -lt 40 ]; do printf 'abc'; i=$((i+1)); done`},
+			reply{out: []byte("\x00\x01\xff= 0\no x\ne y\nb eHg=\nAAAA\n" + strings.Repeat("abc", 40))}},
+		{"a builtin's name runs in a subshell, not in the agent", "run",
+			[]string{"exit", "7"}, reply{code: 7}},
+		{"the agent's functions are not in reach of a command's effects", "run",
+			[]string{"set", "--", "x"}, reply{}},
 		{"stream merges standard error into the output", "stream",
 			[]string{"sh", "-c", "echo one; echo two >&2; exit 2"},
 			reply{out: []byte("one\ntwo\n"), code: 2}},
@@ -182,12 +205,18 @@ func TestSessionAgentNoticesTheEndOfAStreamAtOnce(t *testing.T) {
 }
 
 func TestSessionAgentKeepsTheDeployLock(t *testing.T) {
+	for _, shell := range []string{"dash", "bash"} {
+		t.Run(shell, func(t *testing.T) { testSessionAgentKeepsTheDeployLock(t, shell) })
+	}
+}
+
+func testSessionAgentKeepsTheDeployLock(t *testing.T, shell string) {
 	run := t.TempDir()
 	lock := func(a *agent, brk string) reply {
 		t.Helper()
 		return a.call("lock", "alice", "laptop", "42", "2026-01-01T00:00:00Z", brk, "")
 	}
-	a := startAgent(t, run)
+	a := startAgentIn(t, shell, run)
 	if r := lock(a, "0"); r.code != 0 || !cmp.Equal(r.vals, []string{"skiff-lock: locked"}) {
 		t.Fatalf("first lock: %+v", r)
 	}
@@ -199,7 +228,7 @@ func TestSessionAgentKeepsTheDeployLock(t *testing.T) {
 	if r := lock(a, "0"); r.code != 0 {
 		t.Fatalf("lock again: %+v", r)
 	}
-	b := startAgent(t, run)
+	b := startAgentIn(t, shell, run)
 	if r := lock(b, "0"); r.code != 3 || len(r.vals) != 1 || !strings.HasPrefix(r.vals[0], "skiff-lock: held user=alice machine=laptop pid=42") {
 		t.Fatalf("second session: %+v", r)
 	}
@@ -213,7 +242,7 @@ func TestSessionAgentKeepsTheDeployLock(t *testing.T) {
 	}
 	// b ends without releasing: its lock is stale for the next.
 	b.stop()
-	c := startAgent(t, run)
+	c := startAgentIn(t, shell, run)
 	if r := lock(c, "0"); r.code != 0 || !strings.HasPrefix(r.vals[0], "skiff-lock: stale user=alice") {
 		t.Fatalf("after the keeper ended: %+v", r)
 	}
@@ -278,6 +307,126 @@ func TestSessionAgentAnswersPipelinedRequestsInOrder(t *testing.T) {
 				t.Errorf("query: %+v", r)
 			}
 			a.call("release")
+		})
+	}
+}
+
+func TestSessionRequestFraming(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"no arguments", nil, "run 0\n"},
+		{"one line each", []string{"sh", "-c", "a b"}, "run 3\n:sh\n:-c\n:a b\n"},
+		{"an empty argument", []string{""}, "run 1\n:\n"},
+		{"newlines continue the argument", []string{"x\ny", "z"}, "run 3\n:x\n+y\n:z\n"},
+		{"newlines at the ends", []string{"\n", "a\n"}, "run 4\n:\n+\n:a\n+\n"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := request("run", tc.args...); got != tc.want {
+				t.Errorf("request = %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestSessionReadsFramedReplies(t *testing.T) {
+	bin := []byte("\x00\x01\xff= 0\no x\n")
+	tests := []struct {
+		name  string
+		lines string
+		want  reply
+	}{
+		{"bare base64 lines are output", base64.StdEncoding.EncodeToString(bin[:6]) + "\n" +
+			base64.StdEncoding.EncodeToString(bin[6:]) + "\no v\ne w\n= 3\n",
+			reply{out: bin, vals: []string{"v"}, errs: []string{"w"}, code: 3}},
+		{"b lines are output", "b " + base64.StdEncoding.EncodeToString(bin) + "\n= 0\n", reply{out: bin}},
+		{"empty values and errors", "o \ne \n= 0\n", reply{vals: []string{""}, errs: []string{""}}},
+		{"an empty line adds nothing", "\n= 1\n", reply{code: 1}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s := &Session{}
+			s.frame.s = s
+			p := &pending{ch: make(chan reply, 1)}
+			s.queue = []*pending{p}
+			// Written a byte at a time: a line may come in pieces.
+			for i := range len(tc.lines) {
+				_, _ = s.frame.Write([]byte{tc.lines[i]})
+			}
+			select {
+			case got := <-p.ch:
+				if d := cmp.Diff(tc.want, got, cmp.AllowUnexported(reply{}), cmpopts.EquateEmpty()); d != "" {
+					t.Error(d)
+				}
+			default:
+				t.Fatal("no end of reply")
+			}
+		})
+	}
+}
+
+// A plain request costs the host two processes besides the agent: the
+// command and, when it wrote something, the base64 of its output; the
+// lock, the creation of its directory and the move that takes it. The
+// agent's own external commands run through wrappers on PATH that log
+// their name.
+func TestSessionAgentForksLittlePerRequest(t *testing.T) {
+	for _, shell := range []string{"dash", "bash"} {
+		t.Run(shell, func(t *testing.T) {
+			bin := t.TempDir()
+			log := filepath.Join(t.TempDir(), "log")
+			for _, name := range []string{"base64", "sed", "cat", "rm", "mv", "tr", "wc", "tail", "head",
+				"sleep", "mkdir", "grep", "mktemp", "mkfifo", "printf", "echo", "test", "["} {
+				real, err := exec.LookPath(name)
+				if err != nil {
+					continue
+				}
+				script := "#!/bin/sh\necho " + name + " >>" + log + "\nexec " + real + " \"$@\"\n"
+				if err := os.WriteFile(filepath.Join(bin, name), []byte(script), 0o755); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for name, body := range map[string]string{"hello": "printf 'hi %s\\n' \"$@\"", "quiet": ":"} {
+				script := "#!/bin/sh\necho " + name + " >>" + log + "\n" + body + "\n"
+				if err := os.WriteFile(filepath.Join(bin, name), []byte(script), 0o755); err != nil {
+					t.Fatal(err)
+				}
+			}
+			a := startAgentIn(t, shell, t.TempDir(), "PATH="+bin+":"+os.Getenv("PATH"))
+			lock := []string{"alice", "laptop", "42", "2026-01-01T00:00:00Z", "0", ""}
+			tests := []struct {
+				name string
+				verb string
+				args []string
+				out  string
+				want []string
+			}{
+				{"a command with output", "run", []string{"hello", "world"}, "hi world\n", []string{"hello", "base64"}},
+				{"an argument with newlines", "run", []string{"hello", "a\nb"}, "hi a\nb\n", []string{"hello", "base64"}},
+				{"a command without output", "run", []string{"quiet"}, "", []string{"quiet"}},
+				{"the lock, its directory there", "lock", lock, "", []string{"mkdir", "mv"}},
+				{"the lock again", "lock", lock, "", nil},
+				{"its release", "release", nil, "", []string{"rm"}},
+			}
+			for _, tc := range tests {
+				if err := os.WriteFile(log, nil, 0o644); err != nil {
+					t.Fatal(err)
+				}
+				r := a.call(tc.verb, tc.args...)
+				if string(r.out) != tc.out || r.code != 0 {
+					t.Errorf("%s: %+v", tc.name, r)
+				}
+				b, err := os.ReadFile(log)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got := strings.Fields(string(b)); !cmp.Equal(got, tc.want, cmpopts.EquateEmpty()) {
+					t.Errorf("%s: the agent ran %q, want %q", tc.name, got, tc.want)
+				}
+			}
 		})
 	}
 }

@@ -17,13 +17,20 @@ else
 	echo too-late
 	rc=3
 fi
-alive() { [ -f "$d/pid" ] && kill -0 "$(cat "$d/pid")" 2>/dev/null; }
+# The pid and the state (one line, replaced whole) are read with the
+# shell's read: no process of their own.
+alive() {
+	p=''
+	read -r p 2>/dev/null <"$d/pid"
+	[ -n "$p" ] && kill -0 "$p" 2>/dev/null
+}
 ev=0 ticker=''
 if [ -p "$d/wake" ]; then exec 5<>"$d/wake" && ev=1; fi
 while :; do
 	a=0
 	if alive; then a=1; fi
-	s=$(cat "$d/state" 2>/dev/null) || s=
+	s=''
+	IFS= read -r s 2>/dev/null <"$d/state"
 	if [ "$a" = 0 ] && alive; then a=1; fi
 	case $s in committed* | rolled-back* | stranded*) break ;; esac
 	if [ "$a" = 0 ] || [ "$n" -le 0 ]; then break; fi
