@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -40,6 +41,7 @@ func startAgentIn(t *testing.T, shell, run string, env ...string) *agent {
 	script := strings.ReplaceAll(lockFuncs+sessionScript, "/run/skiff", run)
 	cmd := exec.Command(sh, "-c", script, "skiff-session")
 	cmd.Env = append(append(os.Environ(), "TMPDIR="+t.TempDir()), env...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	in, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -59,9 +61,20 @@ func startAgentIn(t *testing.T, shell, run string, env ...string) *agent {
 	return a
 }
 
+// stop ends the agent by closing its input. An agent that does not end
+// within a minute is killed with what it started, and the test fails:
+// a hang shows as this test's failure, not the package's timeout.
 func (a *agent) stop() {
 	_ = a.in.Close()
-	_ = a.cmd.Wait()
+	done := make(chan struct{})
+	go func() { _ = a.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(time.Minute):
+		_ = syscall.Kill(-a.cmd.Process.Pid, syscall.SIGKILL)
+		<-done
+		a.t.Errorf("the agent did not end within a minute of the end of its input")
+	}
 }
 
 // read reads one reply, passing "b" bytes to stream as well.
