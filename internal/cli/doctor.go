@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"strings"
@@ -100,11 +99,7 @@ func runDoctor(ctx context.Context, g *globals, o doctorOptions, selectors []str
 	reports := doctor.Run(ctx, doctor.Options{SSH: sshOpts, Runner: run, Nix: g.nix(run), Timeout: o.timeout, Parallel: o.parallel,
 		Flake: rc.ref.URL, User: o.targetUser}, list)
 	if o.json {
-		enc := json.NewEncoder(g.stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(struct {
-			Hosts []doctor.Report `json:"hosts"`
-		}{reports}); err != nil {
+		if err := writeHosts(g.stdout, reports); err != nil {
 			return err
 		}
 	} else {

@@ -10,7 +10,6 @@ import (
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
-	"golang.org/x/sync/errgroup"
 
 	"github.com/skiffdeploy/skiff/internal/command"
 	"github.com/skiffdeploy/skiff/internal/lines"
@@ -109,27 +108,21 @@ func runExec(ctx context.Context, g *globals, o execOptions, selectors, argv []s
 	fmt.Fprintf(g.stderr, "skiff: exec: running %s on %d host(s)\n", command.Join(argv), len(hosts))
 	stdout, stderr := &lockedWriter{w: g.stdout}, &lockedWriter{w: g.stderr}
 	results := make([]execResult, len(hosts))
-	var eg errgroup.Group
-	eg.SetLimit(o.parallel)
-	for i, h := range hosts {
-		eg.Go(func() error {
-			c := remote.UserCommand{Argv: argv, Sudo: o.sudo}
-			var outLines, errLines *lines.Writer
-			if !o.json {
-				outLines = prefixWriter(h.Name+"| ", stdout)
-				errLines = prefixWriter(h.Name+"| ", stderr)
-				c.Stdout, c.Stderr = outLines, errLines
-			}
-			res, err := h.RunCommand(ctx, c)
-			if outLines != nil {
-				outLines.Flush()
-				errLines.Flush()
-			}
-			results[i] = execResult{host: h.Name, res: res, err: err}
-			return nil
-		})
-	}
-	eg.Wait()
+	eachHost(hosts, o.parallel, func(i int, h *remote.Host) {
+		c := remote.UserCommand{Argv: argv, Sudo: o.sudo}
+		var outLines, errLines *lines.Writer
+		if !o.json {
+			outLines = prefixWriter(h.Name+"| ", stdout)
+			errLines = prefixWriter(h.Name+"| ", stderr)
+			c.Stdout, c.Stderr = outLines, errLines
+		}
+		res, err := h.RunCommand(ctx, c)
+		if outLines != nil {
+			outLines.Flush()
+			errLines.Flush()
+		}
+		results[i] = execResult{host: h.Name, res: res, err: err}
+	})
 	if ctx.Err() != nil {
 		return exitError{ExitInterrupted}
 	}

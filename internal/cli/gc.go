@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/skiffdeploy/skiff/internal/fault"
+	"github.com/skiffdeploy/skiff/internal/flake"
 	"github.com/skiffdeploy/skiff/internal/fleet"
 	"github.com/skiffdeploy/skiff/internal/human"
 	"github.com/skiffdeploy/skiff/internal/remote"
@@ -101,15 +102,29 @@ type gcResult struct {
 // hostConns evaluates the selection and makes one shared-connection
 // remote.Host per host; close ends the connections.
 func hostConns(ctx context.Context, g *globals, user string, selectors []string) (hosts []*remote.Host, closeAll func(), err error) {
+	_, hosts, closeAll, err = evaluatedConns(ctx, g, user, selectors, nil)
+	return hosts, closeAll, err
+}
+
+// evaluatedConns is hostConns with the evaluated hosts, in the same order.
+// ready, when not nil, runs once the arguments are found good and before
+// the flake is evaluated (upload-keys asks for the sudo password there).
+func evaluatedConns(ctx context.Context, g *globals, user string, selectors []string, ready func() error) (evaluated []flake.Host, hosts []*remote.Host, closeAll func(), err error) {
 	rc, err := g.reach(selectors)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
+	}
+	if ready != nil {
+		if err := ready(); err != nil {
+			rc.close()
+			return nil, nil, nil, err
+		}
 	}
 	run := g.runner()
 	evaluated, targets, err := hostTargets(ctx, g, run, rc.ref, user, selectors)
 	if err != nil {
 		rc.close()
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	for i, h := range evaluated {
 		hosts = append(hosts, &remote.Host{Name: h.Name, Conn: &transport.SSH{Target: targets[i], Options: rc.ssh, Run: run, Name: h.Name}})
@@ -122,7 +137,33 @@ func hostConns(ctx context.Context, g *globals, user string, selectors []string)
 		}
 		rc.close()
 	}
-	return hosts, closeAll, nil
+	return evaluated, hosts, closeAll, nil
+}
+
+// writeHosts prints the per-host results of a command as its --json
+// output: {"hosts": [...]}, indented.
+func writeHosts(w io.Writer, hosts any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(struct {
+		Hosts any `json:"hosts"`
+	}{hosts})
+}
+
+// hostsFailed prints the error of each host that failed (errOf not nil)
+// and returns exit 3 when one did.
+func hostsFailed[T any](g *globals, results []T, errOf func(T) error) error {
+	failed := false
+	for _, r := range results {
+		if err := errOf(r); err != nil {
+			failed = true
+			printError(g.stderr, err)
+		}
+	}
+	if failed {
+		return exitError{ExitHostsFailed}
+	}
+	return nil
 }
 
 // eachHost runs fn for every host, at most parallel at once.
@@ -219,10 +260,8 @@ func runGC(ctx context.Context, g *globals, o gcOptions, selectors []string) err
 		}
 		r.FreedBytes, r.FreedPaths, r.FreeBytes = freed.Bytes, freed.Paths, freed.Free
 	})
-	failed := false
 	for i := range results {
 		if results[i].err != nil {
-			failed = true
 			results[i].Error = results[i].err.Error()
 		}
 		if results[i].Deleted == nil {
@@ -233,25 +272,13 @@ func runGC(ctx context.Context, g *globals, o gcOptions, selectors []string) err
 		}
 	}
 	if o.json {
-		enc := json.NewEncoder(g.stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(struct {
-			Hosts []gcResult `json:"hosts"`
-		}{results}); err != nil {
+		if err := writeHosts(g.stdout, results); err != nil {
 			return err
 		}
 	} else {
 		printGC(g.stdout, results, o.dryRun)
 	}
-	for _, r := range results {
-		if r.err != nil {
-			printError(g.stderr, r.err)
-		}
-	}
-	if failed {
-		return exitError{ExitHostsFailed}
-	}
-	return nil
+	return hostsFailed(g, results, func(r gcResult) error { return r.err })
 }
 
 func genNumbers(l []remote.Generation) string {

@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"strings"
@@ -76,27 +75,13 @@ func runGenerations(ctx context.Context, g *globals, o generationsOptions, selec
 		results[i] = r
 	})
 	if o.json {
-		enc := json.NewEncoder(g.stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(struct {
-			Hosts []hostGenerations `json:"hosts"`
-		}{results}); err != nil {
+		if err := writeHosts(g.stdout, results); err != nil {
 			return err
 		}
 	} else {
 		printGenerations(g.stdout, results)
 	}
-	failed := false
-	for _, r := range results {
-		if r.err != nil {
-			failed = true
-			printError(g.stderr, r.err)
-		}
-	}
-	if failed {
-		return exitError{ExitHostsFailed}
-	}
-	return nil
+	return hostsFailed(g, results, func(r hostGenerations) error { return r.err })
 }
 
 func printGenerations(w io.Writer, results []hostGenerations) {

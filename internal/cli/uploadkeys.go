@@ -2,18 +2,15 @@ package cli
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"strings"
 	"text/tabwriter"
-	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/skiffdeploy/skiff/internal/keys"
 	"github.com/skiffdeploy/skiff/internal/remote"
-	"github.com/skiffdeploy/skiff/internal/transport"
 )
 
 type uploadKeysOptions struct {
@@ -70,25 +67,24 @@ func runUploadKeys(ctx context.Context, g *globals, o uploadKeysOptions, selecto
 	if err := checkHostFlags(o.parallel, o.targetUser); err != nil {
 		return err
 	}
-	rc, err := g.reach(selectors)
-	if err != nil {
-		return err
-	}
-	defer rc.close()
 	var password string
-	if o.askSudo {
-		if password, err = readSudoPassword(g); err != nil {
-			return err
+	askPassword := func() (err error) {
+		if o.askSudo {
+			password, err = readSudoPassword(g)
 		}
+		return err
 	}
-	run := g.runner()
-	evaluated, targets, err := hostTargets(ctx, g, run, rc.ref, o.targetUser, selectors)
+	evaluated, all, closeAll, err := evaluatedConns(ctx, g, o.targetUser, selectors, askPassword)
 	if err != nil {
 		return err
 	}
+	defer closeAll()
 	// Every host's keys are read before any host is touched.
+	run := g.runner()
 	results := make([]uploadResult, len(evaluated))
 	read := make([][]keys.Key, len(evaluated))
+	var hosts []*remote.Host
+	var index []int
 	for i, h := range evaluated {
 		results[i] = uploadResult{Host: h.Name, Keys: []uploadedKey{}}
 		ks, err := keys.Read(ctx, run, h.Name, h.Deployment.Keys)
@@ -98,23 +94,13 @@ func runUploadKeys(ctx context.Context, g *globals, o uploadKeysOptions, selecto
 		}
 		read[i] = ks
 	}
-	var hosts []*remote.Host
-	var index []int
-	for i, h := range evaluated {
-		if results[i].err != nil || len(read[i]) == 0 {
-			continue
+	for i := range evaluated {
+		if results[i].err == nil && len(read[i]) > 0 {
+			all[i].Password = password
+			hosts = append(hosts, all[i])
+			index = append(index, i)
 		}
-		hosts = append(hosts, &remote.Host{Name: h.Name, Password: password,
-			Conn: &transport.SSH{Target: targets[i], Options: rc.ssh, Run: run, Name: h.Name}})
-		index = append(index, i)
 	}
-	defer func() {
-		cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		for _, h := range hosts {
-			h.Conn.Close(cctx)
-		}
-	}()
 	eachHost(hosts, o.parallel, func(j int, h *remote.Host) {
 		i := index[j]
 		if err := h.WriteKeys(ctx, read[i]); err != nil {
@@ -131,30 +117,17 @@ func runUploadKeys(ctx context.Context, g *globals, o uploadKeysOptions, selecto
 		}
 	}
 	if o.json {
-		enc := json.NewEncoder(g.stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(struct {
-			Hosts []uploadResult `json:"hosts"`
-		}{results}); err != nil {
+		if err := writeHosts(g.stdout, results); err != nil {
 			return err
 		}
 	} else {
 		printUploads(g.stdout, results)
 	}
-	failed := false
-	for _, r := range results {
-		if r.err != nil {
-			failed = true
-			printError(g.stderr, r.err)
-		}
-	}
+	err = hostsFailed(g, results, func(r uploadResult) error { return r.err })
 	if ctx.Err() != nil {
 		return exitError{ExitInterrupted}
 	}
-	if failed {
-		return exitError{ExitHostsFailed}
-	}
-	return nil
+	return err
 }
 
 func printUploads(w io.Writer, results []uploadResult) {
