@@ -3,6 +3,7 @@ package e2e
 import (
 	"bufio"
 	"errors"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -25,7 +26,13 @@ var (
 func skiffBinary(t *testing.T) string {
 	t.Helper()
 	binOnce.Do(func() {
-		dir, err := filepath.Abs("../../bin-test")
+		// A directory every user can reach: tests run this binary as
+		// the lab's deploy user too, and the checkout may sit in a
+		// private directory (mktemp -d). TestMain removes it.
+		dir, err := os.MkdirTemp("", "skiff-e2e-bin-")
+		if err == nil {
+			err = os.Chmod(dir, 0o755)
+		}
 		if err != nil {
 			binErr = err
 			return
