@@ -130,13 +130,13 @@ func run(ctx context.Context, n, big, p int, delays []time.Duration) error {
 			benchlab.Ms(one.Wall), benchlab.Ms(floor.Wall), float64(one.Wall)/float64(floor.Wall))
 		fmt.Printf("  %-44s %10s  %10s  %6.2f\n", "  deployer CPU per host", perHost(one.CPU, n), perHost(floor.CPU, n), float64(one.CPU)/float64(floor.CPU))
 		fmt.Printf("  %-44s %10s\n", fmt.Sprintf("no-op redeploy of the %d hosts", n), benchlab.Ms(noop.Wall))
-		fmt.Printf("  %-44s %10s\n", "  nix copy runs in it", fmt.Sprint(benchlab.CountTrace(noop.Stderr).Copies))
+		fmt.Printf("  %-44s %10s\n", "  copies in it", fmt.Sprint(benchlab.CountTrace(noop.Stderr).Copies))
 		fmt.Printf("  %-44s %10s\n", fmt.Sprintf("%d hosts, new generation", big), benchlab.Ms(large.Wall))
 		fmt.Printf("  %-44s %10s\n", "  time per host", perHost(large.Wall, big))
 		fmt.Printf("  %-44s %10s\n", "  deployer CPU per host", perHost(large.CPU, big))
 		fmt.Printf("  %-44s %10s\n", "  skiff's own peak RSS (VmHWM)", mib(large.PeakRSS))
 		fmt.Printf("  %-44s %10s\n", "  largest process of the run (ru_maxrss)", mib(large.TreeMaxRSS))
-		fmt.Printf("  per host in the %d-host deploy: %.1f ssh logins, %.1f ssh commands (%.1f on a fresh connection), %.1f nix copy; %d nix evaluations\n",
+		fmt.Printf("  per host in the %d-host deploy: %.1f ssh logins, %.1f ssh commands (%.1f on a fresh connection), %.1f copies; %d nix evaluations\n",
 			n, float64(logins)/float64(n), float64(trace.SSH)/float64(n), float64(trace.Fresh)/float64(n), float64(trace.Copies)/float64(n),
 			trace.Evals)
 	}

@@ -114,7 +114,7 @@ func run(ctx context.Context, rounds int, delays []time.Duration, size int64) er
 		}
 		floor := benchlab.Median(sides[0].times)
 		fmt.Printf("\nround trip %v (one ssh handshake: %s)\n", delay, benchlab.Ms(handshake))
-		fmt.Printf("  %-42s %8s  ratio  CPU      logins  ssh cmds (fresh)  nix copy\n", "", "time")
+		fmt.Printf("  %-42s %8s  ratio  CPU      logins  ssh cmds (fresh)  copies\n", "", "time")
 		for _, s := range sides {
 			t := benchlab.Median(s.times)
 			cmds := "3 (0)             1 (nix-copy-closure)"

@@ -171,6 +171,24 @@ func (r *Remote) Decide(ctx context.Context, p Plan, decision string, fresh bool
 	return st, nil
 }
 
+// EndAlongside prepares the end of the deploy to travel with the proof:
+// on the host's session it sends a request that returns once the
+// supervisor has ended (decide.sh without a decision), then calls then,
+// whose requests (the boot state, the GC root's removal, the release)
+// the agent runs after that end, and sets the session aside: a decision
+// that must still reach the host (a rollback after a failed proof) goes
+// beside it. It reports whether it did (false: no session).
+func (r *Remote) EndAlongside(p Plan, then func()) bool {
+	w := r.Host.StartAlongside("wait for the activation supervisor's end", "sh", "-c", decideScript, "sh",
+		p.StateDir(), "wait", "1", strconv.Itoa(int((p.Window+DecideWait)/(100*time.Millisecond))))
+	if w == nil {
+		return false
+	}
+	then()
+	r.Host.SetSessionAside()
+	return true
+}
+
 // DecideWait bounds, beyond the window, how long decide.sh waits on the
 // host for the supervisor's final state (a rollback's re-activation);
 // the deployer follows the supervisor if it has not ended by then.

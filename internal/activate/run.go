@@ -120,6 +120,10 @@ type Outcome struct {
 type Hooks struct {
 	Output func(line string)                // the supervisor's output, line by line
 	Note   func(format string, args ...any) // progress
+	// Proving, when set, is called once, when the commit is decided and
+	// the proof over a new connection is about to start: what it sends to
+	// the host travels alongside the proof.
+	Proving func()
 }
 
 // Run drives one supervised activation of plan on t: launch, wait for
@@ -187,6 +191,9 @@ func Run(ctx context.Context, t Target, plan Plan, o Options, checks Checks, bef
 			}
 		} else if decision == "commit" {
 			hk.Note("confirming over a new ssh connection")
+			if hk.Proving != nil {
+				hk.Proving()
+			}
 			err := confirmFresh(ctx, deadline, func(ctx context.Context) error {
 				s, err := t.Decide(ctx, plan, "commit", true, w.offset+1)
 				if err == nil || errors.Is(err, ErrTooLate) {

@@ -465,6 +465,47 @@ func TestDecideWaitsForTheFinalState(t *testing.T) {
 	if verdict, rest, _ := strings.Cut(out, "\n"); verdict != "too-late" || code != 3 || ParseState([]byte(rest)).Phase != "committed" {
 		t.Errorf("late decide: %q (exit %d)", out, code)
 	}
+	// "wait" records nothing and waits the same way, without the output.
+	out, code = run("wait")
+	if out != "waiting\ncommitted system-9-link\n1\n" || code != 0 {
+		t.Errorf("wait: %q (exit %d)", out, code)
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, "decision")); string(b) != "commit\n" {
+		t.Errorf("decision file %q after a wait", b)
+	}
+}
+
+// decide.sh's wait, sent on the host's session alongside the proof,
+// returns only once the supervisor has ended: not while it still awaits a
+// decision.
+func TestDecideWaitReturnsAtTheSupervisorsEnd(t *testing.T) {
+	dash := needTool(t, "dash")
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "state"), []byte("activated 0\n"), 0o600)
+	os.WriteFile(filepath.Join(dir, "pid"), []byte(fmt.Sprint(os.Getpid())), 0o600)
+	done := make(chan string, 1)
+	go func() {
+		out, _ := exec.Command(dash, "-c", decideScript, "sh", dir, "wait", "1", "100").Output()
+		done <- string(out)
+	}()
+	select {
+	case out := <-done:
+		t.Fatalf("wait returned before the supervisor ended: %q", out)
+	case <-time.After(1500 * time.Millisecond):
+	}
+	if _, err := os.Stat(filepath.Join(dir, "decided")); err == nil {
+		t.Error("wait recorded a decision")
+	}
+	os.WriteFile(filepath.Join(dir, "state.tmp"), []byte("rolled-back 0 not confirmed\n"), 0o600)
+	os.Rename(filepath.Join(dir, "state.tmp"), filepath.Join(dir, "state"))
+	select {
+	case out := <-done:
+		if st := ParseState([]byte(strings.TrimPrefix(out, "waiting\n"))); !strings.HasPrefix(out, "waiting\n") || st.Phase != "rolled-back" {
+			t.Errorf("wait printed %q", out)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("wait did not return after the supervisor ended")
+	}
 }
 
 // blockingSleep puts on PATH a sleep that sleeps far longer than asked:

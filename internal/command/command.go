@@ -25,6 +25,10 @@ type Cmd struct {
 	// StreamStderr, when set, receives standard error as it is produced
 	// instead of Stream.
 	StreamStderr io.Writer
+	// Stdout, when set, receives standard output instead of the captured
+	// copy and Stream: for a long binary stream (an *os.File is handed to
+	// the program as it is).
+	Stdout io.Writer
 	// Terminal keeps the program in skiff's process group, where it may
 	// use the terminal (a key command asking for a passphrase). Other
 	// programs get a process group of their own: a Ctrl-C typed on the
@@ -103,6 +107,9 @@ func (r *Runner) Run(ctx context.Context, c Cmd) (Result, error) {
 	}
 	if c.StreamStderr != nil {
 		cmd.Stderr = io.MultiWriter(&stderr, c.StreamStderr)
+	}
+	if c.Stdout != nil {
+		cmd.Stdout = c.Stdout
 	}
 	err := cmd.Run()
 	res := Result{Stdout: stdout.Bytes(), Stderr: stderr.Bytes()}

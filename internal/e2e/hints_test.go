@@ -189,7 +189,7 @@ func TestCopyAndGCHintsRunAsPrinted(t *testing.T) {
 
 	t.Run("copy", func(t *testing.T) {
 		h := l.Host("hcopy")
-		undo := shim(t, h, "--serve", "lab: the store refuses this copy")
+		undo := shim(t, h, "--import", "lab: the store refuses this copy")
 		r := skiffOn(t, l, "deploy", "--flake", flake, "hcopy")
 		undo()
 		wantCode(t, r, 3)
@@ -214,7 +214,7 @@ func TestCopyAndGCHintsRunAsPrinted(t *testing.T) {
 	for _, tc := range []struct{ name, arg, msg string }{
 		{"hgc", "--check-validity", "out of disk space: reading the host's store failed"},
 		{"hgcu", "--check-validity", "out of disk space: reading the host's store failed"},
-		{"hgcc", "--serve", "out of disk space: the copy to root@hgcc filled the host's disk"},
+		{"hgcc", "--import", "out of disk space: the copy to root@hgcc filled the host's disk"},
 	} {
 		name := tc.name
 		t.Run("gc "+name, func(t *testing.T) {

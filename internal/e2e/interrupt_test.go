@@ -135,7 +135,7 @@ func TestInterruptDuringCopyLeavesTheHostAlone(t *testing.T) {
 	r := skiffOn(t, l, "deploy", "int2", "--flake", writeFlake(t, host("int2", "generation = 1;")))
 	wantCode(t, r, 0)
 	before := currentOf(t, l, "int2")
-	// 256 MiB to copy: the interrupt lands while nix copy runs.
+	// 256 MiB to copy: the interrupt lands while the copy runs.
 	code, out := interruptAt(t, l, "int2: copy: copying", "deploy", "int2", "--flake",
 		writeFlake(t, host("int2", "generation = 2; baseSize = 268435456;")))
 	if code != 130 {
@@ -153,8 +153,10 @@ func TestInterruptDuringCopyLeavesTheHostAlone(t *testing.T) {
 	if roots := rootsOn(t, l, "int2"); len(roots) != 0 {
 		t.Errorf("the interrupted deploy left its GC root: %v", roots)
 	}
-	if out, _ := exec.Command("pgrep", "-f", "copy --to ssh://root@int2").Output(); len(out) > 0 {
-		t.Errorf("nix copy still running after skiff exited: pids %s", out)
+	for _, copying := range []string{"root@int2 -- nix-store --import", "nix-store --export .*-nixos-system-int2-"} {
+		if out, _ := exec.Command("pgrep", "-f", copying).Output(); len(out) > 0 {
+			t.Errorf("%q still running after skiff exited: pids %s", copying, out)
+		}
 	}
 }
 

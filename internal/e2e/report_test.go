@@ -196,7 +196,7 @@ func TestInterruptDuringCopyCountsNothingCopied(t *testing.T) {
 	l := newLab(t, lab.HostSpec{Name: "ic1"})
 	wantCode(t, skiffOn(t, l, "deploy", "ic1", "--flake", writeFlake(t, host("ic1", "generation = 1;"))), 0)
 
-	// 256 MiB to copy: the interrupt lands while nix copy runs.
+	// 256 MiB to copy: the interrupt lands while the copy runs.
 	r := interruptOn(t, l, "ic1: copy: copying", "deploy", "ic1", "--flake",
 		writeFlake(t, host("ic1", "generation = 2; baseSize = 268435456;")))
 	wantCode(t, r, 130)

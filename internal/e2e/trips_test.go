@@ -10,13 +10,13 @@ import (
 
 // sshTrace counts, in a -x trace, the ssh commands that open a session on
 // a host (not the control commands, "ssh -O"), the requests on the hosts'
-// sessions, and the nix copy commands; and from them the sequential round
+// sessions, and the copies (nix-store --import, or nix copy); and from them the sequential round
 // trips to the host.
 type sshTrace struct {
 	sessions []string // "+ ssh ..." lines
 	requests []string // "+ session HOST: ..." lines
-	copies   int
-	masters  int // connections opened during the evaluation (ssh -N)
+	copies   int      // the closure's copies: nix-store --import over ssh, or nix copy
+	masters  int      // connections opened during the evaluation (ssh -N)
 	// trips counts the sequential round trips: each ssh command but the
 	// host session's own (its first request travels with its start),
 	// each request not sent together with one before it (traced
@@ -33,14 +33,25 @@ func sshTraceOf(stderr string) sshTrace {
 	var tr sshTrace
 	lines := strings.Split(stderr, "\n")
 	lastRelease := false // the last trip gives the host back
+	// alongside: the requests being read travel alongside another
+	// command; releasedAlongside: the release did, with the last one.
+	alongside, releasedAlongside := false, false
 	for i, l := range lines {
 		switch {
+		case strings.HasPrefix(l, "+ ssh ") && strings.HasSuffix(l, " -- 'nix-store --import'"):
+			// The copy: the paths the host lacks, as one stream.
+			tr.copies++
+			tr.trips++
+			lastRelease = false
 		case strings.HasPrefix(l, "+ ssh ") && strings.Contains(l, " -N "):
 			// A connection opened while the flake is evaluated: no
 			// command, no round trip the deploy waits for.
 			tr.masters++
 		case strings.HasPrefix(l, "+ ssh ") && !strings.Contains(l, " -O "):
 			tr.sessions = append(tr.sessions, l)
+			if !strings.Contains(l, "ControlPath=none") {
+				releasedAlongside = false
+			}
 			// The command's lines go on to the next trace or log line.
 			session := strings.Contains(l, "skiff-session")
 			for _, c := range lines[i+1:] {
@@ -56,12 +67,20 @@ func sshTraceOf(stderr string) sshTrace {
 		case strings.HasPrefix(l, "+ session "):
 			tr.requests = append(tr.requests, l)
 			head, _, _ := strings.Cut(l, ":")
-			if !strings.HasSuffix(head, " (pipelined)") {
+			switch {
+			case strings.HasSuffix(head, " (alongside)"):
+				// Sent while another command runs (the proof): no
+				// round trip of its own; what is pipelined behind it
+				// ends with that command's.
+				alongside = true
+			case !strings.HasSuffix(head, " (pipelined)"):
 				tr.trips++
 				lastRelease = false
+				alongside = false
 			}
 			if strings.HasSuffix(l, ": release") {
 				lastRelease = true
+				releasedAlongside = alongside
 			}
 		case strings.HasPrefix(l, "+ NIX_SSHOPTS=") && strings.Contains(l, " copy "):
 			tr.copies++
@@ -69,7 +88,7 @@ func sshTraceOf(stderr string) sshTrace {
 			lastRelease = false
 		}
 	}
-	if lastRelease {
+	if lastRelease || releasedAlongside {
 		tr.endTrips = 1
 	}
 	return tr
@@ -94,16 +113,18 @@ func (tr sshTrace) String() string {
 
 // A supervised deploy of one host runs at most two ssh commands (the host
 // session, which the probe opens, and the fresh-connection confirmation)
-// besides nix copy; a plain one runs one. A supervised deploy knows its
+// besides the copy; a plain one runs one. A supervised deploy knows its
 // result after at most six sequential round trips: the probe (the
 // session's first request); the lock, the state read again and the store
-// query (sent at once); nix copy; the supervisor's start and the following
+// query (sent at once); the copy (the missing paths as one stream, one
+// nix-store --import); the supervisor's start and the following
 // of the activation (at once); the health (failed units and the first
 // attempt of each check, at once); the confirmation over a fresh
-// connection; then one more gives the host back (the boot state, the GC
-// root's removal and the release, at once): seven in all. A plain one (a
+// connection, alongside which the session is given what gives the host
+// back once the supervisor has ended (a wait, then the boot state, the
+// GC root's removal and the release): six in all. A plain one (a
 // first deploy, --magic-rollback=false, --mode test) takes four in all:
-// the probe; the lock and query; nix copy; the profile and the activation
+// the probe; the lock and query; the copy; the profile and the activation
 // as one step, with the boot state, the GC root's removal and the release
 // sent behind it.
 func TestDeployOpensFewSSHSessions(t *testing.T) {
@@ -118,7 +139,7 @@ func TestDeployOpensFewSSHSessions(t *testing.T) {
 		trips    int // in all, the one that gives the host back included
 	}{
 		{"first deploy (plain: nothing to roll back to)", nil, 1, 8, 4},
-		{"supervised switch", nil, 2, 10, 7},
+		{"supervised switch", nil, 2, 11, 6},
 		{"plain switch", []string{"--magic-rollback=false"}, 1, 8, 4},
 		{"test mode", []string{"--mode", "test"}, 1, 8, 4},
 	}
@@ -136,7 +157,7 @@ func TestDeployOpensFewSSHSessions(t *testing.T) {
 				t.Errorf("%d requests on the host's session, want at most %d:\n%s", len(tr.requests), tc.requests, tr)
 			}
 			if tr.copies != 1 {
-				t.Errorf("%d nix copy commands, want 1", tr.copies)
+				t.Errorf("%d copies, want 1", tr.copies)
 			}
 			if tr.endTrips != 1 {
 				t.Errorf("the host is not given back in one round trip at the end (the release is not in the last one):\n%s", tr)

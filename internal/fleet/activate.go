@@ -42,7 +42,7 @@ func (r *run) activate(ctx context.Context, c *remote.Host, h flake.Host, st rem
 	defer r.postActivationKeys(ctx, c, h, &status, &err)
 	if r.Mode == Switch && r.Safety.MagicRollback {
 		if st.Current != "" {
-			return r.supervised(ctx, c, h.Name, activate.Plan{New: h.OutPath, Old: st.Current}, checksOf(h), st, res)
+			return r.supervised(ctx, c, h.Name, activate.Plan{New: h.OutPath, Old: st.Current}, checksOf(h), st, res, r.endEarly(h, end))
 		}
 		r.report(h.Name, PhaseActivate, "no running system to return to: plain switch for this first deploy")
 	}
@@ -126,7 +126,10 @@ func previous(st remote.State) string {
 // supervised activates plan.New under the host's supervisor and reports
 // how it ended: Deployed (confirmed, profile and boot default set),
 // RolledBack (plan.Old runs again, boot default untouched) or Failed.
-func (r *run) supervised(ctx context.Context, c *remote.Host, name string, plan activate.Plan, checks activate.Checks, st remote.State, res *Result) (Status, error) {
+// end, when set, is the end of the deploy, sent alongside the proof (see
+// activate.Remote.EndAlongside): it runs on the host once the supervisor
+// has ended, and costs no round trip of its own.
+func (r *run) supervised(ctx context.Context, c *remote.Host, name string, plan activate.Plan, checks activate.Checks, st remote.State, res *Result, end *hostEnd) (Status, error) {
 	window := r.Safety.Confirm() + checks.Budget()
 	confirms := "confirms over a new ssh connection"
 	if r.Safety.NoLockoutProof {
@@ -147,7 +150,13 @@ func (r *run) supervised(ctx context.Context, c *remote.Host, name string, plan 
 	// The supervisor's last lines tell why a commit failed (nix-env's
 	// error goes to its log, which arrives here as output).
 	var tail []string
-	out, err := activate.Run(ctx, &activate.Remote{Host: c, State: &st}, plan, r.Safety, checks, before, activate.Hooks{
+	target := &activate.Remote{Host: c, State: &st}
+	var proving func()
+	if end != nil {
+		proving = func() { target.EndAlongside(plan, func() { end.send(ctx, r, c) }) }
+	}
+	out, err := activate.Run(ctx, target, plan, r.Safety, checks, before, activate.Hooks{
+		Proving: proving,
 		Output: func(l string) {
 			if tail = append(tail, l); len(tail) > supervisorTail {
 				tail = tail[1:]
@@ -637,7 +646,7 @@ func (r *run) rollbackHost(ctx context.Context, h flake.Host, to int) Result {
 		}
 		return finish(status, err)
 	}
-	status, err := r.supervised(ctx, c, h.Name, activate.Plan{New: target.Path, Old: st.Current, Generation: target.Number}, checksOf(h), st, &res)
+	status, err := r.supervised(ctx, c, h.Name, activate.Plan{New: target.Path, Old: st.Current, Generation: target.Number}, checksOf(h), st, &res, nil)
 	if status == Deployed {
 		r.report(h.Name, PhaseActivate, "switched from %s to generation %d (%s)", from, target.Number, target.Path)
 	}

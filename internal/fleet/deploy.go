@@ -369,7 +369,7 @@ func (r *run) deployHost(ctx context.Context, h flake.Host) Result {
 		if from := r.copySource(h.Name); from != nil {
 			r.report(h.Name, PhaseCopy, "from build host %s", from.Name)
 		}
-		sent, err := r.copySent(ctx, c, h.OutPath, sizes, need)
+		sent, err := r.copySent(ctx, c, h.OutPath, store.Missing, sizes, need)
 		if err != nil {
 			if ctx.Err() != nil {
 				return finish(Interrupted, interrupted(h.Name, "during the copy", fmt.Sprintf(
@@ -428,14 +428,27 @@ func (r *run) unroot(ctx context.Context, c *remote.Host, root remote.Root) func
 // copy sends the closure of path with nix copy over the host's shared
 // connection.
 func (r *run) copy(ctx context.Context, c *remote.Host, path string, sizes map[string]int64, total int64) error {
-	_, err := r.copySent(ctx, c, path, sizes, total)
+	_, err := r.copySent(ctx, c, path, nil, sizes, total)
 	return err
 }
 
-// copySent is copy, returning what this machine sent.
-func (r *run) copySent(ctx context.Context, c *remote.Host, path string, sizes map[string]int64, total int64) (copyStats, error) {
+// copySpec is the nix copy of path's closure to host c.
+func (r *run) copySpec(c *remote.Host, path string) nix.Copy {
+	return nix.Copy{To: c.Conn.StoreURL(c.CopyWithSudo()), Substitute: r.substitute(), Paths: []string{path}}
+}
+
+// copySent is copy, returning what this machine sent. missing, when
+// known, are the paths of the closure that the host lacks: they go in one
+// stream (importPaths) where they can, and nix copy sends the rest.
+func (r *run) copySent(ctx context.Context, c *remote.Host, path string, missing []string, sizes map[string]int64, total int64) (copyStats, error) {
+	if r.canImport(c, missing) {
+		if err := r.importPaths(ctx, c, path, missing, total); err != nil {
+			return copyStats{}, err
+		}
+		return copyStats{paths: len(missing), bytes: total}, nil
+	}
 	progress := &copyProgress{r: r, host: c.Name, sizes: sizes, total: total}
-	spec := nix.Copy{To: c.Conn.StoreURL(c.CopyWithSudo()), Substitute: r.substitute(), Paths: []string{path}}
+	spec := r.copySpec(c, path)
 	if from := r.copySource(c.Name); from != nil {
 		// Straight from the build host when it can reach the target
 		// itself; otherwise through this machine.

@@ -61,6 +61,32 @@ func (h *Host) start(ctx context.Context, what string, e transport.Exec) *Pendin
 	return p
 }
 
+// StartAlongside sends argv, privileged like StartPriv, on the host's
+// session while another command of the deployer is under way (the steps
+// sent after it on the session follow it): it adds no round trip of its
+// own, and the trace says "(alongside)". Without a session it runs
+// nothing and returns nil.
+func (h *Host) StartAlongside(what string, argv ...string) *Pending {
+	s := h.session()
+	if s == nil {
+		return nil
+	}
+	e := transport.Exec{Argv: h.priv(argv...)}
+	argv, ok := h.sessionArgv(e.Argv)
+	if !ok {
+		return nil
+	}
+	reqs, streams, err := runRequests(argv, e)
+	if err != nil {
+		return nil
+	}
+	ps, err := s.sendTagged("(alongside)", []string{command.Join(argv)}, reqs, streams)
+	if err != nil {
+		return nil
+	}
+	return &Pending{h: h, s: s, what: what, argv: argv, ps: ps}
+}
+
 // Wait waits for the step's result, like RunPriv's.
 func (p *Pending) Wait(ctx context.Context) (command.Result, error) {
 	if p.s == nil {

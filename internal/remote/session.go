@@ -103,6 +103,16 @@ func (h *Host) OpenSession(ctx context.Context) (*Session, error) {
 	return s, nil
 }
 
+// SetSessionAside leaves the open session to what was sent on it: later
+// steps run beside it, each an ssh command of its own over the shared
+// connection, instead of queueing behind requests that may wait long.
+// Its owner still closes it.
+func (h *Host) SetSessionAside() {
+	h.sessMu.Lock()
+	h.sess = nil
+	h.sessMu.Unlock()
+}
+
 // session is the host's open session, or nil.
 func (h *Host) session() *Session {
 	h.sessMu.Lock()
@@ -159,6 +169,12 @@ func request(verb string, args ...string) string {
 // step sent while the reply of another is still awaited is traced as
 // "pipelined": it adds no round trip.
 func (s *Session) send(notes []string, reqs []string, streams []io.Writer) ([]*pending, error) {
+	return s.sendTagged("", notes, reqs, streams)
+}
+
+// sendTagged is send with the trace's tag for the first step given (see
+// note); empty: "pipelined" or none, as send decides.
+func (s *Session) sendTagged(tag string, notes []string, reqs []string, streams []io.Writer) ([]*pending, error) {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	ps := make([]*pending, len(reqs))
@@ -173,7 +189,12 @@ func (s *Session) send(notes []string, reqs []string, streams []io.Writer) ([]*p
 	}
 	s.qmu.Unlock()
 	for i, n := range notes {
-		s.note(pipelined || i > 0, n)
+		switch {
+		case i == 0 && tag != "":
+			s.h.Conn.Run.Note("session " + s.h.Name + " " + tag + ": " + n)
+		default:
+			s.note(pipelined || i > 0 || tag != "", n)
+		}
 	}
 	if _, err := io.WriteString(s.in, strings.Join(reqs, "")); err != nil {
 		return nil, errSessionGone

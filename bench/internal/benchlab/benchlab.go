@@ -235,7 +235,7 @@ func (b *Bench) Logins(hosts ...string) int {
 type Trace struct {
 	SSH    int // ssh invocations (remote commands and -O exit)
 	Fresh  int // of which on a new connection (ControlPath=none)
-	Copies int // nix copy runs (over the shared connection)
+	Copies int // copies of the closure: nix copy, or nix-store --import over ssh
 	Evals  int // nix eval runs
 }
 
@@ -244,6 +244,8 @@ func CountTrace(stderr string) Trace {
 	var t Trace
 	for _, line := range strings.Split(stderr, "\n") {
 		switch {
+		case strings.HasPrefix(line, "+ ssh ") && strings.HasSuffix(line, " -- 'nix-store --import'"):
+			t.Copies++ // the closure as one stream (nix-store --export here)
 		case strings.HasPrefix(line, "+ ssh "):
 			t.SSH++
 			if strings.Contains(line, "ControlPath=none") {

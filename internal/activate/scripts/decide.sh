@@ -7,8 +7,14 @@
 # ended. The supervisor is woken by a line on the FIFO DIR/poke, and wakes
 # this wait by one on DIR/wake (supervisor.sh); a ticker (a second)
 # counts $4 down. Without the FIFOs, naps.
+#
+# With $2 = wait, nothing is recorded: it prints "waiting", then the state
+# lines once the supervisor has ended, without its output (the host's
+# session gives the host back after it, while the proof runs).
 d=$1 n=${4:-0} rc=0
-if mkdir "$d/decided" 2>/dev/null; then
+if [ "$2" = wait ]; then
+	echo waiting
+elif mkdir "$d/decided" 2>/dev/null; then
 	printf '%s\n' "$2" >"$d/decision.tmp" && mv -f "$d/decision.tmp" "$d/decision" || exit 1
 	# Read-write: never blocks, supervisor or not.
 	if [ -p "$d/poke" ]; then echo d 1<>"$d/poke"; fi
@@ -48,5 +54,5 @@ while :; do
 done
 if [ -n "$ticker" ]; then kill "$ticker" 2>/dev/null; fi
 printf '%s\n%s\n' "$s" "$a"
-tail -c +"${3:-1}" "$d/log" 2>/dev/null
+if [ "$2" != wait ]; then tail -c +"${3:-1}" "$d/log" 2>/dev/null; fi
 exit "$rc"
