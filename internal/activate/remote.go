@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -27,9 +28,14 @@ type Remote struct {
 	lastState string          // the state line Status saw last, to wait for a change
 	launch    *remote.Pending // the supervisor's start, sent and not yet waited for
 
-	mu     sync.Mutex                              // guards failed and checks
+	mu     sync.Mutex                              // guards failed, checks and early
 	failed func(context.Context) ([]string, error) // the failed units, sent by SendHealth
 	checks map[string][]*remote.Pending            // first attempts sent by SendHealth
+	// early: the health requests go behind the first follow of the
+	// activation (HealthBehindFollow); its check commands, until sent.
+	early     []string
+	earlyWant bool
+	earlySent bool
 }
 
 // StatusWait is how long one status read may wait on the host for news.
@@ -95,6 +101,9 @@ func (r *Remote) Status(ctx context.Context, p Plan, offset int, out func([]byte
 		var vals []string
 		f, err := r.Host.StartFollow("follow the activation", writerFunc(out), "sh", "-c", statusScript, "sh",
 			p.StateDir(), strconv.Itoa(offset), r.lastState, strconv.Itoa(int(FollowWait/(100*time.Millisecond))), "follow")
+		if err == nil {
+			r.sendEarlyHealth(ctx, p)
+		}
 		if lerr := r.launched(ctx); lerr != nil {
 			// What follows is not waited for: the start failed.
 			return State{}, lerr
@@ -214,25 +223,68 @@ func (r *Remote) FailedUnits(ctx context.Context) ([]string, error) {
 	r.failed = nil
 	r.mu.Unlock()
 	if wait != nil {
-		return wait(ctx)
+		units, err := wait(ctx)
+		if !tooEarly(err) {
+			return units, err
+		}
 	}
 	return r.Host.FailedUnits(ctx)
 }
 
 // SendHealth implements healthSender: on the host's session the failed
 // units and the first attempt of every check go at once (one round trip);
-// FailedUnits and Check take their answers.
+// FailedUnits and Check take their answers. Sent already behind the
+// follow of the activation (HealthBehindFollow), they are not sent again.
 func (r *Remote) SendHealth(ctx context.Context, checks []string) {
 	if !r.Host.InSession() {
 		return
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.failed = r.Host.StartFailedUnits(ctx)
+	if r.earlySent {
+		return
+	}
+	r.sendHealth(ctx, checks, nil)
+}
+
+// sendHealth sends the health requests, each run by prefix (none: as
+// they are).
+func (r *Remote) sendHealth(ctx context.Context, checks []string, prefix []string) {
+	r.failed = r.Host.StartFailedUnits(ctx, prefix...)
 	r.checks = map[string][]*remote.Pending{}
 	for _, cmd := range checks {
-		r.checks[cmd] = append(r.checks[cmd], r.Host.StartPriv(ctx, "health check", "sh", "-c", cmd))
+		r.checks[cmd] = append(r.checks[cmd], r.Host.StartPriv(ctx, "health check", append(slices.Clone(prefix), "sh", "-c", cmd)...))
 	}
+}
+
+// HealthBehindFollow implements earlyHealth: the health requests go on
+// the host's session right behind the first request that follows the
+// activation, each run by activated.sh, so that the agent runs them as
+// soon as the activation has ended: no round trip of their own. One that
+// ran too early (the follow ended first) is asked again.
+func (r *Remote) HealthBehindFollow(checks []string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.early, r.earlyWant = checks, true
+}
+
+// sendEarlyHealth sends the health requests HealthBehindFollow asked for,
+// once, on the session of the follow just sent.
+func (r *Remote) sendEarlyHealth(ctx context.Context, p Plan) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.earlyWant || r.earlySent || !r.Host.InSession() {
+		return
+	}
+	r.earlySent = true
+	r.sendHealth(ctx, r.early, []string{"sh", "-c", activatedScript, "sh", p.StateDir()})
+}
+
+// tooEarly reports whether a health request ran before the activation
+// ended (activated.sh's exit 97).
+func tooEarly(err error) bool {
+	var ce *command.Error
+	return errors.As(err, &ce) && ce.ExitCode == 97 && strings.Contains(ce.Stderr, "skiff: too early")
 }
 
 // Journal implements Target.
@@ -252,7 +304,8 @@ func (r *Remote) Check(ctx context.Context, cmd string) error {
 	var err error
 	if sent != nil {
 		_, err = sent.Wait(ctx)
-	} else {
+	}
+	if sent == nil || tooEarly(err) {
 		_, err = r.Host.RunPriv(ctx, "health check", false, "sh", "-c", cmd)
 	}
 	var ce *command.Error

@@ -145,6 +145,9 @@ func Run(ctx context.Context, t Target, plan Plan, o Options, checks Checks, bef
 	if err != nil {
 		return out, err
 	}
+	if eh, ok := t.(earlyHealth); ok {
+		eh.HealthBehindFollow(checks.Commands)
+	}
 	if err := t.Launch(ctx, argv); err != nil {
 		return out, err
 	}
@@ -319,6 +322,12 @@ func health(ctx context.Context, t Target, o Options, c Checks, before []string,
 // their answers are read (by FailedUnits and Check): one round trip.
 type healthSender interface {
 	SendHealth(ctx context.Context, checks []string)
+}
+
+// An earlyHealth is a Target that can send the health requests even
+// before the activation has ended, to run on the host as soon as it has.
+type earlyHealth interface {
+	HealthBehindFollow(checks []string)
 }
 
 // A Checker runs health checks: commands on the host, URLs from the

@@ -634,3 +634,37 @@ func TestStatusReadsPidAndStateWithoutCommands(t *testing.T) {
 		t.Errorf("status.sh ran %q, want %q", got, want)
 	}
 }
+
+// activated.sh runs its command only once the activation has ended: while
+// the state is empty or "activating" it exits 97 and says so.
+func TestActivatedRunsTheCommandOnlyAfterTheActivation(t *testing.T) {
+	dash := needTool(t, "dash")
+	dir := t.TempDir()
+	run := func() (string, string, int) {
+		cmd := exec.Command(dash, "-c", activatedScript, "sh", dir, "echo", "ran")
+		var stdout, stderr strings.Builder
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		err := cmd.Run()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		return stdout.String(), stderr.String(), code
+	}
+	for _, state := range []string{"", "activating\n"} {
+		if state != "" {
+			os.WriteFile(filepath.Join(dir, "state"), []byte(state), 0o600)
+		}
+		if out, errOut, code := run(); out != "" || code != 97 || errOut != "skiff: too early\n" {
+			t.Errorf("state %q: printed %q, %q, exit %d; want nothing run, exit 97", state, out, errOut, code)
+		}
+	}
+	for _, state := range []string{"activated 0\n", "activated 4\n", "rolled-back 2 switch-to-configuration test exited with 2\n"} {
+		os.WriteFile(filepath.Join(dir, "state"), []byte(state), 0o600)
+		if out, _, code := run(); out != "ran\n" || code != 0 {
+			t.Errorf("state %q: printed %q, exit %d; want the command run", state, out, code)
+		}
+	}
+}

@@ -138,6 +138,12 @@ var (
 	//go:embed scripts/status.sh
 	statusScript string
 
+	// activatedScript runs a command once the activation has ended, or
+	// exits 97 (too early).
+	//
+	//go:embed scripts/activated.sh
+	activatedScript string
+
 	// decideScript records a decision unless one was taken already (exit
 	// 3: too late).
 	//

@@ -114,15 +114,16 @@ func (tr sshTrace) String() string {
 // A supervised deploy of one host runs at most two ssh commands (the host
 // session, which the probe opens, and the fresh-connection confirmation)
 // besides the copy; a plain one runs one. A supervised deploy knows its
-// result after at most six sequential round trips: the probe (the
+// result after at most five sequential round trips: the probe (the
 // session's first request); the lock, the state read again and the store
 // query (sent at once); the copy (the missing paths as one stream, one
-// nix-store --import); the supervisor's start and the following
-// of the activation (at once); the health (failed units and the first
-// attempt of each check, at once); the confirmation over a fresh
-// connection, alongside which the session is given what gives the host
-// back once the supervisor has ended (a wait, then the boot state, the
-// GC root's removal and the release): six in all. A plain one (a
+// nix-store --import); the supervisor's start, the following of the
+// activation and the health (failed units and the first attempt of each
+// check, run by the host as soon as the activation has ended), at once;
+// the confirmation over a fresh connection, alongside which the session
+// is given what gives the host back once the supervisor has ended (a
+// wait, then the boot state, the GC root's removal and the release):
+// five in all. A plain one (a
 // first deploy, --magic-rollback=false, --mode test) takes four in all:
 // the probe; the lock and query; the copy; the profile and the activation
 // as one step, with the boot state, the GC root's removal and the release
@@ -139,7 +140,7 @@ func TestDeployOpensFewSSHSessions(t *testing.T) {
 		trips    int // in all, the one that gives the host back included
 	}{
 		{"first deploy (plain: nothing to roll back to)", nil, 1, 8, 4},
-		{"supervised switch", nil, 2, 11, 6},
+		{"supervised switch", nil, 2, 11, 5},
 		{"plain switch", []string{"--magic-rollback=false"}, 1, 8, 4},
 		{"test mode", []string{"--mode", "test"}, 1, 8, 4},
 	}

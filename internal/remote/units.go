@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/skiffdeploy/skiff/internal/command"
@@ -46,10 +47,11 @@ func (h *Host) FailedUnits(ctx context.Context) ([]string, error) {
 
 var failedUnitsArgv = []string{"systemctl", "list-units", "--failed", "--all", "--output=json", "--no-pager"}
 
-// StartFailedUnits sends FailedUnits like StartPriv; the function
-// returned waits for its answer.
-func (h *Host) StartFailedUnits(ctx context.Context) func(context.Context) ([]string, error) {
-	p := h.StartPriv(ctx, "list failed units", failedUnitsArgv...)
+// StartFailedUnits sends FailedUnits like StartPriv, run by prefix (a
+// command that runs its arguments) when given; the function returned
+// waits for its answer.
+func (h *Host) StartFailedUnits(ctx context.Context, prefix ...string) func(context.Context) ([]string, error) {
+	p := h.StartPriv(ctx, "list failed units", append(slices.Clone(prefix), failedUnitsArgv...)...)
 	return func(ctx context.Context) ([]string, error) {
 		return h.failedUnits(p.Wait(ctx))
 	}
