@@ -15,8 +15,10 @@ import (
 // targetCache is fleet.TargetCache in a file per flake reference next to
 // the completion cache ($XDG_CACHE_HOME/skiff/targets-<flake>.json): for
 // each host selection of the command line, the hosts it chose, and each
-// host's evaluated ssh target. A guess only: the deploy opens the guessed
-// connections while it evaluates and keeps those the evaluation confirms.
+// host's evaluated ssh target and the system the last deploy left it
+// running. Guesses only: the deploy opens the guessed connections while
+// it evaluates and keeps those the evaluation confirms, and opens a
+// host's copy early when the host likely lacks the new system.
 type targetCache struct {
 	file string // "": no cache directory
 }
@@ -24,6 +26,7 @@ type targetCache struct {
 type targetFile struct {
 	Selections map[string][]string         `json:"selections"`
 	Targets    map[string]transport.Target `json:"targets"`
+	Systems    map[string]string           `json:"systems,omitempty"`
 }
 
 // maxSelections bounds the selections a file remembers.
@@ -93,6 +96,32 @@ func (c *targetCache) Save(selection []string, targets map[string]transport.Targ
 		f.Targets[n] = t
 	}
 	f.Selections[key] = names
+	c.write(f)
+}
+
+func (c *targetCache) Systems() map[string]string {
+	return c.read().Systems
+}
+
+func (c *targetCache) SaveSystems(systems map[string]string) {
+	if c.file == "" || len(systems) == 0 {
+		return
+	}
+	f := c.read()
+	if f.Systems == nil {
+		f.Systems = map[string]string{}
+	}
+	for n, p := range systems {
+		if p == "" {
+			delete(f.Systems, n)
+		} else {
+			f.Systems[n] = p
+		}
+	}
+	c.write(f)
+}
+
+func (c *targetCache) write(f targetFile) {
 	b, err := json.Marshal(f)
 	if err != nil {
 		return

@@ -44,6 +44,15 @@ func TestTargetCache(t *testing.T) {
 	if got := newTargetCache(flake.Ref{URL: "path:/srv/other"}).Load(nil); got != nil {
 		t.Errorf("another flake's cache guessed %v", got)
 	}
+	// The systems the last deploy left: merged, an empty path forgets.
+	c.SaveSystems(map[string]string{"web1": "/nix/store/a-web1", "db1": "/nix/store/a-db1"})
+	c.SaveSystems(map[string]string{"web1": "/nix/store/b-web1", "db1": ""})
+	if diff := cmp.Diff(map[string]string{"web1": "/nix/store/b-web1"}, newTargetCache(ref).Systems()); diff != "" {
+		t.Errorf("Systems (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(map[string]transport.Target{"web1": web1}, c.Load([]string{"web1"})); diff != "" {
+		t.Errorf("saving systems lost the targets (-want +got):\n%s", diff)
+	}
 	if filepath.Dir(c.file) != filepath.Join(filepathOf(t), "skiff") {
 		t.Errorf("cache file %s is not in the cache directory", c.file)
 	}

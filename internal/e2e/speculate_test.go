@@ -21,6 +21,19 @@ func rewriteFlake(t *testing.T, dir, configs string) {
 	}
 }
 
+// importLine is the index in a -x trace of the copy's nix-store --import,
+// or -1.
+func importLine(stderr string) int {
+	for i := 0; i < len(stderr); {
+		l, _, _ := strings.Cut(stderr[i:], "\n")
+		if strings.HasPrefix(l, "+ ssh ") && strings.Contains(l, "skiff-import") {
+			return i
+		}
+		i += len(l) + 1
+	}
+	return -1
+}
+
 // masterLines are the speculative connections of a -x trace (ssh -N).
 func masterLines(stderr string) []string {
 	var out []string
@@ -62,6 +75,13 @@ func TestDeployConnectsWhileEvaluating(t *testing.T) {
 	if got := fleet.Host("spec1").Logins("root") - logins; got != 1 {
 		t.Errorf("%d ssh logins, want 1: the probe, the session and the copy ride the speculative connection", got)
 	}
+	// The host lacks generation 2 (the last deploy left it generation 1):
+	// the copy's import starts with the deploy's first round trip, before
+	// the store query has answered.
+	imp, copying := importLine(r.stderr), strings.Index(r.stderr, "spec1: copy: copying")
+	if imp < 0 || copying < 0 || imp > copying {
+		t.Errorf("the import did not start before the store query answered:\n%s", r.stderr)
+	}
 	// The connection is up and the system built before any probe: the
 	// state is read under the lock with the store query, in the
 	// deploy's first round trip. To the result: that one, nix copy,
@@ -79,6 +99,9 @@ func TestDeployConnectsWhileEvaluating(t *testing.T) {
 	wantContains(t, "summary", r.stdout, "up to date")
 	if strings.Contains(r.stderr, "copying") || strings.Contains(r.stderr, "switch-to-configuration") {
 		t.Errorf("an up-to-date host was copied to or activated:\n%s", r.stderr)
+	}
+	if importLine(r.stderr) >= 0 {
+		t.Errorf("an import was started for a host the last deploy left running this system:\n%s", r.stderr)
 	}
 	if tr := sshTraceOf(r.stderr); len(tr.sessions) != 1 || tr.trips > 2 || tr.endTrips != 1 {
 		t.Errorf("up to date: %d ssh commands, %d round trips; want 1 and 2 (the last giving the host back):\n%s", len(tr.sessions), tr.trips, tr)

@@ -38,7 +38,7 @@ func sshTraceOf(stderr string) sshTrace {
 	alongside, releasedAlongside := false, false
 	for i, l := range lines {
 		switch {
-		case strings.HasPrefix(l, "+ ssh ") && strings.HasSuffix(l, " -- 'nix-store --import'"):
+		case strings.HasPrefix(l, "+ ssh ") && strings.Contains(l, "skiff-import"):
 			// The copy: the paths the host lacks, as one stream.
 			tr.copies++
 			tr.trips++

@@ -70,7 +70,28 @@ func Deploy(ctx context.Context, o Options) ([]Result, error) {
 			}
 		}
 	}
+	r.saveSystems(results)
 	return results, nil
+}
+
+// saveSystems records, for the next run's guesses (TargetCache.Systems),
+// the hosts whose store now holds their new system: deployed, up to
+// date, or rolled back after the copy. A host whose deploy failed is
+// forgotten.
+func (r *run) saveSystems(results []Result) {
+	if r.Targets == nil || r.Local || r.Mode == DryActivate {
+		return
+	}
+	systems := map[string]string{}
+	for _, res := range results {
+		switch res.Status {
+		case Deployed, UpToDate, RolledBack:
+			systems[res.Host] = res.NewPath
+		case Failed, Interrupted:
+			systems[res.Host] = ""
+		}
+	}
+	r.Targets.SaveSystems(systems)
 }
 
 // Wave is a group of hosts deployed together; the next wave starts only
@@ -172,8 +193,11 @@ func (r *run) deployHost(ctx context.Context, h flake.Host) Result {
 	// reboot leaves before it reboots; finish leaves in every case.
 	// The GC root's removal and the release go at once (one round trip
 	// on the session).
-	var end hostEnd // sent with a plain activation, it leaves little to do
+	var end hostEnd  // sent with a plain activation, it leaves little to do
+	var im *anImport // the copy's import, when started before the store query
 	leave := sync.OnceFunc(func() {
+		im.cancel()
+		defer im.wait()
 		if end.sent() {
 			if sess != nil {
 				sess.Close()
@@ -315,6 +339,13 @@ func (r *run) deployHost(ctx context.Context, h flake.Host) Result {
 		// lock, the state and the store query go at once on the
 		// session (one round trip); a refused lock discards the rest.
 		var q remote.LockedQuery
+		// The copy's import starts now, alongside this round trip, when
+		// the host likely lacks the new system: it is ready when the
+		// query answers (and told so when nothing is to be copied after
+		// all).
+		if r.importEarly(c, h) {
+			im = r.startImport(ctx, c)
+		}
 		lock, err = r.lockWith(ctx, c, func() (*remote.Lock, error) {
 			var err error
 			q, err = c.LockQuery(ctx, LockOwner(""), r.Safety.BreakLock, paths, root)
@@ -369,7 +400,7 @@ func (r *run) deployHost(ctx context.Context, h flake.Host) Result {
 		if from := r.copySource(h.Name); from != nil {
 			r.report(h.Name, PhaseCopy, "from build host %s", from.Name)
 		}
-		sent, err := r.copySent(ctx, c, h.OutPath, store.Missing, sizes, need)
+		sent, err := r.copySent(ctx, c, im, h.OutPath, store.Missing, sizes, need)
 		if err != nil {
 			if ctx.Err() != nil {
 				return finish(Interrupted, interrupted(h.Name, "during the copy", fmt.Sprintf(
@@ -428,7 +459,7 @@ func (r *run) unroot(ctx context.Context, c *remote.Host, root remote.Root) func
 // copy sends the closure of path with nix copy over the host's shared
 // connection.
 func (r *run) copy(ctx context.Context, c *remote.Host, path string, sizes map[string]int64, total int64) error {
-	_, err := r.copySent(ctx, c, path, nil, sizes, total)
+	_, err := r.copySent(ctx, c, nil, path, nil, sizes, total)
 	return err
 }
 
@@ -439,10 +470,11 @@ func (r *run) copySpec(c *remote.Host, path string) nix.Copy {
 
 // copySent is copy, returning what this machine sent. missing, when
 // known, are the paths of the closure that the host lacks: they go in one
-// stream (importPaths) where they can, and nix copy sends the rest.
-func (r *run) copySent(ctx context.Context, c *remote.Host, path string, missing []string, sizes map[string]int64, total int64) (copyStats, error) {
+// stream (importPaths, into im when it was started early) where they can,
+// and nix copy sends the rest.
+func (r *run) copySent(ctx context.Context, c *remote.Host, im *anImport, path string, missing []string, sizes map[string]int64, total int64) (copyStats, error) {
 	if r.canImport(c, missing) {
-		if err := r.importPaths(ctx, c, path, missing, total); err != nil {
+		if err := r.importPaths(ctx, c, im, path, missing, total); err != nil {
 			return copyStats{}, err
 		}
 		return copyStats{paths: len(missing), bytes: total}, nil

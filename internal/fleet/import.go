@@ -14,9 +14,24 @@ import (
 
 	"github.com/skiffdeploy/skiff/internal/command"
 	"github.com/skiffdeploy/skiff/internal/fault"
+	"github.com/skiffdeploy/skiff/internal/flake"
 	"github.com/skiffdeploy/skiff/internal/human"
 	"github.com/skiffdeploy/skiff/internal/remote"
 )
+
+// importEarly reports whether host h's import may start before the store
+// query answers: its copy would be one (see canImport), and it likely
+// lacks the new system: the last deploy from here did not leave that one
+// in its store (TargetCache.Systems). It is asked once the host's shared
+// connection is up (the probe answered, or the connection opened during
+// the evaluation carries the session), so the import does not log in
+// again.
+func (r *run) importEarly(c *remote.Host, h flake.Host) bool {
+	if r.Mode == DryActivate || r.substitute() || r.copySource(h.Name) != nil || !c.ImportWithoutNixCopy() {
+		return false
+	}
+	return r.lastSystems[h.Name] != h.OutPath
+}
 
 // maxExportArgs bounds the bytes of store paths given to one nix-store
 // --export (argv has a system limit); a longer list goes by nix copy.
@@ -36,40 +51,99 @@ func (r *run) canImport(c *remote.Host, missing []string) bool {
 	return n <= maxExportArgs
 }
 
-// importPaths sends the paths the host lacks (the store query named them)
-// as one stream: nix-store --export here, read by nix-store --import on
-// the host over the shared connection. nix copy would first ask the host
-// again which paths it has, in round trips of its own. The stream passes
-// through skiff, which counts it for the progress reports. path is the
-// system, for the hint of a failed copy.
-func (r *run) importPaths(ctx context.Context, c *remote.Host, path string, missing []string, total int64) error {
+// anImport is one nix-store --import on a host (remote.Host.Import),
+// reading what send streams to it. A deploy starts it before the store
+// query has said which paths the host lacks, when the host likely lacks
+// the new system (startImport): its channel and its shell are ready
+// when the answer comes. One that is not used is told so (cancel), and
+// nix-store never starts.
+type anImport struct {
+	r    *run
+	c    *remote.Host
+	wr   *os.File // the import's standard input
+	done chan struct{}
+	err  error // the import's, once done is closed
+	used bool
+}
+
+// startImport starts a nix-store --import on c over its shared
+// connection; nil when it cannot.
+func (r *run) startImport(ctx context.Context, c *remote.Host) *anImport {
 	rd, wr, err := os.Pipe()
 	if err != nil {
-		return err
+		return nil
 	}
-	var exportErr error
-	exported := make(chan struct{})
+	im := &anImport{r: r, c: c, wr: wr, done: make(chan struct{})}
 	go func() {
-		defer close(exported)
-		_, exportErr = r.Runner.Run(ctx, command.Cmd{Argv: append([]string{"nix-store", "--export"}, missing...), Stdout: wr})
-		wr.Close()
+		defer close(im.done)
+		im.err = c.Import(ctx, rd)
+		// Writes to an import that has ended fail (they would block).
+		rd.Close()
 	}()
-	progress := &importProgress{r: r, host: c.Name, total: total, in: rd}
-	importErr := c.Import(ctx, progress)
-	// An import that ended early stops the export: its writes fail.
-	rd.Close()
-	<-exported
+	return im
+}
+
+// send streams the missing paths (nix-store --export here) into the import
+// and waits for it. path is the system, for the hint of a failed copy.
+func (im *anImport) send(ctx context.Context, path string, missing []string, total int64) error {
+	r, c := im.r, im.c
+	im.used = true
+	// A failed write means the import has ended: its error says why.
+	_, _ = io.WriteString(im.wr, remote.ImportGo)
+	progress := &importProgress{r: r, host: c.Name, total: total, out: im.wr}
+	_, exportErr := r.Runner.Run(ctx, command.Cmd{Argv: append([]string{"nix-store", "--export"}, missing...), Stdout: progress})
+	im.wr.Close()
+	<-im.done
 	switch {
-	case exportErr != nil && (importErr == nil || !brokenPipe(exportErr)):
+	case exportErr != nil && (im.err == nil || !brokenPipe(exportErr)):
 		// The export failed first; the import then read a cut stream.
 		return fault.Wrap(exportErr, c.Name, fault.Copy,
 			"check this machine's store: \"nix-store --verify --check-contents\"",
 			"reading the closure from this machine's store failed: %s", tail(exportErr))
-	case importErr != nil:
-		return r.copyError(c, r.Nix.CopyArgsOf(r.copySpec(c, path)), importErr)
+	case im.err != nil:
+		return r.copyError(c, r.Nix.CopyArgsOf(r.copySpec(c, path)), im.err)
 	}
 	progress.report(true)
 	return nil
+}
+
+// cancel tells an import that send did not use that there is nothing to
+// import (its nix-store never starts); wait
+// waits for it to end (briefly: it has nothing to do). A deploy that ends
+// without a copy cancels first, then gives the host back, then waits.
+func (im *anImport) cancel() {
+	if im == nil || im.used {
+		return
+	}
+	im.used = true
+	_, _ = io.WriteString(im.wr, remote.ImportNone)
+	im.wr.Close()
+}
+
+func (im *anImport) wait() {
+	if im == nil {
+		return
+	}
+	select {
+	case <-im.done:
+	case <-time.After(5 * time.Second):
+	}
+}
+
+// importPaths sends the paths the host lacks (the store query named them)
+// as one stream: nix-store --export here, read by nix-store --import on
+// the host over the shared connection, started now unless started early
+// (im). nix copy would first ask the host again which paths it has, in
+// round trips of its own. The stream passes through skiff, which counts
+// it for the progress reports. path is the system, for the hint of a
+// failed copy.
+func (r *run) importPaths(ctx context.Context, c *remote.Host, im *anImport, path string, missing []string, total int64) error {
+	if im == nil || im.used {
+		if im = r.startImport(ctx, c); im == nil {
+			return fmt.Errorf("%s: copy: cannot make a pipe", c.Name)
+		}
+	}
+	return im.send(ctx, path, missing, total)
 }
 
 // tail is the end of a failed command's standard error, or the error.
@@ -83,11 +157,14 @@ func tail(err error) string {
 
 // brokenPipe reports whether the export was stopped by its reader going
 // away (the import failed first): killed by SIGPIPE, or a write error
-// saying so.
+// saying so (its own, or skiff's passing its output on).
 func brokenPipe(err error) bool {
 	var ce *command.Error
 	if !errors.As(err, &ce) {
 		return false
+	}
+	if errors.Is(ce.Err, syscall.EPIPE) {
+		return true
 	}
 	var exit *exec.ExitError
 	if errors.As(ce.Err, &exit) {
@@ -98,20 +175,20 @@ func brokenPipe(err error) bool {
 	return strings.Contains(ce.Stderr, "Broken pipe") || strings.Contains(ce.Stderr, "broken pipe")
 }
 
-// importProgress counts the export stream on its way to the host and
-// reports how much of it was sent, at most every quarter of a second.
+// importProgress counts the export stream on its way to the host (out)
+// and reports how much of it was sent, at most every quarter of a second.
 type importProgress struct {
 	r     *run
 	host  string
 	total int64
-	in    io.Reader
+	out   io.Writer
 	mu    sync.Mutex
 	done  int64
 	last  time.Time
 }
 
-func (p *importProgress) Read(b []byte) (int, error) {
-	n, err := p.in.Read(b)
+func (p *importProgress) Write(b []byte) (int, error) {
+	n, err := p.out.Write(b)
 	p.mu.Lock()
 	p.done += int64(n)
 	p.mu.Unlock()

@@ -71,6 +71,9 @@ type Options struct {
 }
 
 type run struct {
+	// lastSystems: by host, the system the last deploy from here left in
+	// its store (TargetCache.Systems); a guess.
+	lastSystems map[string]string
 	Options
 	hosts       []flake.Host
 	conns       map[string]*remote.Host
@@ -172,6 +175,7 @@ func prepare(ctx context.Context, o Options, build, probeSessions bool) (*Sessio
 	sp.settle(r, hosts)
 	if o.Targets != nil && !o.Local {
 		o.Targets.Save(o.Hosts, r.targetsOf(hosts))
+		r.lastSystems = o.Targets.Systems()
 	}
 
 	if build && o.Mode.writesKeys() {

@@ -20,6 +20,11 @@ type TargetCache interface {
 	Load(selection []string) map[string]transport.Target
 	// Save records the targets of the hosts selection chose.
 	Save(selection []string, targets map[string]transport.Target)
+	// Systems returns, by host name, the system each host ran when a
+	// deploy last left it (deployed, or found up to date).
+	Systems() map[string]string
+	// SaveSystems records them; an empty path forgets the host's.
+	SaveSystems(systems map[string]string)
 }
 
 // speculation is the connections opened, from the cache's guesses, while

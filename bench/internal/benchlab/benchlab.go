@@ -244,7 +244,7 @@ func CountTrace(stderr string) Trace {
 	var t Trace
 	for _, line := range strings.Split(stderr, "\n") {
 		switch {
-		case strings.HasPrefix(line, "+ ssh ") && strings.HasSuffix(line, " -- 'nix-store --import'"):
+		case strings.HasPrefix(line, "+ ssh ") && strings.Contains(line, "skiff-import"):
 			t.Copies++ // the closure as one stream (nix-store --export here)
 		case strings.HasPrefix(line, "+ ssh "):
 			t.SSH++

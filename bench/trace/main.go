@@ -1,0 +1,94 @@
+// Command trace shows where a deploy's time goes: it deploys a new
+// generation to a bench lab host behind the delay proxy, with skiff -x, and
+// prints every line skiff writes to standard error with the milliseconds
+// since the deploy started. Each argument is one deploy: a host of the lab
+// (floor, plain or skiff) and the deploy's flags, in one word list.
+//
+//	go run -C bench ./trace [-delay 50ms] ["skiff" "plain --magic-rollback=false" ...]
+package main
+
+import (
+	"bufio"
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/skiffdeploy/skiff/bench/internal/benchlab"
+	"github.com/skiffdeploy/skiff/internal/lab"
+)
+
+func main() {
+	benchlab.Reaper()
+	delay := flag.Duration("delay", 50*time.Millisecond, "round-trip delay of the lab's proxies")
+	flag.Parse()
+	deploys := flag.Args()
+	if len(deploys) == 0 {
+		deploys = []string{"skiff", "plain --magic-rollback=false"}
+	}
+	if err := run(context.Background(), *delay, deploys); err != nil {
+		fmt.Fprintln(os.Stderr, "trace:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, delay time.Duration, deploys []string) error {
+	hosts := []string{"floor", "plain", "skiff"}
+	var specs []lab.HostSpec
+	for _, h := range hosts {
+		specs = append(specs, lab.HostSpec{Name: h})
+	}
+	b, err := benchlab.Start(ctx, specs)
+	if err != nil {
+		return err
+	}
+	defer b.Stop()
+	// Generation 1 everywhere, untimed, as bench/onehost does.
+	gen := 1
+	flake, err := b.WriteFlake(hosts, gen, 8<<20)
+	if err != nil {
+		return err
+	}
+	if err := benchlab.Build(ctx, flake, hosts); err != nil {
+		return err
+	}
+	if _, err := b.Deploy(ctx, flake, "--magic-rollback=false"); err != nil {
+		return err
+	}
+	if err := b.SetDelay(ctx, delay); err != nil {
+		return err
+	}
+	for _, d := range deploys {
+		gen++
+		if flake, err = b.WriteFlake(hosts, gen, 8<<20); err != nil {
+			return err
+		}
+		if err := benchlab.Build(ctx, flake, hosts); err != nil {
+			return err
+		}
+		fmt.Printf("== skiff deploy %s (round trip %v)\n", d, delay)
+		argv := append([]string{"-x", "-F", b.SSHConfig, "--nix-option", "substituters=", "--flake", flake, "deploy"}, strings.Fields(d)...)
+		cmd := exec.CommandContext(ctx, b.Skiff, argv...)
+		cmd.Env = append(os.Environ(), "SKIFF_HISTORY="+filepath.Join(b.Dir, "history.db"))
+		stderr, err := cmd.StderrPipe()
+		if err != nil {
+			return err
+		}
+		start := time.Now()
+		if err := cmd.Start(); err != nil {
+			return err
+		}
+		sc := bufio.NewScanner(stderr)
+		sc.Buffer(nil, 1<<20)
+		for sc.Scan() {
+			fmt.Printf("%6d %s\n", time.Since(start).Milliseconds(), sc.Text())
+		}
+		err = cmd.Wait()
+		fmt.Printf("%6d end: %v\n\n", time.Since(start).Milliseconds(), err)
+	}
+	return nil
+}
