@@ -402,6 +402,7 @@ func TestLiveRunPhase(t *testing.T) {
 		final  bool
 		want   string
 	}{
+		{"before any event", nil, false, "skiff: starting · 3s, — left"},
 		{"evaluating", liveCases[0].events, false, "skiff: evaluating · "},
 		{"an evaluation that failed", liveCases[0].events, true, "skiff: stopped while evaluating · "},
 		{"building", built[:len(built)-1], false, "skiff: building 3 systems · "},

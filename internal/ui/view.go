@@ -343,6 +343,9 @@ func (s *liveState) runLine(now time.Time, final bool, color bool) string {
 		phase = "deploying"
 	case phase == "" && s.connecting():
 		phase = "connecting"
+	case phase == "" && total == 0:
+		// Drawn before the run's first event.
+		phase = "starting"
 	}
 	if phase == "deploying" && s.wave != "" {
 		phase += " (" + s.wave + ")"
