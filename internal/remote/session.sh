@@ -115,7 +115,10 @@ follow() {
 			sleep 0.05 2>/dev/null || sleep 1
 		fi
 	done
-	if [ -n "$ticker" ]; then kill "$ticker" 2>/dev/null; fi
+	# SIGKILL: a TERM sent before the new subshell has reset the traps it
+	# inherited (this shell traps TERM) is caught and then dropped, and the
+	# ticker would outlive the request, holding up run's wait for ever.
+	if [ -n "$ticker" ]; then kill -9 "$ticker" 2>/dev/null; fi
 }
 
 # run: run "$@" with its input, in the foreground, then reply. The
