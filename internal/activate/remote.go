@@ -184,9 +184,10 @@ func (r *Remote) Decide(ctx context.Context, p Plan, decision string, fresh bool
 // on the host's session it sends a request that returns once the
 // supervisor has ended (decide.sh without a decision), then calls then,
 // whose requests (the boot state, the GC root's removal, the release)
-// the agent runs after that end, and sets the session aside: a decision
-// that must still reach the host (a rollback after a failed proof) goes
-// beside it. It reports whether it did (false: no session).
+// the agent runs after that end, and leaves the session (its input ends:
+// the agent ends after them): a decision that must still reach the host
+// (a rollback after a failed proof) goes beside it. It reports whether it
+// did (false: no session).
 func (r *Remote) EndAlongside(p Plan, then func()) bool {
 	w := r.Host.StartAlongside("wait for the activation supervisor's end", "sh", "-c", decideScript, "sh",
 		p.StateDir(), "wait", "1", strconv.Itoa(int((p.Window+DecideWait)/(100*time.Millisecond))))
@@ -194,7 +195,7 @@ func (r *Remote) EndAlongside(p Plan, then func()) bool {
 		return false
 	}
 	then()
-	r.Host.SetSessionAside()
+	r.Host.LeaveSession()
 	return true
 }
 

@@ -103,14 +103,22 @@ func (h *Host) OpenSession(ctx context.Context) (*Session, error) {
 	return s, nil
 }
 
-// SetSessionAside leaves the open session to what was sent on it: later
-// steps run beside it, each an ssh command of its own over the shared
-// connection, instead of queueing behind requests that may wait long.
-// Its owner still closes it.
-func (h *Host) SetSessionAside() {
+// LeaveSession leaves the open session to what was sent on it: its input
+// ends, so the agent runs those requests and then ends (one round trip
+// fewer than closing it afterwards), and later steps run beside it, each
+// an ssh command of its own over the shared connection, instead of
+// queueing behind requests that may wait long. Its owner still closes it,
+// which waits for the agent's end.
+func (h *Host) LeaveSession() {
 	h.sessMu.Lock()
+	s := h.sess
 	h.sess = nil
 	h.sessMu.Unlock()
+	if s != nil {
+		s.wmu.Lock()
+		_ = s.in.Close()
+		s.wmu.Unlock()
+	}
 }
 
 // session is the host's open session, or nil.
