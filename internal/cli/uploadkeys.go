@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/skiffdeploy/skiff/internal/fleet"
 	"github.com/skiffdeploy/skiff/internal/keys"
 	"github.com/skiffdeploy/skiff/internal/remote"
 )
@@ -32,7 +33,8 @@ first (text, keyFile, keyCommand; a keyCommand has ` + keys.CommandTimeout.Strin
 keys cannot all be read is not touched. Each host's keys travel on the
 standard input of one ssh command and are written as root (sudo for
 another login user), each to a temporary file in its destDir, then given
-its user, group and permissions and renamed into place. Contents are never
+its user, group and permissions and renamed into place, under the host's
+deploy lock (a host a deploy holds is not touched). Contents are never
 printed, logged or recorded.
 
 ` + exitCodeHelp,
@@ -103,6 +105,21 @@ func runUploadKeys(ctx context.Context, g *globals, o uploadKeysOptions, selecto
 	}
 	eachHost(hosts, o.parallel, func(j int, h *remote.Host) {
 		i := index[j]
+		// Under the host's deploy lock, like a deploy's keys: never in the
+		// middle of a deploy (which waits for this one). One session for
+		// the lock and the keys.
+		sess, err := h.OpenSession(ctx)
+		if err != nil {
+			results[i].err = err
+			return
+		}
+		defer sess.Close()
+		lock, err := h.Lock(ctx, fleet.LockOwner(remote.OpUploadKeys), false)
+		if err != nil {
+			results[i].err = err
+			return
+		}
+		defer lock.Release()
 		if err := h.WriteKeys(ctx, read[i]); err != nil {
 			results[i].err = err
 			return

@@ -176,13 +176,20 @@ func TestSecondDeployIsRefusedWhileTheFirstHoldsTheLock(t *testing.T) {
 	}
 	r := skiffOn(t, l, "deploy", "lock2", confirm, "--flake", second)
 	wantCode(t, r, 3)
-	host, _ := os.Hostname()
+	machine, _ := os.Hostname()
 	wantContains(t, "error", r.stderr, "skiff: error: lock2: another deploy holds the host's deploy lock: ", "@", fmt.Sprintf("(pid %d, since ", os.Getpid()),
 		"skiff: hint: wait for that deploy to finish", "--break-lock")
-	if host != "" {
-		wantContains(t, "error", r.stderr, "@"+host)
+	if machine != "" {
+		wantContains(t, "error", r.stderr, "@"+machine)
 	}
 	wantContains(t, "summary", r.stdout, "locked")
+	// upload-keys takes the same lock: no key lands in the middle of a deploy.
+	r = skiffOn(t, l, "upload-keys", "lock2", "--flake", writeFlake(t, host("lock2", `generation = 3; deployment.keys.k = { text = "secret"; };`)))
+	wantCode(t, r, 3)
+	wantContains(t, "error", r.stderr, "skiff: error: lock2: another deploy holds the host's deploy lock: ", "--break-lock")
+	if out, err := l.Host("lock2").Exec(context.Background(), "test", "-e", "/run/keys/k"); err == nil {
+		t.Errorf("upload-keys wrote a key while a deploy held the lock: %s", out)
+	}
 
 	r1 := <-first
 	wantCode(t, r1, 0)

@@ -49,8 +49,8 @@ func (r *run) activate(ctx context.Context, c *remote.Host, h flake.Host, st rem
 	return r.plainActivate(ctx, c, h, st, res, end)
 }
 
-// GCLockWait bounds how long a deploy waits for a skiff gc holding the
-// host's deploy lock.
+// GCLockWait bounds how long a deploy waits for a skiff gc (or skiff
+// upload-keys) holding the host's deploy lock.
 const GCLockWait = 10 * time.Minute
 
 // lock takes the host's deploy lock. A skiff gc holding it is waited for
@@ -63,7 +63,7 @@ func (r *run) lock(ctx context.Context, c *remote.Host) (*remote.Lock, error) {
 }
 
 // lockWith is lock taking the lock with take (tried again while skiff gc
-// holds it).
+// or skiff upload-keys holds it).
 func (r *run) lockWith(ctx context.Context, c *remote.Host, take func() (*remote.Lock, error)) (*remote.Lock, error) {
 	var l *remote.Lock
 	var err error
@@ -71,11 +71,11 @@ func (r *run) lockWith(ctx context.Context, c *remote.Host, take func() (*remote
 	for deadline := time.Now().Add(GCLockWait); ; {
 		l, err = take()
 		var held *remote.HeldError
-		if err == nil || !errors.As(err, &held) || held.Holder.Op != remote.OpGC || time.Now().After(deadline) {
+		if err == nil || !errors.As(err, &held) || !held.Holder.Brief() || time.Now().After(deadline) {
 			break
 		}
 		if !waited {
-			r.report(c.Name, PhaseActivate, "waiting for skiff gc of %s to finish (it holds the host's deploy lock)", held.Holder)
+			r.report(c.Name, PhaseActivate, "waiting for skiff %s of %s to finish (it holds the host's deploy lock)", held.Holder.Op, held.Holder)
 			waited = true
 		}
 		select {

@@ -27,12 +27,20 @@ type LockOwner struct {
 	PID     int
 	Since   string // RFC 3339
 	// Op is what holds the lock: "" for a deploy (or rollback), "gc"
-	// for skiff gc, which a deploy waits for.
+	// for skiff gc, "upload-keys" for skiff upload-keys; a deploy waits
+	// for those two (Brief).
 	Op string
 }
 
 // OpGC is the LockOwner.Op of skiff gc.
 const OpGC = "gc"
+
+// OpUploadKeys is the LockOwner.Op of skiff upload-keys.
+const OpUploadKeys = "upload-keys"
+
+// Brief reports whether the holder is a short operation that a deploy
+// waits for rather than refuses: skiff gc or skiff upload-keys.
+func (o LockOwner) Brief() bool { return o.Op == OpGC || o.Op == OpUploadKeys }
 
 func (o LockOwner) String() string {
 	s := fmt.Sprintf("%s@%s (pid %s", orDash(o.User), orDash(o.Machine), orDash(strconv.Itoa(o.PID)))

@@ -40,6 +40,12 @@ func TestLockOwner(t *testing.T) {
 	if s := parseOwner("").String(); s != "?@? (pid ?)" {
 		t.Errorf("empty owner: %q", s)
 	}
+	// A deploy waits for skiff gc and skiff upload-keys, not for another deploy.
+	for op, brief := range map[string]bool{"": false, OpGC: true, OpUploadKeys: true} {
+		if got := (LockOwner{Op: op}).Brief(); got != brief {
+			t.Errorf("Brief() of op %q = %v, want %v", op, got, brief)
+		}
+	}
 }
 
 func TestLockLinesPassesOnlyWholeProtocolLines(t *testing.T) {
