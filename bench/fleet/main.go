@@ -81,6 +81,14 @@ func run(ctx context.Context, n, big, p int, delays []time.Duration) error {
 	}
 
 	fmt.Printf("fleet deploys (skiff deploy --parallel=%d), load average at start: %s\n", p, benchlab.Load())
+	// Each measurement starts on a nearly idle machine (at most half a
+	// minute's wait); one that could not says so.
+	unsettled := 0
+	settle := func() {
+		if !benchlab.Settle(30 * time.Second) {
+			unsettled++
+		}
+	}
 	for _, delay := range delays {
 		if err := b.SetDelay(ctx, delay); err != nil {
 			return err
@@ -91,6 +99,7 @@ func run(ctx context.Context, n, big, p int, delays []time.Duration) error {
 			return err
 		}
 		var floor benchlab.Usage
+		settle()
 		for _, h := range few {
 			u, err := b.Floor(ctx, flake, h)
 			if err != nil {
@@ -103,6 +112,7 @@ func run(ctx context.Context, n, big, p int, delays []time.Duration) error {
 		if flake, err = newGen(few); err != nil {
 			return err
 		}
+		settle()
 		before := b.Logins(few...)
 		one, err := b.Deploy(ctx, flake, append([]string{parallel}, few...)...)
 		if err != nil {
@@ -110,6 +120,7 @@ func run(ctx context.Context, n, big, p int, delays []time.Duration) error {
 		}
 		logins := b.Logins(few...) - before
 		trace := benchlab.CountTrace(one.Stderr)
+		settle()
 		noop, err := b.Deploy(ctx, flake, append([]string{parallel}, few...)...)
 		if err != nil {
 			return err
@@ -118,6 +129,7 @@ func run(ctx context.Context, n, big, p int, delays []time.Duration) error {
 		if flake, err = newGen(all[:big]); err != nil {
 			return err
 		}
+		settle()
 		large, err := b.Deploy(ctx, flake, append([]string{parallel}, all[:big]...)...)
 		if err != nil {
 			return err
@@ -139,6 +151,9 @@ func run(ctx context.Context, n, big, p int, delays []time.Duration) error {
 		fmt.Printf("  per host in the %d-host deploy: %.1f ssh logins, %.1f ssh commands (%.1f on a fresh connection), %.1f copies; %d nix evaluations\n",
 			n, float64(logins)/float64(n), float64(trace.SSH)/float64(n), float64(trace.Fresh)/float64(n), float64(trace.Copies)/float64(n),
 			trace.Evals)
+	}
+	if unsettled > 0 {
+		fmt.Printf("\n%d measurement(s) started on a busy machine (not idle within 30 s)\n", unsettled)
 	}
 	fmt.Printf("\nload average at the end: %s\n", benchlab.Load())
 	return nil
