@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/skiffdeploy/skiff/bench/internal/benchlab"
-	"github.com/skiffdeploy/skiff/internal/lab"
 )
 
 func main() {
@@ -48,29 +47,13 @@ type side struct {
 }
 
 func run(ctx context.Context, rounds int, delays []time.Duration, size int64) error {
-	hosts := []string{"floor", "plain", "skiff"}
-	var specs []lab.HostSpec
-	for _, h := range hosts {
-		specs = append(specs, lab.HostSpec{Name: h})
-	}
-	b, err := benchlab.Start(ctx, specs)
+	// Generation 1 everywhere, untimed: the shared base is on every host.
+	b, hosts, err := benchlab.StartOneHost(ctx, size)
 	if err != nil {
 		return err
 	}
 	defer b.Stop()
-
-	// Generation 1 everywhere, untimed: the shared base is on every host.
 	gen := 1
-	flake, err := b.WriteFlake(hosts, gen, size)
-	if err != nil {
-		return err
-	}
-	if err := benchlab.Build(ctx, flake, hosts); err != nil {
-		return err
-	}
-	if _, err := b.Deploy(ctx, flake, "--magic-rollback=false"); err != nil {
-		return err
-	}
 
 	fmt.Printf("one-host deploy of a new generation (a %d MiB shared base already on the host), %d rounds, medians; load average at start: %s\n", size>>20, rounds, benchlab.Load())
 	for _, delay := range delays {

@@ -19,7 +19,6 @@ import (
 	"time"
 
 	"github.com/skiffdeploy/skiff/bench/internal/benchlab"
-	"github.com/skiffdeploy/skiff/internal/lab"
 )
 
 func main() {
@@ -37,34 +36,20 @@ func main() {
 }
 
 func run(ctx context.Context, delay time.Duration, deploys []string) error {
-	hosts := []string{"floor", "plain", "skiff"}
-	var specs []lab.HostSpec
-	for _, h := range hosts {
-		specs = append(specs, lab.HostSpec{Name: h})
-	}
-	b, err := benchlab.Start(ctx, specs)
+	// Generation 1 everywhere, untimed, as bench/onehost does.
+	b, hosts, err := benchlab.StartOneHost(ctx, 8<<20)
 	if err != nil {
 		return err
 	}
 	defer b.Stop()
-	// Generation 1 everywhere, untimed, as bench/onehost does.
 	gen := 1
-	flake, err := b.WriteFlake(hosts, gen, 8<<20)
-	if err != nil {
-		return err
-	}
-	if err := benchlab.Build(ctx, flake, hosts); err != nil {
-		return err
-	}
-	if _, err := b.Deploy(ctx, flake, "--magic-rollback=false"); err != nil {
-		return err
-	}
 	if err := b.SetDelay(ctx, delay); err != nil {
 		return err
 	}
 	for _, d := range deploys {
 		gen++
-		if flake, err = b.WriteFlake(hosts, gen, 8<<20); err != nil {
+		flake, err := b.WriteFlake(hosts, gen, 8<<20)
+		if err != nil {
 			return err
 		}
 		if err := benchlab.Build(ctx, flake, hosts); err != nil {

@@ -44,21 +44,34 @@ func (h *Host) StartUnroot(ctx context.Context, r Root) *Pending {
 
 func (h *Host) start(ctx context.Context, what string, e transport.Exec) *Pending {
 	if s := h.session(); s != nil && e.StreamStderr == nil && !e.Fresh {
-		if argv, ok := h.sessionArgv(e.Argv); ok {
-			reqs, streams, err := runRequests(argv, e)
-			if err != nil {
-				return &Pending{err: err}
-			}
-			ps, err := s.send([]string{command.Join(argv)}, reqs, streams)
-			if err == nil {
-				return &Pending{h: h, s: s, what: what, argv: argv, ps: ps}
-			}
-			// The session has ended: a command of its own.
+		if p, sent := h.sendOn(s, "", what, e); sent {
+			return p
 		}
+		// Not a session's step, or the session has ended: a command of
+		// its own.
 	}
 	p := &Pending{}
 	p.res, p.err = h.run(ctx, what, e)
 	return p
+}
+
+// sendOn sends e's argv as a step on session s, traced with tag (see
+// Session.sendTagged); sent is false when the step cannot go there (an
+// argv the session does not run, or the session has ended).
+func (h *Host) sendOn(s *Session, tag, what string, e transport.Exec) (p *Pending, sent bool) {
+	argv, ok := h.sessionArgv(e.Argv)
+	if !ok {
+		return nil, false
+	}
+	reqs, streams, err := runRequests(argv, e)
+	if err != nil {
+		return &Pending{err: err}, true
+	}
+	ps, err := s.sendTagged(tag, []string{command.Join(argv)}, reqs, streams)
+	if err != nil {
+		return nil, false
+	}
+	return &Pending{h: h, s: s, what: what, argv: argv, ps: ps}, true
 }
 
 // StartAlongside sends argv, privileged like StartPriv, on the host's
@@ -71,20 +84,11 @@ func (h *Host) StartAlongside(what string, argv ...string) *Pending {
 	if s == nil {
 		return nil
 	}
-	e := transport.Exec{Argv: h.priv(argv...)}
-	argv, ok := h.sessionArgv(e.Argv)
-	if !ok {
+	p, sent := h.sendOn(s, "(alongside)", what, transport.Exec{Argv: h.priv(argv...)})
+	if !sent || p.err != nil {
 		return nil
 	}
-	reqs, streams, err := runRequests(argv, e)
-	if err != nil {
-		return nil
-	}
-	ps, err := s.sendTagged("(alongside)", []string{command.Join(argv)}, reqs, streams)
-	if err != nil {
-		return nil
-	}
-	return &Pending{h: h, s: s, what: what, argv: argv, ps: ps}
+	return p
 }
 
 // Wait waits for the step's result, like RunPriv's.

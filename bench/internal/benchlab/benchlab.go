@@ -273,6 +273,33 @@ func Ms(d time.Duration) string {
 	return fmt.Sprintf("%d ms", d.Round(time.Millisecond).Milliseconds())
 }
 
+// StartOneHost starts the one-host benches' lab (hosts floor, plain and
+// skiff) and puts generation 1 of the example flake on each, untimed, with
+// a shared base of size bytes: what onehost and trace measure from.
+func StartOneHost(ctx context.Context, size int64) (*Bench, []string, error) {
+	hosts := []string{"floor", "plain", "skiff"}
+	var specs []lab.HostSpec
+	for _, h := range hosts {
+		specs = append(specs, lab.HostSpec{Name: h})
+	}
+	b, err := Start(ctx, specs)
+	if err != nil {
+		return nil, nil, err
+	}
+	flake, err := b.WriteFlake(hosts, 1, size)
+	if err == nil {
+		err = Build(ctx, flake, hosts)
+	}
+	if err == nil {
+		_, err = b.Deploy(ctx, flake, "--magic-rollback=false")
+	}
+	if err != nil {
+		b.Stop()
+		return nil, nil, err
+	}
+	return b, hosts, nil
+}
+
 // Settle waits, at most max, until the machine is nearly idle: less than
 // a tenth of its CPU time busy over half a second. The lab's hosts starting
 // and the untimed builds would otherwise weigh on the next measurement
