@@ -33,13 +33,14 @@ func main() {
 	big := flag.Int("big", 100, "hosts of the large run")
 	p := flag.Int("p", 20, "skiff deploy --parallel")
 	delays := flag.String("delay", "0,50ms", "round-trip delays to measure at, comma separated")
+	kex := benchlab.KexFlag()
 	flag.Parse()
 	ds, err := benchlab.ParseDelays(*delays)
 	if err == nil && (*n < 1 || *big < 1 || *p < 1) {
 		err = fmt.Errorf("-hosts, -big and -p must be at least 1")
 	}
 	if err == nil {
-		err = run(context.Background(), *n, *big, *p, ds)
+		err = run(context.Background(), *n, *big, *p, ds, *kex)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "fleet:", err)
@@ -47,14 +48,14 @@ func main() {
 	}
 }
 
-func run(ctx context.Context, n, big, p int, delays []time.Duration) error {
+func run(ctx context.Context, n, big, p int, delays []time.Duration, kex string) error {
 	specs := lab.Hosts(max(n, big), "b")
 	var all []string
 	for _, s := range specs {
 		all = append(all, s.Name)
 	}
 	few := all[:n]
-	b, err := benchlab.Start(ctx, specs)
+	b, err := benchlab.Start(ctx, specs, kex)
 	if err != nil {
 		return err
 	}
@@ -80,7 +81,7 @@ func run(ctx context.Context, n, big, p int, delays []time.Duration) error {
 		return err
 	}
 
-	fmt.Printf("fleet deploys (skiff deploy --parallel=%d), load average at start: %s\n", p, benchlab.Load())
+	fmt.Printf("fleet deploys (skiff deploy --parallel=%d), %s, load average at start: %s\n", p, b.About(), benchlab.Load())
 	// Each measurement starts on a nearly idle machine (at most half a
 	// minute's wait); one that could not says so.
 	unsettled := 0

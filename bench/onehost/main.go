@@ -24,10 +24,11 @@ func main() {
 	rounds := flag.Int("rounds", 5, "deploys measured for each side and delay")
 	delays := flag.String("delay", "0,50ms", "round-trip delays to measure at, comma separated")
 	size := flag.Int64("size", 8<<20, "bytes of filler in the shared base path (closure size)")
+	kex := benchlab.KexFlag()
 	flag.Parse()
 	ds, err := benchlab.ParseDelays(*delays)
 	if err == nil {
-		err = run(context.Background(), *rounds, ds, *size)
+		err = run(context.Background(), *rounds, ds, *size, *kex)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "onehost:", err)
@@ -46,16 +47,16 @@ type side struct {
 	trace  benchlab.Trace // of the last round
 }
 
-func run(ctx context.Context, rounds int, delays []time.Duration, size int64) error {
+func run(ctx context.Context, rounds int, delays []time.Duration, size int64, kex string) error {
 	// Generation 1 everywhere, untimed: the shared base is on every host.
-	b, hosts, err := benchlab.StartOneHost(ctx, size)
+	b, hosts, err := benchlab.StartOneHost(ctx, size, kex)
 	if err != nil {
 		return err
 	}
 	defer b.Stop()
 	gen := 1
 
-	fmt.Printf("one-host deploy of a new generation (a %d MiB shared base already on the host), %d rounds, medians; load average at start: %s\n", size>>20, rounds, benchlab.Load())
+	fmt.Printf("one-host deploy of a new generation (a %d MiB shared base already on the host), %d rounds, medians; %s; load average at start: %s\n", size>>20, rounds, b.About(), benchlab.Load())
 	for _, delay := range delays {
 		if err := b.SetDelay(ctx, delay); err != nil {
 			return err

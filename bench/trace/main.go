@@ -24,20 +24,21 @@ import (
 func main() {
 	benchlab.Reaper()
 	delay := flag.Duration("delay", 50*time.Millisecond, "round-trip delay of the lab's proxies")
+	kex := benchlab.KexFlag()
 	flag.Parse()
 	deploys := flag.Args()
 	if len(deploys) == 0 {
 		deploys = []string{"skiff", "plain --magic-rollback=false"}
 	}
-	if err := run(context.Background(), *delay, deploys); err != nil {
+	if err := run(context.Background(), *delay, *kex, deploys); err != nil {
 		fmt.Fprintln(os.Stderr, "trace:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, delay time.Duration, deploys []string) error {
+func run(ctx context.Context, delay time.Duration, kex string, deploys []string) error {
 	// Generation 1 everywhere, untimed, as bench/onehost does.
-	b, hosts, err := benchlab.StartOneHost(ctx, 8<<20)
+	b, hosts, err := benchlab.StartOneHost(ctx, 8<<20, kex)
 	if err != nil {
 		return err
 	}
@@ -55,7 +56,7 @@ func run(ctx context.Context, delay time.Duration, deploys []string) error {
 		if err := benchlab.Build(ctx, flake, hosts); err != nil {
 			return err
 		}
-		fmt.Printf("== skiff deploy %s (round trip %v)\n", d, delay)
+		fmt.Printf("== skiff deploy %s (round trip %v; %s)\n", d, delay, b.About())
 		argv := append([]string{"-x", "-F", b.SSHConfig, "--nix-option", "substituters=", "--flake", flake, "deploy"}, strings.Fields(d)...)
 		cmd := exec.CommandContext(ctx, b.Skiff, argv...)
 		cmd.Env = append(os.Environ(), "SKIFF_HISTORY="+filepath.Join(b.Dir, "history.db"))

@@ -2,11 +2,13 @@ package e2e
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // builtLine mirrors "skiff build --json".
@@ -87,7 +89,10 @@ func traced(stderr, program, sub string) int {
 // touches no host: no ssh at all.
 func TestBuildPrintsPathsAndTouchesNoHost(t *testing.T) {
 	// The hosts do not exist: build needs none.
-	dir := writeFlake(t, host("nb1", `deployment.tags = [ "nb" ];`)+host("nb2", `generation = 2; deployment.tags = [ "nb" ];`)+host("other1", ""))
+	// Generations of this run only: systems that no earlier run built.
+	gen := time.Now().UnixNano() % 1e12
+	dir := writeFlake(t, host("nb1", fmt.Sprintf(`generation = %d; deployment.tags = [ "nb" ];`, gen))+
+		host("nb2", fmt.Sprintf(`generation = %d; deployment.tags = [ "nb" ];`, gen+1))+host("other1", ""))
 	r := skiff(t, "-x", "build", "--on", "@nb", "--flake", dir)
 	wantCode(t, r, 0)
 	if n := traced(r.stderr, "ssh", ""); n != 0 {
@@ -114,6 +119,18 @@ func TestBuildPrintsPathsAndTouchesNoHost(t *testing.T) {
 	if paths["nb1"] == "" || paths["nb2"] == "" {
 		t.Errorf("want nb1 and nb2 only:\n%s", r.stdout)
 	}
+
+	// Built already: one nix path-info reads the closures, and no nix
+	// build (nor its nix --version) runs.
+	again := skiff(t, "-x", "build", "--on", "@nb", "--flake", dir)
+	wantCode(t, again, 0)
+	if again.stdout != r.stdout {
+		t.Errorf("the second build printed\n%s\nwant\n%s", again.stdout, r.stdout)
+	}
+	if b, v, p := traced(again.stderr, "nix", " build "), traced(again.stderr, "nix", "--version"), traced(again.stderr, "nix", " path-info "); b != 0 || v != 0 || p != 1 {
+		t.Errorf("a build of systems built already ran nix build %d, nix --version %d and nix path-info %d time(s), want 0, 0, 1:\n%s", b, v, p, again.stderr)
+	}
+	wantContains(t, "progress", again.stderr, "2 system(s) built already")
 
 	// --json and --out-link: real garbage collector roots.
 	links := filepath.Join(t.TempDir(), "roots")

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"os/exec"
 	"strings"
 	"testing"
@@ -27,7 +28,7 @@ func TestBuildHostMixedRun(t *testing.T) {
 				host("armb", `generation = `+gen+`; system = "aarch64-linux"; deployment.buildHost = "bld1";`),
 			mac("macb", "generation = "+gen+";"))
 	}
-	r := skiffOn(t, l, "deploy", "--flake", flake("1"))
+	r := skiffOn(t, l, "deploy", "--flake", flake(fmt.Sprint(unbuilt())))
 	wantCode(t, r, 0)
 	wantContains(t, "summary", r.stdout, "nxb", "macb", "armb", "deployed")
 	wantContains(t, "progress", r.stderr, "building 2 system(s)\n", "building 1 system(s) on bld1",

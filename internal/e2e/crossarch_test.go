@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"fmt"
 	"testing"
 
 	"github.com/skiffdeploy/skiff/internal/lab"
@@ -11,7 +12,7 @@ import (
 // platform in extra-platforms the same host just deploys.
 func TestCrossArchRefusedBeforeBuild(t *testing.T) {
 	l := newLab(t, lab.HostSpec{Name: "x86a"}, lab.HostSpec{Name: "arm1"})
-	dir := writeFlake(t, host("x86a", "")+host("arm1", `system = "aarch64-linux";`))
+	dir := writeFlake(t, host("x86a", fmt.Sprintf("generation = %d;", unbuilt()))+host("arm1", `system = "aarch64-linux";`))
 
 	r := skiffOn(t, l, "deploy", "--flake", dir)
 	wantCode(t, r, 3)

@@ -121,7 +121,7 @@ func TestNonRootUserUsesSudo(t *testing.T) {
 }
 
 func TestTraceShowsEveryCommand(t *testing.T) {
-	r := skiff(t, "-x", "deploy", "web2", "--flake", writeFlake(t, host("web2", "")))
+	r := skiff(t, "-x", "deploy", "web2", "--flake", writeFlake(t, host("web2", fmt.Sprintf("generation = %d;", unbuilt()))))
 	wantCode(t, r, 0)
 	wantContains(t, "trace", r.stderr, "+ nix --extra-experimental-features", " eval --json ", " build --json --no-link ",
 		"+ ssh -F ", "+ nix-store --export /nix/store/", "root@web2 -- 'sh -c ", "exec nix-store --import", "skiff-import'", "switch-to-configuration switch", "-O exit")

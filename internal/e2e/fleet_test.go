@@ -92,9 +92,10 @@ func TestFleetOfTwenty(t *testing.T) {
 		return n
 	}
 
+	first := int(unbuilt())
 	t.Run("all hosts in one run, one evaluation, one build", func(t *testing.T) {
 		before := logins()
-		r := skiffOn(t, l, "-x", "deploy", "--json", "--flake", fleetFlake(t, 20, 1, nil))
+		r := skiffOn(t, l, "-x", "deploy", "--json", "--flake", fleetFlake(t, 20, first, nil))
 		wantCode(t, r, 0)
 		_, sum := parseJSON(t, r.stdout)
 		if got := hostsWith(sum, "deployed"); len(got) != 20 {
@@ -117,8 +118,13 @@ func TestFleetOfTwenty(t *testing.T) {
 	})
 
 	t.Run("no-op redeploy copies and activates nothing", func(t *testing.T) {
-		r := skiffOn(t, l, "deploy", "--json", "--flake", fleetFlake(t, 20, 1, nil))
+		r := skiffOn(t, l, "-x", "deploy", "--json", "--flake", fleetFlake(t, 20, first, nil))
 		wantCode(t, r, 0)
+		// The systems are built already: no nix build runs.
+		if n := strings.Count(r.stderr, " build --json "); n != 0 {
+			t.Errorf("%d nix builds, want none", n)
+		}
+		wantContains(t, "events", r.stdout, "20 system(s) built already")
 		events, sum := parseJSON(t, r.stdout)
 		if got := hostsWith(sum, "up to date"); len(got) != 20 {
 			t.Errorf("%d hosts up to date, want 20: %v", len(got), results(sum))

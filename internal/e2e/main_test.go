@@ -155,6 +155,13 @@ func wantContains(t *testing.T, what, s string, subs ...string) {
 // newLab starts a lab of its own for a test that needs hosts with special
 // settings or that breaks hosts in ways other tests must not see. It is
 // stopped when the test ends.
+// unbuilt is a generation that no earlier test or run has built: a test that
+// wants nix build to run uses it (a deploy or build whose systems are all
+// in the local store already runs none).
+func unbuilt() int64 {
+	return time.Now().UnixNano() % 1e12
+}
+
 func newLab(t *testing.T, specs ...lab.HostSpec) *lab.Lab {
 	t.Helper()
 	l, err := lab.Start(t.Context(), lab.Options{Dir: t.TempDir(), Hosts: specs})

@@ -408,6 +408,9 @@ func (r *run) build(ctx context.Context) {
 			drvs = append(drvs, h.DrvPath)
 		}
 	}
+	if r.builtAlready(ctx, hosts, start) {
+		return
+	}
 	r.report("", PhaseBuild, "building %d system(s)", len(drvs))
 	_, err := r.Nix.Build(ctx, drvs)
 	if err != nil && ctx.Err() != nil {
@@ -441,6 +444,50 @@ func (r *run) build(ctx context.Context) {
 		}
 		return
 	}
+	r.keepClosures(hosts, infos)
+	r.report("", PhaseBuild, "built in %s", since(start))
+}
+
+// builtAlready reads the closures of the hosts' systems when every one of
+// them is in the local store already (a skiff build, an earlier deploy or
+// another host of the same system made it): one nix path-info, where a
+// build would run nix --version, nix build (a cache hit) and then the same
+// nix path-info. It reports false, having changed nothing, when a system
+// is missing (nix path-info fails on an invalid path, or newer releases
+// leave it out): then nix build runs as always.
+func (r *run) builtAlready(ctx context.Context, hosts []flake.Host, start time.Time) bool {
+	var outs []string
+	seen := map[string]bool{}
+	for _, h := range hosts {
+		if !seen[h.OutPath] {
+			seen[h.OutPath] = true
+			outs = append(outs, h.OutPath)
+		}
+	}
+	infos, err := r.Nix.Closure(ctx, outs...)
+	if err != nil {
+		return false
+	}
+	valid := map[string]bool{}
+	for _, i := range infos {
+		valid[i.Path] = true
+	}
+	for _, o := range outs {
+		if !valid[o] {
+			return false
+		}
+	}
+	for _, h := range hosts {
+		r.built[h.OutPath] = true
+	}
+	r.keepClosures(hosts, infos)
+	r.report("", PhaseBuild, "%d system(s) built already (%s)", len(outs), since(start))
+	return true
+}
+
+// keepClosures keeps each built host's closure, from nix path-info's
+// paths.
+func (r *run) keepClosures(hosts []flake.Host, infos []nix.PathInfo) {
 	byPath := map[string]nix.PathInfo{}
 	for _, i := range infos {
 		byPath[i.Path] = i
@@ -452,7 +499,6 @@ func (r *run) build(ctx context.Context) {
 		}
 	}
 	r.mu.Unlock()
-	r.report("", PhaseBuild, "built in %s", since(start))
 }
 
 // closureOf walks references from root.

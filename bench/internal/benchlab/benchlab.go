@@ -13,6 +13,7 @@ import (
 	_ "embed"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"os/exec"
@@ -37,6 +38,7 @@ type Bench struct {
 	Dir       string // scratch directory, removed by Stop
 	Skiff     string // the skiff binary built from this tree
 	SSHConfig string // every lab host through its proxy
+	Kex       string // the key exchange the ssh_config names; "" for ssh's default
 	floor     string
 	proxies   []*toxiproxy.Proxy
 	runs      int
@@ -44,8 +46,14 @@ type Bench struct {
 
 // Start builds skiff, starts a lab of hosts and a proxy in front of each host's
 // sshd, with no delay. It runs from the repository root or from bench/
-// (its own module: "go run -C bench ./onehost" runs there).
-func Start(ctx context.Context, hosts []lab.HostSpec) (*Bench, error) {
+// (its own module: "go run -C bench ./onehost" runs there). kex, unless
+// empty, is the key exchange that the ssh_config names for every host
+// (KexAlgorithms), for skiff and the floor alike: what an ssh login costs
+// decides much of the figures (see KexFlag).
+func Start(ctx context.Context, hosts []lab.HostSpec, kex string) (*Bench, error) {
+	if strings.ContainsAny(kex, " \t\n\"#") {
+		return nil, fmt.Errorf("invalid key exchange %q", kex)
+	}
 	if err := lab.Available(); err != nil {
 		return nil, err
 	}
@@ -58,7 +66,7 @@ func Start(ctx context.Context, hosts []lab.HostSpec) (*Bench, error) {
 	if err != nil {
 		return nil, err
 	}
-	b := &Bench{Dir: dir, Skiff: filepath.Join(dir, "skiff"), SSHConfig: filepath.Join(dir, "ssh_config"), floor: filepath.Join(dir, "floor.sh")}
+	b := &Bench{Dir: dir, Skiff: filepath.Join(dir, "skiff"), SSHConfig: filepath.Join(dir, "ssh_config"), Kex: kex, floor: filepath.Join(dir, "floor.sh")}
 	if out, err := exec.CommandContext(ctx, "go", "build", "-o", b.Skiff, "./cmd/skiff").CombinedOutput(); err != nil {
 		b.Stop()
 		return nil, fmt.Errorf("build skiff: %w\n%s", err, out)
@@ -87,6 +95,9 @@ func Start(ctx context.Context, hosts []lab.HostSpec) (*Bench, error) {
 		// the proxy: known_hosts is the lab's, checking stays on.
 		fmt.Fprintf(&config, "\nHost %s\n  HostName %s\n  Port %s\n  HostKeyAlias %s\n  IdentityFile %s\n  IdentitiesOnly yes\n  UserKnownHostsFile %s\n  StrictHostKeyChecking yes\n  GlobalKnownHostsFile /dev/null\n",
 			h.Name, host, port, h.Addr, b.Lab.IdentityFile(), b.Lab.KnownHosts())
+		if kex != "" {
+			fmt.Fprintf(&config, "  KexAlgorithms %s\n", kex)
+		}
 	}
 	if err := os.WriteFile(b.SSHConfig, []byte(config.String()), 0o644); err != nil {
 		b.Stop()
@@ -122,6 +133,38 @@ func (b *Bench) SetDelay(ctx context.Context, rtt time.Duration) error {
 		}
 	}
 	return nil
+}
+
+// KexFlag is the -kex flag of every bench: the key exchange of all its ssh
+// logins, skiff's and the floor's. A login's CPU is mostly its key
+// exchange: OpenSSH 9.0 to 9.9 default to sntrup761x25519-sha512, which
+// costs about 0.1 s of CPU on each side on this machine's OpenSSH 9.2;
+// OpenSSH 10.0 and later default to mlkem768x25519-sha256, which costs
+// about what curve25519-sha256 does. "-kex curve25519-sha256" measures
+// with that cost on an OpenSSH that lacks mlkem768x25519.
+func KexFlag() *string {
+	return flag.String("kex", "", "key exchange of every ssh login, skiff's and the floor's (ssh_config KexAlgorithms; default: ssh's own)")
+}
+
+// About says which key exchange the logins use, for a bench's header.
+func (b *Bench) About() string {
+	if b.Kex == "" {
+		return "ssh logins with ssh's default key exchange (" + sshVersion() + ")"
+	}
+	return "ssh logins with KexAlgorithms " + b.Kex + " (" + sshVersion() + ")"
+}
+
+// sshVersion is the first words of ssh -V.
+func sshVersion() string {
+	out, err := exec.Command("ssh", "-V").CombinedOutput()
+	if err != nil {
+		return "ssh -V failed"
+	}
+	f := strings.Fields(string(out))
+	if len(f) == 0 {
+		return "ssh -V said nothing"
+	}
+	return strings.TrimSuffix(f[0], ",")
 }
 
 // ParseDelays parses a comma-separated list of round trips ("0,50ms").
@@ -276,13 +319,13 @@ func Ms(d time.Duration) string {
 // StartOneHost starts the one-host benches' lab (hosts floor, plain and
 // skiff) and puts generation 1 of the example flake on each, untimed, with
 // a shared base of size bytes: what onehost and trace measure from.
-func StartOneHost(ctx context.Context, size int64) (*Bench, []string, error) {
+func StartOneHost(ctx context.Context, size int64, kex string) (*Bench, []string, error) {
 	hosts := []string{"floor", "plain", "skiff"}
 	var specs []lab.HostSpec
 	for _, h := range hosts {
 		specs = append(specs, lab.HostSpec{Name: h})
 	}
-	b, err := Start(ctx, specs)
+	b, err := Start(ctx, specs, kex)
 	if err != nil {
 		return nil, nil, err
 	}
