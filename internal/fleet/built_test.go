@@ -1,0 +1,87 @@
+package fleet
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/skiffdeploy/skiff/internal/command"
+	"github.com/skiffdeploy/skiff/internal/flake"
+	"github.com/skiffdeploy/skiff/internal/nix"
+)
+
+// events keeps what a run reports.
+type events struct {
+	mu   sync.Mutex
+	msgs []string
+}
+
+func (e *events) Event(ev Event) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.msgs = append(e.msgs, ev.Msg)
+}
+
+// A build whose systems are all in the store already is one nix path-info;
+// a system missing from its answer (an error on Nix 2.8, null or left out
+// on newer releases) sends the build to nix build, with nothing kept.
+func TestBuiltAlready(t *testing.T) {
+	const a, b = "/nix/store/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-nixos-system-a", "/nix/store/bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb-nixos-system-b"
+	const base = "/nix/store/cccccccccccccccccccccccccccccccc-base"
+	hosts := []flake.Host{{Name: "a", OutPath: a}, {Name: "b", OutPath: b}, {Name: "a2", OutPath: a}}
+	for _, c := range []struct {
+		name   string
+		answer string // what the fake nix path-info prints; exit 1 when empty
+		want   bool
+	}{
+		{"both valid (list, Nix 2.8)", `[{"path":"` + a + `","narSize":10,"references":["` + base + `"]},{"path":"` + b + `","narSize":20,"references":["` + base + `"]},{"path":"` + base + `","narSize":5,"references":[]}]`, true},
+		{"both valid (object, newer Nix)", `{"` + a + `":{"narSize":10,"references":["` + base + `"]},"` + b + `":{"narSize":20,"references":[]},"` + base + `":{"narSize":5,"references":[]}}`, true},
+		{"one invalid (null, newer Nix)", `{"` + a + `":{"narSize":10,"references":[]},"` + b + `":null}`, false},
+		{"one left out", `[{"path":"` + a + `","narSize":10,"references":[]}]`, false},
+		{"path-info fails (Nix 2.8 on an invalid path)", "", false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			log := filepath.Join(dir, "log")
+			script := "#!/bin/sh\necho \"$*\" >>'" + log + "'\n"
+			if c.answer == "" {
+				script += "echo \"error: path '" + b + "' is not valid\" >&2\nexit 1\n"
+			} else {
+				script += "cat <<'EOF'\n" + c.answer + "\nEOF\n"
+			}
+			if err := os.WriteFile(filepath.Join(dir, "nix"), []byte(script), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			t.Setenv("PATH", dir+":"+os.Getenv("PATH"))
+			ev := &events{}
+			r := newRun(Options{Nix: &nix.Nix{Run: &command.Runner{}}, Reporter: ev})
+			got := r.builtAlready(context.Background(), hosts, time.Now())
+			if got != c.want {
+				t.Fatalf("builtAlready = %v, want %v", got, c.want)
+			}
+			calls, _ := os.ReadFile(log)
+			if n := strings.Count(string(calls), "\n"); n != 1 || !strings.Contains(string(calls), "path-info -r --json "+a+" "+b+"\n") {
+				t.Errorf("nix ran %d time(s), want one path-info of each system once:\n%s", n, calls)
+			}
+			if !c.want {
+				if len(r.built) != 0 || len(r.closures) != 0 || len(ev.msgs) != 0 {
+					t.Errorf("a miss kept something: built %v, closures %v, events %q", r.built, r.closures, ev.msgs)
+				}
+				return
+			}
+			if !r.built[a] || !r.built[b] || len(r.closures["a"]) == 0 || len(r.closures["b"]) == 0 || len(r.closures["a2"]) == 0 {
+				t.Errorf("built %v, closures %v", r.built, r.closures)
+			}
+			if r.closures["a"][0].Path != a {
+				t.Errorf("a's closure starts with %q, want its system", r.closures["a"][0].Path)
+			}
+			if len(ev.msgs) != 1 || !strings.HasPrefix(ev.msgs[0], "2 system(s) built already") {
+				t.Errorf("events %q, want one saying 2 systems were built already", ev.msgs)
+			}
+		})
+	}
+}
