@@ -140,11 +140,13 @@ func TestInvalidUnderDash(t *testing.T) {
 		realise  int    // exit code of --realise
 		want     string
 		realised bool
+		running  string // what the host runs (its current-system link)
 	}{
-		{"new system missing: no realise", top + "\n" + dep + "\n", 0, top + "\n" + dep + "\n", false},
-		{"new system there: realised", dep + "\n", 0, dep + "\n", true},
-		{"new system collected before the realise", dep + "\n", 1, dep + "\n" + top + "\n", true},
-		{"nothing missing", "", 0, "", true},
+		{"new system missing: no realise", top + "\n" + dep + "\n", 0, top + "\n" + dep + "\n", false, ""},
+		{"new system there: realised", dep + "\n", 0, dep + "\n", true, ""},
+		{"new system collected before the realise", dep + "\n", 1, dep + "\n" + top + "\n", true, ""},
+		{"nothing missing", "", 0, "", true, "/nix/store/cccc-nixos-system-x"},
+		{"the host runs it: no nix-store", "never asked", 0, "", false, top},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
@@ -153,7 +155,13 @@ func TestInvalidUnderDash(t *testing.T) {
 			if err := os.WriteFile(filepath.Join(dir, "nix-store"), []byte(fake), 0o755); err != nil {
 				t.Fatal(err)
 			}
-			cmd := exec.Command("dash", "-c", rootFuncs+`skiff_invalid "$1"`, "sh", top)
+			current := filepath.Join(dir, "current-system")
+			if tc.running != "" {
+				if err := os.Symlink(tc.running, current); err != nil {
+					t.Fatal(err)
+				}
+			}
+			cmd := exec.Command("dash", "-c", rootFuncs+`skiff_current=$2; skiff_invalid "$1"`, "sh", top, current)
 			cmd.Env = append(os.Environ(), "PATH="+dir+":"+os.Getenv("PATH"))
 			cmd.Stdin = strings.NewReader(top + "\n" + dep + "\n")
 			out, err := cmd.Output()
@@ -164,8 +172,12 @@ func TestInvalidUnderDash(t *testing.T) {
 				t.Errorf("printed %q, want %q", out, tc.want)
 			}
 			calls, _ := os.ReadFile(log)
-			if n := strings.Count(string(calls), "--check-validity"); n != 1 {
-				t.Errorf("%d validity checks, want 1: %q", n, calls)
+			want := 1
+			if tc.running == top {
+				want = 0
+			}
+			if n := strings.Count(string(calls), "--check-validity"); n != want {
+				t.Errorf("%d validity checks, want %d: %q", n, want, calls)
 			}
 			if got := strings.Contains(string(calls), "--realise"); got != tc.realised {
 				t.Errorf("realised %v, want %v: %q", got, tc.realised, calls)
