@@ -420,6 +420,31 @@ func TestStatusFollowsUntilTheStateChanges(t *testing.T) {
 	}
 }
 
+// A follow that starts before the supervisor has made its log says
+// nothing of the missing file: on the session its standard error joins the
+// output, which the deployer counts as the log's bytes (a message there
+// once shifted the offset and cut the log's first line).
+func TestStatusFollowBeforeTheLogExists(t *testing.T) {
+	dash := needTool(t, "dash")
+	dir := t.TempDir()
+	go func() {
+		time.Sleep(300 * time.Millisecond)
+		os.WriteFile(filepath.Join(dir, "pid"), []byte(fmt.Sprint(os.Getpid())), 0o600)
+		os.WriteFile(filepath.Join(dir, "log"), []byte("first\n"), 0o600)
+		os.WriteFile(filepath.Join(dir, "state.tmp"), []byte("activated 0\n"), 0o600)
+		os.Rename(filepath.Join(dir, "state.tmp"), filepath.Join(dir, "state"))
+	}()
+	vals := filepath.Join(t.TempDir(), "vals")
+	cmd := exec.Command(dash, "-c", `exec 3>"$1"; shift; `+"sh -c \"$0\" sh \"$@\"", statusScript, vals, dir, "1", "", "100", "follow")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	if string(out) != "first\n" {
+		t.Errorf("followed output and errors %q, want the log's line only", out)
+	}
+}
+
 // decide.sh records the decision once and returns the final state with
 // the output after the offset; a second decision is too late (exit 3) but
 // still gets the final state.

@@ -12,7 +12,7 @@
 # (gc). skiff_unlock removes the lock if this shell keeps it.
 skiff_lockdir=/run/skiff
 skiff_lockfile=/run/skiff/lock
-skiff_lockowner() { tr '\n' ' ' <"$skiff_lockfile/owner" 2>/dev/null; }
+skiff_lockowner() { tr '\n' ' ' 2>/dev/null <"$skiff_lockfile/owner"; }
 skiff_locklive() {
 	skiff_k=$(sed -n 's/^keeper=//p' "$skiff_lockfile/owner" 2>/dev/null)
 	if [ -n "$skiff_k" ] && kill -0 "$skiff_k" 2>/dev/null; then return 0; fi

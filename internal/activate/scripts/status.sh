@@ -36,7 +36,7 @@ while :; do
 	s=''
 	IFS= read -r s 2>/dev/null <"$d/state"
 	if [ "$a" = 0 ] && alive; then a=1; fi
-	size=$(wc -c <"$d/log" 2>/dev/null) || size=0
+	size=$(wc -c 2>/dev/null <"$d/log") || size=0
 	if [ -n "$follow" ] && [ "$size" -ge "$off" ]; then
 		tail -c +"$off" "$d/log" 2>/dev/null | head -c "$((size - off + 1))"
 		off=$((size + 1))
