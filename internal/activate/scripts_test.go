@@ -379,6 +379,22 @@ func TestStatusSeesASupervisorStartingBetweenItsReads(t *testing.T) {
 	}
 }
 
+// setState replaces the supervisor's state line in dir at once, as
+// supervisor.sh does.
+func setState(dir, line string) {
+	os.WriteFile(filepath.Join(dir, "state.tmp"), []byte(line), 0o600)
+	os.Rename(filepath.Join(dir, "state.tmp"), filepath.Join(dir, "state"))
+}
+
+// statusFollow is status.sh following the supervisor in dir from byte
+// offset off for up to n tenths of a second, as on the host's session:
+// the state and liveness go to descriptor 3, written to the file vals.
+func statusFollow(ctx context.Context, t *testing.T, dash, dir, off, n string) (cmd *exec.Cmd, vals string) {
+	vals = filepath.Join(t.TempDir(), "vals")
+	cmd = exec.CommandContext(ctx, dash, "-c", `exec 3>"$1"; shift; `+"sh -c \"$0\" sh \"$@\"", statusScript, vals, dir, off, "", n, "follow")
+	return cmd, vals
+}
+
 // On the host's session, status.sh follows: it prints the log as it grows,
 // does not stop for output or for "activating", and ends with the state
 // and liveness on descriptor 3 once the state changes.
@@ -402,11 +418,9 @@ func TestStatusFollowsUntilTheStateChanges(t *testing.T) {
 		time.Sleep(300 * time.Millisecond)
 		f.WriteString("new 2\n")
 		f.Close()
-		os.WriteFile(filepath.Join(dir, "state.tmp"), []byte("activated 4\n"), 0o600)
-		os.Rename(filepath.Join(dir, "state.tmp"), filepath.Join(dir, "state"))
+		setState(dir, "activated 4\n")
 	}()
-	vals := filepath.Join(t.TempDir(), "vals")
-	cmd := exec.Command(dash, "-c", `exec 3>"$1"; shift; `+"sh -c \"$0\" sh \"$@\"", statusScript, vals, dir, "5", "", "100", "follow")
+	cmd, vals := statusFollow(context.Background(), t, dash, dir, "5", "100")
 	out, err := cmd.Output()
 	if err != nil {
 		t.Fatal(err)
@@ -431,11 +445,9 @@ func TestStatusFollowBeforeTheLogExists(t *testing.T) {
 		time.Sleep(300 * time.Millisecond)
 		os.WriteFile(filepath.Join(dir, "pid"), []byte(fmt.Sprint(os.Getpid())), 0o600)
 		os.WriteFile(filepath.Join(dir, "log"), []byte("first\n"), 0o600)
-		os.WriteFile(filepath.Join(dir, "state.tmp"), []byte("activated 0\n"), 0o600)
-		os.Rename(filepath.Join(dir, "state.tmp"), filepath.Join(dir, "state"))
+		setState(dir, "activated 0\n")
 	}()
-	vals := filepath.Join(t.TempDir(), "vals")
-	cmd := exec.Command(dash, "-c", `exec 3>"$1"; shift; `+"sh -c \"$0\" sh \"$@\"", statusScript, vals, dir, "1", "", "100", "follow")
+	cmd, _ := statusFollow(context.Background(), t, dash, dir, "1", "100")
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("%v: %s", err, out)
@@ -464,8 +476,7 @@ func TestDecideWaitsForTheFinalState(t *testing.T) {
 		f, _ := os.OpenFile(filepath.Join(dir, "log"), os.O_APPEND|os.O_WRONLY, 0)
 		f.WriteString("committing\n")
 		f.Close()
-		os.WriteFile(filepath.Join(dir, "state.tmp"), []byte("committed system-9-link\n"), 0o600)
-		os.Rename(filepath.Join(dir, "state.tmp"), filepath.Join(dir, "state"))
+		setState(dir, "committed system-9-link\n")
 	}()
 	run := func(decision string) (string, int) {
 		out, err := exec.Command(dash, "-c", decideScript, "sh", dir, decision, "6", "100").Output()
@@ -521,8 +532,7 @@ func TestDecideWaitReturnsAtTheSupervisorsEnd(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "decided")); err == nil {
 		t.Error("wait recorded a decision")
 	}
-	os.WriteFile(filepath.Join(dir, "state.tmp"), []byte("rolled-back 0 not confirmed\n"), 0o600)
-	os.Rename(filepath.Join(dir, "state.tmp"), filepath.Join(dir, "state"))
+	setState(dir, "rolled-back 0 not confirmed\n")
 	select {
 	case out := <-done:
 		if st := ParseState([]byte(strings.TrimPrefix(out, "waiting\n"))); !strings.HasPrefix(out, "waiting\n") || st.Phase != "rolled-back" {
@@ -602,14 +612,12 @@ func TestStatusFollowWakesOnTheSupervisor(t *testing.T) {
 	defer wake.Close()
 	go func() {
 		time.Sleep(200 * time.Millisecond)
-		os.WriteFile(filepath.Join(dir, "state.tmp"), []byte("activated 0\n"), 0o600)
-		os.Rename(filepath.Join(dir, "state.tmp"), filepath.Join(dir, "state"))
+		setState(dir, "activated 0\n")
 		wake.WriteString("s\n")
 	}()
-	vals := filepath.Join(t.TempDir(), "vals")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, dash, "-c", `exec 3>"$1"; shift; `+"sh -c \"$0\" sh \"$@\"", statusScript, vals, dir, "1", "", "300", "follow")
+	cmd, vals := statusFollow(ctx, t, dash, dir, "1", "300")
 	cmd.Env = []string{"PATH=" + bin + ":/usr/bin:/bin"}
 	if _, err := cmd.Output(); ctx.Err() != nil || err != nil {
 		t.Fatalf("status.sh did not return on the supervisor's line (%v)", err)
