@@ -3,6 +3,7 @@ package e2e
 import (
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -32,6 +33,21 @@ func importLine(stderr string) int {
 		i += len(l) + 1
 	}
 	return -1
+}
+
+// runRequestRE is the head of a session's run request.
+var runRequestRE = regexp.MustCompile(`(?m)^run \d+$`)
+
+// sessionFirst is what follows the agent's script in the first session
+// command of a -x trace: the requests that travel in the command.
+func sessionFirst(stderr string) string {
+	i := strings.Index(stderr, "' skiff-session")
+	if i < 0 {
+		return ""
+	}
+	rest := stderr[i+len("' skiff-session"):]
+	rest, _, _ = strings.Cut(rest, "\n+ ")
+	return rest
 }
 
 // masterLines are the speculative connections of a -x trace (ssh -N).
@@ -74,6 +90,12 @@ func TestDeployConnectsWhileEvaluating(t *testing.T) {
 	}
 	if got := fleet.Host("spec1").Logins("root") - logins; got != 1 {
 		t.Errorf("%d ssh logins, want 1: the probe, the session and the copy ride the speculative connection", got)
+	}
+	// The lock, the state read and the store query travel in the
+	// session's command: sshd lets no input through before a command has
+	// started, so on its input they would wait a round trip more.
+	if first := sessionFirst(r.stderr); !strings.Contains(first, "lock 6") || !strings.Contains(first, "\ninput 1\n") || len(runRequestRE.FindAllString(first, -1)) != 2 {
+		t.Errorf("the session's command does not carry the lock, the state read and the store query; it ends:\n%s", first)
 	}
 	// The host lacks generation 2 (the last deploy left it generation 1):
 	// the copy's import starts with the deploy's first round trip, before

@@ -22,8 +22,10 @@ type sshTrace struct {
 	// each request not sent together with one before it (traced
 	// "pipelined"), each nix copy.
 	trips int
-	// endTrips are the trips at the end, after the result is known: the
-	// last one when it gives the host back (the release).
+	// endTrips are the trips at the end that only give the host back:
+	// the last trip when a release or the end of the session's input
+	// travels in it, and each such trip before it in a row. One when
+	// the host is given back behind the last step.
 	endTrips int
 }
 
@@ -32,7 +34,19 @@ var traceLogRE = regexp.MustCompile(`^\d\d:\d\d:\d\d `)
 func sshTraceOf(stderr string) sshTrace {
 	var tr sshTrace
 	lines := strings.Split(stderr, "\n")
-	lastRelease := false // the last trip gives the host back
+	// trailing: the trips in a row at the end that give the host back;
+	// backs: the current trip gives it back (a release or the end of
+	// the session's input travels in it).
+	trailing, backs := 0, false
+	trip := func(givesBack bool) {
+		tr.trips++
+		backs = givesBack
+		if givesBack {
+			trailing++
+		} else {
+			trailing = 0
+		}
+	}
 	// alongside: the requests being read travel alongside another
 	// command; releasedAlongside: the release did, with the last one.
 	alongside, releasedAlongside := false, false
@@ -41,8 +55,7 @@ func sshTraceOf(stderr string) sshTrace {
 		case strings.HasPrefix(l, "+ ssh ") && strings.Contains(l, "skiff-import"):
 			// The copy: the paths the host lacks, as one stream.
 			tr.copies++
-			tr.trips++
-			lastRelease = false
+			trip(false)
 		case strings.HasPrefix(l, "+ ssh ") && strings.Contains(l, " -N "):
 			// A connection opened while the flake is evaluated: no
 			// command, no round trip the deploy waits for.
@@ -61,12 +74,14 @@ func sshTraceOf(stderr string) sshTrace {
 				session = session || strings.Contains(c, "skiff-session")
 			}
 			if !session {
-				tr.trips++
-				lastRelease = false
+				trip(false)
 			}
 		case strings.HasPrefix(l, "+ session "):
-			tr.requests = append(tr.requests, l)
+			if !strings.HasSuffix(l, ": end of input") {
+				tr.requests = append(tr.requests, l)
+			}
 			head, _, _ := strings.Cut(l, ":")
+			givesBack := strings.HasSuffix(l, ": release") || strings.HasSuffix(l, ": end of input")
 			switch {
 			case strings.HasSuffix(head, " (alongside)"):
 				// Sent while another command runs (the proof): no
@@ -74,21 +89,23 @@ func sshTraceOf(stderr string) sshTrace {
 				// ends with that command's.
 				alongside = true
 			case !strings.HasSuffix(head, " (pipelined)"):
-				tr.trips++
-				lastRelease = false
+				trip(givesBack)
 				alongside = false
+			case givesBack && !backs:
+				// Behind the trip's step: that trip gives it back.
+				backs = true
+				trailing = 1
 			}
 			if strings.HasSuffix(l, ": release") {
-				lastRelease = true
 				releasedAlongside = alongside
 			}
 		case strings.HasPrefix(l, "+ NIX_SSHOPTS=") && strings.Contains(l, " copy "):
 			tr.copies++
-			tr.trips++
-			lastRelease = false
+			trip(false)
 		}
 	}
-	if lastRelease || releasedAlongside {
+	tr.endTrips = trailing
+	if releasedAlongside {
 		tr.endTrips = 1
 	}
 	return tr

@@ -361,7 +361,11 @@ func (r *run) change(ctx context.Context, c *remote.Host, name string, ch remote
 		}
 	})
 	if end != nil {
+		// Nothing else goes to the host's session: its input ends
+		// with the end, and the agent with it (no round trip to close
+		// it afterwards).
 		end.send(ctx, r, c)
+		c.LeaveSession()
 	}
 	return p.Wait(ctx)
 }

@@ -208,8 +208,17 @@ func (r *run) deployHost(ctx context.Context, h flake.Host) Result {
 		if root.ID != "" {
 			un = r.unroot(ctx, r.conns[h.Name], root)
 		}
+		var rel *remote.Pending
 		if lock != nil {
-			lock.Release()
+			rel = lock.StartRelease()
+		}
+		// Nothing else goes to the session: its input ends behind the
+		// release, and the agent with it (no round trip to end it).
+		r.conns[h.Name].LeaveSession()
+		if rel != nil {
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+			_, _ = rel.Wait(rctx)
+			cancel()
 		}
 		if un != nil {
 			un()

@@ -2,12 +2,12 @@ package remote
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"io"
 	"strings"
 
 	"github.com/skiffdeploy/skiff/internal/command"
-	"github.com/skiffdeploy/skiff/internal/transport"
 )
 
 // LockedQuery is what LockQuery got: the deploy lock, then, read under it, the
@@ -45,12 +45,9 @@ func (h *Host) LockQuery(ctx context.Context, owner LockOwner, breakLock bool, p
 	lnote, lreq := lockRequest(owner, brk)
 	notes := []string{lnote, command.Join(stateArgv), command.Join(queryArgv)}
 	reqs := []string{lreq, request("run", stateArgv...)}
+	// The paths are no secret: they may travel in the agent's command.
 	in := strings.Join(paths, "\n") + "\n"
-	qreqs, _, err := runRequests(queryArgv, transport.Exec{Stdin: strings.NewReader(in)})
-	if err != nil {
-		return q, err
-	}
-	reqs = append(reqs, qreqs...)
+	reqs = append(reqs, request("input", base64.StdEncoding.EncodeToString([]byte(in))), request("run", queryArgv...))
 	ps, err := s.send(notes, reqs, make([]io.Writer, len(reqs)))
 	if errors.Is(err, errSessionGone) {
 		return h.lockQuery(ctx, owner, breakLock, paths, root)

@@ -8,7 +8,7 @@
 root=${1-}
 id=
 if [ -r /proc/sys/kernel/random/boot_id ]; then
-	id=$(cat /proc/sys/kernel/random/boot_id)
+	read -r id </proc/sys/kernel/random/boot_id
 elif command -v sysctl >/dev/null 2>&1; then
 	id=$(sysctl -n kern.boottime 2>/dev/null)
 fi

@@ -242,7 +242,7 @@ type Store struct {
 // before anything opens the store, which recreates Nix's reserved space
 // (gc-reserved-space) a collection released.
 const storeFree = `d=/nix/store; [ -d $d ] || d=/nix
-echo "df $(df -Pk $d 2>/dev/null | tail -n 1)"
+echo "df $(df -Pk $d 2>/dev/null | { read -r _ && read -r l && printf '%s' "$l"; })"
 `
 
 // missingScript reports free space, roots the new system (rootScript),

@@ -14,11 +14,16 @@ skiff_roots=/run/skiff/roots
 skiff_auto=/nix/var/nix/gcroots/auto
 skiff_current=/run/current-system
 skiff_root() {
-	(umask 077 && mkdir -p "$skiff_roots") && (umask 022 && mkdir -p "$skiff_auto") || return 1
-	find "$skiff_roots" -type l -mmin +1440 -exec rm -f {} + 2>/dev/null
+	# Few processes: the directories are there after the first deploy,
+	# and only roots there can be stale.
+	[ -d "$skiff_roots" ] || (umask 077 && mkdir -p "$skiff_roots") || return 1
+	[ -d "$skiff_auto" ] || (umask 022 && mkdir -p "$skiff_auto") || return 1
+	for skiff_f in "$skiff_roots"/*; do
+		if [ -L "$skiff_f" ]; then find "$skiff_roots" -type l -mmin +1440 -exec rm -f {} + 2>/dev/null; fi
+		break
+	done
 	[ -n "$3" ] || return 1
-	rm -f "$skiff_roots/$1" "$skiff_auto/$3"
-	ln -s "$2" "$skiff_roots/$1" && ln -s "$skiff_roots/$1" "$skiff_auto/$3" || return 1
+	ln -sfn "$2" "$skiff_roots/$1" && ln -sfn "$skiff_roots/$1" "$skiff_auto/$3" || return 1
 	return 0
 }
 # skiff_invalid [PATH] prints the store paths read on standard input that

@@ -32,15 +32,21 @@ import (
 // killed, the connection lost) leaves a lock that is stale once no
 // activation supervisor runs, like the keeper's.
 type Session struct {
-	h     *Host
-	in    *os.File   // the agent's standard input
-	wmu   sync.Mutex // orders the queue like the requests written
-	qmu   sync.Mutex
-	queue []*pending // requests whose reply has not ended yet, oldest first
-	hello *pending   // the agent's first answer, which nothing waits for
-	done  chan struct{}
-	err   error // why the session ended, once done is closed
-	frame frameWriter
+	h   *Host
+	ctx context.Context // the agent's ssh command runs under it
+	in  *os.File        // the agent's standard input
+	out *os.File        // its other end, which ssh reads
+	wmu sync.Mutex      // orders the queue like the requests written
+	// started: the agent's command has been started (start), or the
+	// session ended before it was.
+	started    bool
+	inputEnded bool // endInput has ended the agent's input
+	qmu        sync.Mutex
+	queue      []*pending // requests whose reply has not ended yet, oldest first
+	hello      *pending   // the agent's first answer, which nothing waits for
+	done       chan struct{}
+	err        error // why the session ended, once done is closed
+	frame      frameWriter
 }
 
 // pending is a request waiting for its reply.
@@ -66,9 +72,11 @@ var sessionScript = withoutComments(sessionFile)
 // errSessionGone is returned for a request on a session that has ended.
 var errSessionGone = errors.New("the host's session has ended")
 
-// OpenSession starts the host's session; until Close, privileged steps
-// go through it. It does not wait for the host. It ends when ctx is done only through Close: an
-// interrupted deploy still releases its lock and removes its GC root.
+// OpenSession opens the host's session; until Close, privileged steps
+// go through it. The agent starts with the first requests sent on it,
+// which travel in its command (see start); nothing waits for the host.
+// It ends when ctx is done only through Close: an interrupted deploy
+// still releases its lock and removes its GC root.
 func (h *Host) OpenSession(ctx context.Context) (*Session, error) {
 	// A pipe of the system, not io.Pipe: ssh reads it itself, so that
 	// nothing of this process has to copy to it, and the session ends
@@ -77,30 +85,85 @@ func (h *Host) OpenSession(ctx context.Context) (*Session, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: open a session: %w", h.Name, err)
 	}
-	s := &Session{h: h, in: pw, done: make(chan struct{})}
+	s := &Session{h: h, in: pw, out: pr, done: make(chan struct{})}
 	s.frame.s = s
 	hello := &pending{ch: make(chan reply, 1)}
 	s.queue = []*pending{hello}
 	s.hello = hello
-	argv := h.priv("sh", "-c", lockFuncs+sessionScript, "skiff-session")
-	go func() {
-		_, err := h.exec(context.WithoutCancel(ctx), transport.Exec{Argv: argv, Stdin: pr, Stream: &s.frame, StreamStderr: io.Discard})
-		if err == nil {
-			err = errSessionGone
-		} else {
-			err = h.explain("open a session", err)
-		}
-		s.err = err
-		_ = pr.Close() // what is written from now on fails
-		close(s.done)
-	}()
-	// The agent's first answer ("ready") is not waited for: the first
-	// request travels with the session's start, and a session that could
-	// not start (sudo refusing) fails that request with the reason.
+	s.ctx = context.WithoutCancel(ctx)
 	h.sessMu.Lock()
 	h.sess = s
 	h.sessMu.Unlock()
 	return s, nil
+}
+
+// maxFirst bounds the requests that travel in the agent's command: the
+// whole remote command is one argument of the login shell's, which Linux
+// caps at 128 KiB, and quoting makes it longer.
+const maxFirst = 32 << 10
+
+// start starts the agent with the longest run of reqs, from the first,
+// that may travel in its command (none with secret input, at most
+// maxFirst bytes), and returns how many it took. sshd lets no input
+// through before the command has started, so a request in standard input
+// costs a round trip more than one in the command. The caller holds wmu.
+func (s *Session) start(reqs []string) int {
+	s.started = true
+	n, size := 0, 0
+	for _, r := range reqs {
+		if strings.HasPrefix(r, "stdin ") || size+len(r) > maxFirst {
+			break
+		}
+		n, size = n+1, size+len(r)
+	}
+	argv := s.h.priv("sh", "-c", lockFuncs+sessionScript, "skiff-session")
+	if n > 0 {
+		argv = append(argv, strings.Join(reqs[:n], ""))
+	}
+	go func() {
+		_, err := s.h.exec(s.ctx, transport.Exec{Argv: argv, Stdin: s.out, Stream: &s.frame, StreamStderr: io.Discard})
+		if err == nil {
+			err = errSessionGone
+		} else {
+			err = s.h.explain("open a session", err)
+		}
+		s.end(err)
+	}()
+	return n
+}
+
+// end records why the session ended and ends it.
+func (s *Session) end(err error) {
+	s.err = err
+	_ = s.out.Close() // what is written from now on fails
+	close(s.done)
+}
+
+// endInput ends the agent's input (its end once it has answered); a
+// session never started ends at once. The caller holds wmu.
+func (s *Session) endInput() {
+	if s.inputEnded {
+		return
+	}
+	s.inputEnded = true
+	if !s.started {
+		s.started = true
+		s.end(errSessionGone)
+		_ = s.in.Close()
+		return
+	}
+	select {
+	case <-s.done:
+	default:
+		// Traced like a request: with replies still awaited it travels
+		// behind them; alone, the agent's end is a round trip of its
+		// own.
+		s.qmu.Lock()
+		pending := len(s.queue) > 0
+		s.qmu.Unlock()
+		s.note(pending, "end of input")
+	}
+	_ = s.in.Close()
 }
 
 // LeaveSession leaves the open session to what was sent on it: its input
@@ -116,7 +179,7 @@ func (h *Host) LeaveSession() {
 	h.sessMu.Unlock()
 	if s != nil {
 		s.wmu.Lock()
-		_ = s.in.Close()
+		s.endInput()
 		s.wmu.Unlock()
 	}
 }
@@ -146,7 +209,7 @@ func (s *Session) Close() {
 	}
 	s.h.sessMu.Unlock()
 	s.wmu.Lock()
-	_ = s.in.Close()
+	s.endInput()
 	s.wmu.Unlock()
 	select {
 	case <-s.done:
@@ -204,7 +267,14 @@ func (s *Session) sendTagged(tag string, notes []string, reqs []string, streams 
 			s.note(pipelined || i > 0 || tag != "", n)
 		}
 	}
-	if _, err := io.WriteString(s.in, strings.Join(reqs, "")); err != nil {
+	rest := reqs
+	if !s.started {
+		rest = reqs[s.start(reqs):]
+	}
+	if len(rest) == 0 {
+		return ps, nil
+	}
+	if _, err := io.WriteString(s.in, strings.Join(rest, "")); err != nil {
 		return nil, errSessionGone
 	}
 	return ps, nil

@@ -2,8 +2,12 @@
 # answers the deployer's requests on standard input, in order, one at a
 # time, for as long as the input stays open.
 #
-# Usage: sh -c "$(cat lock.sh session.sh)" skiff-session (lock.sh's
-# functions come first), run with the deploy's privileges.
+# Usage: sh -c "$(cat lock.sh session.sh)" skiff-session [FIRST] (lock.sh's
+# functions come first), run with the deploy's privileges. FIRST, when
+# given, is the first requests, answered before any read from standard
+# input: a request in the command's arguments needs no round trip of its
+# own (sshd lets no input through before the command has started). It
+# never holds a "stdin" request.
 #
 # A request is a line "VERB N" followed by N lines of its arguments: a
 # line ":TEXT" starts an argument, a line "+TEXT" continues the one before
@@ -18,6 +22,8 @@
 #   stdin DATA                   (before run or stream) the next command's
 #                                standard input, base64 (never written to
 #                                a file, never an argument)
+#   input DATA                   the same for input that is not secret (a
+#                                list of store paths): it may come in FIRST
 # Commands run with standard input /dev/null unless given one, and with
 # descriptor 3 open on a file whose lines come back as values.
 #
@@ -34,6 +40,7 @@
 # kept without a "release" is then found stale by the next deploy, as the
 # lock keeper's is, once no activation supervisor runs.
 set -u
+first=${1-}
 # Commands run with the umask the agent got (an activation under 077
 # would make its files private); its own directory is private.
 t=$(umask 077 && mktemp -d "${TMPDIR:-/tmp}/skiff-session.XXXXXX") || exit 1
@@ -144,50 +151,60 @@ run() {
 	printf '= %s\n' "${rc:-1}"
 }
 
-echo "= 0"
-while IFS= read -r req; do
-	verb=${req%% *} n=${req#* }
-	case $n in '' | *[!0-9]*) n=0 ;; esac
-	set --
-	arg='' have=0
-	while [ "$n" -gt 0 ] && IFS= read -r a; do
-		case $a in
-		+*) arg="$arg
+# serve: answer the requests of standard input until its end.
+serve() {
+	while IFS= read -r req; do
+		verb=${req%% *} n=${req#* }
+		case $n in '' | *[!0-9]*) n=0 ;; esac
+		set --
+		arg='' have=0
+		while [ "$n" -gt 0 ] && IFS= read -r a; do
+			case $a in
+			+*) arg="$arg
 ${a#+}" ;;
+			*)
+				[ "$have" = 0 ] || set -- "$@" "$arg"
+				arg=${a#:}
+				;;
+			esac
+			have=1
+			n=$((n - 1))
+		done
+		[ "$n" -eq 0 ] || exit 1
+		[ "$have" = 0 ] || set -- "$@" "$arg"
+		stream=0
+		case $verb in
+		lock)
+			skiff_lock "$@" >"$t/val" 2>"$t/err"
+			rc=$?
+			lines o "$t/val"
+			lines e "$t/err"
+			printf '= %s\n' "$rc"
+			;;
+		release)
+			skiff_unlock
+			echo "= 0"
+			;;
+		stdin | input)
+			input=${1-}
+			echo "= 0"
+			;;
+		run) run "$@" ;;
+		stream)
+			stream=1
+			run "$@"
+			;;
 		*)
-			[ "$have" = 0 ] || set -- "$@" "$arg"
-			arg=${a#:}
+			printf 'e unknown request %s\n= 2\n' "$verb"
 			;;
 		esac
-		have=1
-		n=$((n - 1))
 	done
-	[ "$n" -eq 0 ] || exit 1
-	[ "$have" = 0 ] || set -- "$@" "$arg"
-	stream=0
-	case $verb in
-	lock)
-		skiff_lock "$@" >"$t/val" 2>"$t/err"
-		rc=$?
-		lines o "$t/val"
-		lines e "$t/err"
-		printf '= %s\n' "$rc"
-		;;
-	release)
-		skiff_unlock
-		echo "= 0"
-		;;
-	stdin)
-		input=${1-}
-		echo "= 0"
-		;;
-	run) run "$@" ;;
-	stream)
-		stream=1
-		run "$@"
-		;;
-	*)
-		printf 'e unknown request %s\n= 2\n' "$verb"
-		;;
-	esac
-done
+}
+
+echo "= 0"
+if [ -n "$first" ]; then
+	printf '%s' "$first" >"$t/first" && serve <"$t/first"
+	first=
+	rm -f "$t/first"
+fi
+serve

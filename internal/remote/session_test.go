@@ -34,12 +34,22 @@ func startAgent(t *testing.T, run string, env ...string) *agent {
 // startAgentIn runs the agent under shell (dash; bash is the sh of NixOS).
 func startAgentIn(t *testing.T, shell, run string, env ...string) *agent {
 	t.Helper()
+	return startAgentWith(t, shell, run, "", env...)
+}
+
+// startAgentWith runs the agent with first as the requests in its command
+// (none when empty).
+func startAgentWith(t *testing.T, shell, run, first string, env ...string) *agent {
+	t.Helper()
 	sh, err := exec.LookPath(shell)
 	if err != nil {
 		t.Skip(shell + " is not installed")
 	}
 	script := strings.ReplaceAll(lockFuncs+sessionScript, "/run/skiff", run)
 	cmd := exec.Command(sh, "-c", script, "skiff-session")
+	if first != "" {
+		cmd.Args = append(cmd.Args, first)
+	}
 	cmd.Env = append(append(os.Environ(), "TMPDIR="+t.TempDir()), env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	in, err := cmd.StdinPipe()
@@ -318,6 +328,44 @@ func TestSessionAgentAnswersPipelinedRequestsInOrder(t *testing.T) {
 			}
 			if r := a.read(nil); r.code != 0 || string(r.out) != "/nix/store/a\n" {
 				t.Errorf("query: %+v", r)
+			}
+			a.call("release")
+		})
+	}
+}
+
+// The requests in the agent's command are answered first, in order, as if
+// they had come on its input (input travels there as "input"), then those
+// of its input; the file they were read from is gone.
+func TestSessionAgentAnswersTheRequestsInItsCommandFirst(t *testing.T) {
+	for _, shell := range []string{"dash", "bash"} {
+		t.Run(shell, func(t *testing.T) {
+			run, tmp := t.TempDir(), t.TempDir()
+			first := request("lock", "alice", "laptop", "42", "2026-01-01T00:00:00Z", "0", "") +
+				request("run", "printf", "%s\n", "two\nlines") +
+				request("input", base64.StdEncoding.EncodeToString([]byte("/nix/store/a\n"))) +
+				request("run", "cat")
+			a := startAgentWith(t, shell, run, first, "TMPDIR="+tmp)
+			if _, err := io.WriteString(a.in, request("run", "echo", "from input")); err != nil {
+				t.Fatal(err)
+			}
+			if r := a.read(nil); r.code != 0 || !strings.Contains(strings.Join(r.vals, "\n"), "locked") {
+				t.Errorf("lock: %+v", r)
+			}
+			if r := a.read(nil); r.code != 0 || string(r.out) != "two\nlines\n" {
+				t.Errorf("run: %+v", r)
+			}
+			if r := a.read(nil); r.code != 0 {
+				t.Errorf("input: %+v", r)
+			}
+			if r := a.read(nil); r.code != 0 || string(r.out) != "/nix/store/a\n" {
+				t.Errorf("run with the input: %+v", r)
+			}
+			if r := a.read(nil); r.code != 0 || string(r.out) != "from input\n" {
+				t.Errorf("the request on standard input: %+v", r)
+			}
+			if left, _ := filepath.Glob(filepath.Join(tmp, "skiff-session.*", "first")); len(left) > 0 {
+				t.Errorf("the first requests' file is left: %v", left)
 			}
 			a.call("release")
 		})
