@@ -91,10 +91,11 @@ func TestDeployConnectsWhileEvaluating(t *testing.T) {
 	if got := fleet.Host("spec1").Logins("root") - logins; got != 1 {
 		t.Errorf("%d ssh logins, want 1: the probe, the session and the copy ride the speculative connection", got)
 	}
-	// The lock, the state read and the store query travel in the
-	// session's command: sshd lets no input through before a command has
-	// started, so on its input they would wait a round trip more.
-	if first := sessionFirst(r.stderr); !strings.Contains(first, "lock 6") || !strings.Contains(first, "\ninput 1\n") || len(runRequestRE.FindAllString(first, -1)) != 2 {
+	// The lock, then the state read and the store query (one request,
+	// run side by side on the host) travel in the session's command:
+	// sshd lets no input through before a command has started, so on its
+	// input they would wait a round trip more.
+	if first := sessionFirst(r.stderr); !strings.Contains(first, "lock 6") || !strings.Contains(first, "\ninput 1\n") || len(runRequestRE.FindAllString(first, -1)) != 1 || !strings.Contains(first, "booted=") {
 		t.Errorf("the session's command does not carry the lock, the state read and the store query; it ends:\n%s", first)
 	}
 	// The host lacks generation 2 (the last deploy left it generation 1):

@@ -23,19 +23,19 @@ type LockedQuery struct {
 
 // LockQuery takes the deploy lock like Lock, then reads the state again
 // like ReadState and queries the store like QueryStore. On the host's
-// session the three requests are sent at once, before any reply is
-// waited for: one round trip. The agent answers them in order, so the
-// state and the store are read under the lock. When the lock is refused
+// session the lock and the read (lockedQueryScript: the state and the
+// store at once) are sent together, before any reply is waited for: one
+// round trip. The agent answers them in order, so the state and the
+// store are read under the lock. When the lock is refused
 // (the error is Lock's), the state and the store are discarded: the
 // query changes nothing but root, which Unroot removes anyway. Without a
 // session, one after the other.
 func (h *Host) LockQuery(ctx context.Context, owner LockOwner, breakLock bool, paths []string, root Root) (LockedQuery, error) {
 	var q LockedQuery
 	s := h.session()
-	stateArgv, ok1 := h.sessionArgv(h.priv("sh", "-c", stateScript))
 	rargs, rerr := root.args()
-	queryArgv, ok2 := h.sessionArgv(h.priv(append([]string{"sh", "-c", rooted(missingScript), "sh"}, rargs...)...))
-	if s == nil || !ok1 || !ok2 || rerr != nil {
+	queryArgv, ok := h.sessionArgv(h.priv(append([]string{"sh", "-c", lockedQueryScript, "sh"}, rargs...)...))
+	if s == nil || !ok || rerr != nil {
 		return h.lockQuery(ctx, owner, breakLock, paths, root)
 	}
 	brk := "0"
@@ -43,11 +43,10 @@ func (h *Host) LockQuery(ctx context.Context, owner LockOwner, breakLock bool, p
 		brk = "1"
 	}
 	lnote, lreq := lockRequest(owner, brk)
-	notes := []string{lnote, command.Join(stateArgv), command.Join(queryArgv)}
-	reqs := []string{lreq, request("run", stateArgv...)}
+	notes := []string{lnote, command.Join(queryArgv)}
 	// The paths are no secret: they may travel in the agent's command.
 	in := strings.Join(paths, "\n") + "\n"
-	reqs = append(reqs, request("input", base64.StdEncoding.EncodeToString([]byte(in))), request("run", queryArgv...))
+	reqs := []string{lreq, request("input", base64.StdEncoding.EncodeToString([]byte(in))), request("run", queryArgv...)}
 	ps, err := s.send(notes, reqs, make([]io.Writer, len(reqs)))
 	if errors.Is(err, errSessionGone) {
 		return h.lockQuery(ctx, owner, breakLock, paths, root)
@@ -68,30 +67,20 @@ func (h *Host) LockQuery(ctx context.Context, owner LockOwner, breakLock bool, p
 	if q.Lock, err = h.sessionLock(ctx, s, lines, held, err); err != nil {
 		return q, err
 	}
-	// The state and the store: their replies, as ssh commands' results.
-	result := func(argv []string, ps []*pending, what string) (string, error) {
-		r, err := s.finish(ctx, argv, ps)
-		if err == nil {
-			var res command.Result
-			res, err = r.result(argv)
-			if err == nil {
-				out := string(res.Stdout)
-				if len(r.vals) > 0 {
-					out += strings.Join(r.vals, "\n") + "\n"
-				}
-				return out, nil
-			}
-		}
-		return "", h.explain(what, err)
+	// The state (values) and the store (output): one reply, read as
+	// the ssh commands' results were.
+	r, err = s.finish(ctx, queryArgv, ps[1:])
+	var res command.Result
+	if err == nil {
+		res, err = r.result(queryArgv)
 	}
-	out, err := result(stateArgv, ps[1:2], "read system state")
-	if q.StateErr = err; err == nil {
-		q.State, q.StateErr = parseState(out)
+	if err != nil {
+		err = h.explain("read system state and query store paths", err)
+		q.StateErr, q.StoreErr = err, err
+		return q, nil
 	}
-	out, err = result(queryArgv, ps[2:], "query store paths")
-	if q.StoreErr = err; err == nil {
-		q.Store = parseStore(out)
-	}
+	q.State, q.StateErr = parseState(strings.Join(r.vals, "\n") + "\n")
+	q.Store = parseStore(string(res.Stdout))
 	return q, nil
 }
 
@@ -106,3 +95,10 @@ func (h *Host) lockQuery(ctx context.Context, owner LockOwner, breakLock bool, p
 	q.Store, q.StoreErr = h.QueryStore(ctx, paths, root)
 	return q, nil
 }
+
+// lockedQueryScript reads the host's state (stateScript, its lines on
+// descriptor 3, the session's values) while it queries the store
+// (missingScript, on standard output, with its arguments and input): the
+// two are independent, and a host has more than one core to run them on.
+// It ends once both have.
+var lockedQueryScript = "trap wait EXIT\nsh -c " + command.Quote(stateScript) + " sh >&3 2>/dev/null &\n" + rooted(missingScript)

@@ -17,6 +17,7 @@ func TestRootScriptsPassShellcheck(t *testing.T) {
 	}
 	for name, script := range map[string]string{
 		"query":   rooted(missingScript),
+		"locked":  lockedQueryScript,
 		"compare": rooted(closureScript),
 		"unroot":  unrootScript,
 		"lock":    lockScript,
@@ -183,5 +184,65 @@ func TestInvalidUnderDash(t *testing.T) {
 				t.Errorf("realised %v, want %v: %q", got, tc.realised, calls)
 			}
 		})
+	}
+}
+
+// The lock's companion request reads the host's state (its lines on
+// descriptor 3) while it queries the store (on standard output), side by
+// side, and ends once both have, with the query's exit status. Each fake
+// here waits for the other to have started: run one after the other, the
+// first would give up after 10 seconds. Run under dash.
+func TestLockedQueryReadsStateAndStoreSideBySide(t *testing.T) {
+	if _, err := exec.LookPath("dash"); err != nil {
+		t.Skip("no dash")
+	}
+	dir := t.TempDir()
+	roots, auto, bin := filepath.Join(dir, "roots"), filepath.Join(dir, "auto"), filepath.Join(dir, "bin")
+	if err := os.Mkdir(bin, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// meet NAME OTHER: say NAME has started, then wait for OTHER.
+	meet := `meet() { : >"` + dir + `/$1"; i=0; while [ ! -e "` + dir + `/$2" ]; do i=$((i+1)); [ "$i" -lt 1000 ] || { echo "$2 never started" >&2; exit 9; }; sleep 0.01; done; }` + "\n"
+	fakes := map[string]string{
+		"systemctl": meet + `case $1 in is-system-running) meet state query; echo running ;; *) echo '[]' ;; esac`,
+		"nix-store": meet + `cat >/dev/null; meet query state; echo /nix/store/bbbb-dep`,
+	}
+	for name, body := range fakes {
+		if err := os.WriteFile(filepath.Join(bin, name), []byte("#!/bin/sh\n"+body+"\n"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	script := strings.ReplaceAll(lockedQueryScript, "skiff_roots=/run/skiff/roots", "skiff_roots="+roots)
+	script = strings.ReplaceAll(script, "skiff_auto=/nix/var/nix/gcroots/auto", "skiff_auto="+auto)
+	root := Root{ID: "20261202T010203-abcd", Path: "/nix/store/aaaa-nixos-system-x"}
+	args, err := root.args()
+	if err != nil {
+		t.Fatal(err)
+	}
+	vals, err := os.Create(filepath.Join(dir, "vals"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer vals.Close()
+	cmd := exec.Command("dash", append([]string{"-c", script, "sh"}, args...)...)
+	cmd.Env = append(os.Environ(), "PATH="+bin+":"+os.Getenv("PATH"))
+	cmd.Stdin = strings.NewReader("/nix/store/aaaa-nixos-system-x\n/nix/store/bbbb-dep\n")
+	cmd.ExtraFiles = []*os.File{vals} // descriptor 3
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("%v\n%s", err, stderr.String())
+	}
+	st, err := os.ReadFile(filepath.Join(dir, "vals"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	state, perr := parseState(string(st))
+	if perr != nil || state.Health.State != "running" {
+		t.Errorf("state on descriptor 3: %q (%+v, %v), want the system's state read", st, state.Health, perr)
+	}
+	if store := parseStore(string(out)); len(store.Missing) != 1 || store.Missing[0] != "/nix/store/bbbb-dep" {
+		t.Errorf("store query: %q, want /nix/store/bbbb-dep missing", out)
 	}
 }
