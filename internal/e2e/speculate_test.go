@@ -135,6 +135,25 @@ func TestDeployConnectsWhileEvaluating(t *testing.T) {
 	if out := inHost(t, "spec1", "sh", "-c", "ls /run/skiff/roots; ls -d /run/skiff/lock 2>/dev/null; true"); out != "" {
 		t.Errorf("an up-to-date deploy left a GC root or the lock on the host: %q", out)
 	}
+	// The last deploy left the host running this system: under the lock
+	// only the state's links are read (no systemctl, no boot read).
+	if first := sessionFirst(r.stderr); !strings.Contains(first, " links >&3") {
+		t.Errorf("an expected no-op did not read the links alone; the session's command ends:\n%s", first)
+	}
+
+	// Generation 1 activated by hand behind skiff's back: the links say
+	// the host is not up to date, the whole state follows (one round
+	// trip more), and the deploy activates generation 2 again.
+	inHost(t, "spec1", "/nix/var/nix/profiles/system-1-link/bin/switch-to-configuration", "test")
+	r = skiff(t, "-x", "deploy", "spec1", "--magic-rollback=false", "--flake", dir)
+	wantCode(t, r, 0)
+	wantContains(t, "progress", r.stderr, "spec1: connect: profile at generation 2, running ", "switch-to-configuration switch")
+	if strings.Contains(r.stdout, "up to date") {
+		t.Errorf("a host running generation 1 was found up to date:\n%s", r.stdout)
+	}
+	if cur, prof := inHost(t, "spec1", "readlink", "/run/current-system"), inHost(t, "spec1", "readlink", "/nix/var/nix/profiles/system-2-link"); cur != prof {
+		t.Errorf("running %q, want generation 2 (%q)", cur, prof)
+	}
 
 	// The flake now reaches spec1 as deploy: the guess (root) is wrong.
 	rewriteFlake(t, dir, host("spec1", `generation = 3; deployment.targetUser = "deploy";`))

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"fmt"
 	"os/exec"
 	"strings"
 	"testing"
@@ -16,7 +17,8 @@ import (
 // The first requests sent on a session travel in the agent's command, so
 // that they cost no round trip of their own (sshd lets no input through
 // before the command has started): all of them up to the first with
-// secret input ("stdin", never an argument) or beyond maxFirst bytes. A
+// secret input ("stdin", never an argument) or beyond a command of
+// maxFirst bytes. A
 // session closed before anything was sent ends at once. Here the agent
 // runs on this machine (a local target runs the argv as it is), traced as
 // -x traces it.
@@ -40,7 +42,8 @@ func TestSessionSendsItsFirstRequestsInItsCommand(t *testing.T) {
 		{"a command", []string{"echo", "first"}, "", "first\n", true},
 		{"a command with lines in its arguments", []string{"printf", "%s\n", "a\nb"}, "", "a\nb\n", true},
 		{"secret input", []string{"cat"}, "s3cret-key", "s3cret-key", false},
-		{"too long for an argument", []string{"sh", "-c", "echo ${#1}", "sh", big}, "", "32768\n", false},
+		{"long, within the command's bound", []string{"sh", "-c", "echo ${#1}", "sh", big[:maxFirst/2]}, "", fmt.Sprintf("%d\n", maxFirst/2), true},
+		{"too long for an argument", []string{"sh", "-c", "echo ${#1}", "sh", big}, "", fmt.Sprintf("%d\n", maxFirst), false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

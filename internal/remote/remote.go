@@ -122,6 +122,9 @@ type State struct {
 	// Gens are the system profile's generations, oldest first; read only
 	// by ReadSystem and ListGenerations.
 	Gens []Generation
+	// Links: only Current, Booted, Profile and Generation were read
+	// (LockQuery's links); the rest is unknown, not empty.
+	Links bool
 }
 
 //go:embed system.sh
@@ -130,7 +133,7 @@ var systemFile string
 // stateScript is system.sh then reboot.sh, without their comments: every
 // read of a host's systems, generations, failed units and boot state, in
 // one command. $1 is empty (the real root); $2 "gens" lists the
-// generations too. reboot.sh comes last: it ends early when the host
+// generations too, "links" stops after the links. reboot.sh comes last: it ends early when the host
 // runs the system it booted.
 var stateScript = withoutComments(systemFile) + bootScript
 

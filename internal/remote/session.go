@@ -97,28 +97,34 @@ func (h *Host) OpenSession(ctx context.Context) (*Session, error) {
 	return s, nil
 }
 
-// maxFirst bounds the requests that travel in the agent's command: the
-// whole remote command is one argument of the login shell's, which Linux
-// caps at 128 KiB, and quoting makes it longer.
-const maxFirst = 32 << 10
+// maxFirst bounds the remote command that carries the first requests:
+// sshd gives the whole command to the login shell as one argument, which
+// Linux caps at 128 KiB (MAX_ARG_STRLEN), and the agent gets them as one
+// argument again. The closure's paths of a server's system fit.
+const maxFirst = 100 << 10
 
 // start starts the agent with the longest run of reqs, from the first,
-// that may travel in its command (none with secret input, at most
-// maxFirst bytes), and returns how many it took. sshd lets no input
-// through before the command has started, so a request in standard input
-// costs a round trip more than one in the command. The caller holds wmu.
+// that may travel in its command (none with secret input, the command at
+// most maxFirst bytes once quoted), and returns how many it took. sshd
+// lets no input through before the command has started, so a request on
+// standard input costs a round trip more than one in the command. The
+// caller holds wmu.
 func (s *Session) start(reqs []string) int {
 	s.started = true
-	n, size := 0, 0
-	for _, r := range reqs {
-		if strings.HasPrefix(r, "stdin ") || size+len(r) > maxFirst {
+	base := s.h.priv("sh", "-c", lockFuncs+sessionScript, "skiff-session")
+	n := 0
+	for n < len(reqs) && !strings.HasPrefix(reqs[n], "stdin ") {
+		n++
+	}
+	argv := base
+	for ; n > 0; n-- {
+		argv = append(base[:len(base):len(base)], strings.Join(reqs[:n], ""))
+		if len(command.Join(argv)) <= maxFirst {
 			break
 		}
-		n, size = n+1, size+len(r)
 	}
-	argv := s.h.priv("sh", "-c", lockFuncs+sessionScript, "skiff-session")
-	if n > 0 {
-		argv = append(argv, strings.Join(reqs[:n], ""))
+	if n == 0 {
+		argv = base
 	}
 	go func() {
 		_, err := s.h.exec(s.ctx, transport.Exec{Argv: argv, Stdin: s.out, Stream: &s.frame, StreamStderr: io.Discard})

@@ -141,6 +141,12 @@ func TestStateScript(t *testing.T) {
 	if got := run(); got.Gens != nil || got.Generation != 2 {
 		t.Errorf("without gens: %+v", got)
 	}
+	// The links alone: no boot id, no generations after them.
+	links := State{Current: store + "/t", Booted: store + "/a", Profile: store + "/b", Generation: 2,
+		Boot: Boot{Current: store + "/t", Booted: store + "/a"}}
+	if d := cmp.Diff(links, run("links")); d != "" {
+		t.Errorf("links: %s", d)
+	}
 }
 
 func TestStateScriptShellcheck(t *testing.T) {
