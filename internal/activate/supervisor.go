@@ -134,9 +134,16 @@ var (
 	// statusScript prints the supervisor's state line, whether it still
 	// runs, then its output from an offset, after waiting on the host for
 	// news (see the script for why liveness is read before the state).
-	//
+	statusScript = watchFuncs + statusFile
+
 	//go:embed scripts/status.sh
-	statusScript string
+	statusFile string
+
+	// watchFuncs are how status.sh and decide.sh look at the
+	// supervisor (skiff_observe), sourced before each.
+	//
+	//go:embed scripts/watch.sh
+	watchFuncs string
 
 	// activatedScript runs a command once the activation has ended, or
 	// exits 97 (too early).
@@ -146,9 +153,10 @@ var (
 
 	// decideScript records a decision unless one was taken already (exit
 	// 3: too late).
-	//
+	decideScript = watchFuncs + decideFile
+
 	//go:embed scripts/decide.sh
-	decideScript string
+	decideFile string
 )
 
 // LaunchArgv is the command that starts the supervisor of p on a host:

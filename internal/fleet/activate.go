@@ -49,13 +49,13 @@ func (r *run) activate(ctx context.Context, c *remote.Host, h flake.Host, st rem
 	return r.plainActivate(ctx, c, h, st, res, end)
 }
 
-// GCLockWait bounds how long a deploy waits for a skiff gc (or skiff
-// upload-keys) holding the host's deploy lock.
-const GCLockWait = 10 * time.Minute
+// BriefLockWait bounds how long a deploy waits for a brief holder of the
+// host's deploy lock (LockOwner.Brief: skiff gc, skiff upload-keys).
+const BriefLockWait = 10 * time.Minute
 
-// lock takes the host's deploy lock. A skiff gc holding it is waited for
-// (a gc is short, and it skips hosts a deploy holds); another deploy is
-// not.
+// lock takes the host's deploy lock. A brief holder (skiff gc, skiff
+// upload-keys) is waited for (it is short, and it skips hosts a deploy
+// holds); another deploy is not.
 func (r *run) lock(ctx context.Context, c *remote.Host) (*remote.Lock, error) {
 	return r.lockWith(ctx, c, func() (*remote.Lock, error) {
 		return c.Lock(ctx, LockOwner(""), r.Safety.BreakLock)
@@ -68,7 +68,7 @@ func (r *run) lockWith(ctx context.Context, c *remote.Host, take func() (*remote
 	var l *remote.Lock
 	var err error
 	waited := false
-	for deadline := time.Now().Add(GCLockWait); ; {
+	for deadline := time.Now().Add(BriefLockWait); ; {
 		l, err = take()
 		var held *remote.HeldError
 		if err == nil || !errors.As(err, &held) || !held.Holder.Brief() || time.Now().After(deadline) {

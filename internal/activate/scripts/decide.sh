@@ -23,21 +23,13 @@ else
 	echo too-late
 	rc=3
 fi
-# The pid and the state (one line, replaced whole) are read with the
-# shell's read: no process of their own.
-alive() {
-	p=''
-	read -r p 2>/dev/null <"$d/pid"
-	[ -n "$p" ] && kill -0 "$p" 2>/dev/null
-}
+# The supervisor is looked at with watch.sh's skiff_observe (sourced
+# first), which sets a and s.
+a=0 s=''
 ev=0 ticker=''
 if [ -p "$d/wake" ]; then exec 5<>"$d/wake" && ev=1; fi
 while :; do
-	a=0
-	if alive; then a=1; fi
-	s=''
-	IFS= read -r s 2>/dev/null <"$d/state"
-	if [ "$a" = 0 ] && alive; then a=1; fi
+	skiff_observe "$d"
 	case $s in committed* | rolled-back* | stranded*) break ;; esac
 	if [ "$a" = 0 ] || [ "$n" -le 0 ]; then break; fi
 	if [ "$ev" = 1 ]; then

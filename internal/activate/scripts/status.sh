@@ -20,22 +20,14 @@
 # a ticker (a tenth of a second; a fifth when following, to pass the
 # output on), whose lines count down $4. Without the FIFO, naps.
 d=$1 off=$2 last=$3 n=$4 follow=${5:-}
-# The pid and the state (one line, replaced whole) are read with the
-# shell's read: no process of their own.
-alive() {
-	p=''
-	read -r p 2>/dev/null <"$d/pid"
-	[ -n "$p" ] && kill -0 "$p" 2>/dev/null
-}
+# The supervisor is looked at with watch.sh's skiff_observe (sourced
+# first), which sets a and s.
+a=0 s=''
 ev=0 ticker='' tick=0.1 per=1
 if [ -n "$follow" ]; then tick=0.2 per=2; fi
 if [ -p "$d/wake" ]; then exec 5<>"$d/wake" && ev=1; fi
 while :; do
-	a=0
-	if alive; then a=1; fi
-	s=''
-	IFS= read -r s 2>/dev/null <"$d/state"
-	if [ "$a" = 0 ] && alive; then a=1; fi
+	skiff_observe "$d"
 	size=$(wc -c 2>/dev/null <"$d/log") || size=0
 	if [ -n "$follow" ] && [ "$size" -ge "$off" ]; then
 		tail -c +"$off" "$d/log" 2>/dev/null | head -c "$((size - off + 1))"
