@@ -19,13 +19,28 @@ echo "current=$current"
 echo "booted=$booted"
 # The same system has the same parts: nothing to resolve.
 [ "$current" != "$booted" ] || exit 0
-# resolved PATH: where PATH leads, empty when it does not exist.
-resolved() {
-	if [ -e "$1" ]; then
-		readlink -f "$1" 2>/dev/null
-	fi
-}
+# Where each part leads (readlink -f), empty when it does not exist: the
+# parts that exist go to one readlink, which prints a line for each (and
+# fails when it cannot: then every part is unknown).
+set --
 for f in kernel initrd kernel-modules; do
-	echo "booted_$f=$(resolved "$root/run/booted-system/$f")"
-	echo "current_$f=$(resolved "$root/run/current-system/$f")"
+	for side in booted current; do
+		if [ -e "$root/run/$side-system/$f" ]; then set -- "$@" "$root/run/$side-system/$f"; fi
+	done
+done
+n=$#
+ends=''
+if [ "$n" -gt 0 ]; then ends=$(readlink -f "$@" 2>/dev/null) || ends=''; fi
+for f in kernel initrd kernel-modules; do
+	for side in booted current; do
+		to=''
+		if [ -n "$ends" ] && [ -e "$root/run/$side-system/$f" ]; then
+			to=${ends%%
+*}
+			case $ends in *"
+"*) ends=${ends#*
+} ;; *) ends='' ;; esac
+		fi
+		echo "${side}_$f=$to"
+	done
 done
