@@ -6,6 +6,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/skiffdeploy/skiff/internal/lab"
 )
 
 // rewriteFlake replaces the systems of the flake in dir, which stays
@@ -181,5 +183,56 @@ func TestDeployConnectsWhileEvaluating(t *testing.T) {
 	}
 	if strings.Contains(r.stderr, " -O exit root@spec1") {
 		t.Errorf("a connection to root@spec1 was opened and closed again:\n%s", r.stderr)
+	}
+}
+
+// sessionOf is the session command of login (USER@HOST) in a -x trace:
+// its index, and what follows the agent's script in it (the requests that
+// travel in the command); -1 when there is none.
+func sessionOf(stderr, login string) (int, string) {
+	lines := strings.Split(stderr, "\n")
+	at := 0
+	for i, l := range lines {
+		if strings.HasPrefix(l, "+ ssh ") && strings.Contains(l, " "+login+" -- ") && !strings.Contains(l, "skiff-import") {
+			cmd := []string{l}
+			for _, c := range lines[i+1:] {
+				if strings.HasPrefix(c, "+ ") || traceLogRE.MatchString(c) {
+					break
+				}
+				cmd = append(cmd, c)
+			}
+			text := strings.Join(cmd, "\n")
+			if j := strings.LastIndex(text, "' skiff-session"); j >= 0 {
+				return at, text[j+len("' skiff-session"):]
+			}
+		}
+		at += len(l) + 1
+	}
+	return -1, ""
+}
+
+// A host whose deploy waits for an earlier wave has its session started
+// when it is connected, its channel open by the time its turn comes (its
+// first requests then cost one round trip); a host deployed at once starts
+// its session with its first requests, in the agent's command.
+func TestLaterWavesOpenTheirSessionsAtConnect(t *testing.T) {
+	l := newLab(t, lab.HostSpec{Name: "wave1"}, lab.HostSpec{Name: "wave2"})
+	dir := writeFlake(t, host("wave1", "generation = 1;")+host("wave2", "generation = 1;"))
+	args := []string{"deploy", "--magic-rollback=false", "--canary", "1", "wave*", "--flake", dir}
+	wantCode(t, skiffOn(t, l, args...), 0) // the next run knows the targets
+	rewriteFlake(t, dir, host("wave1", "generation = 2;")+host("wave2", "generation = 2;"))
+	r := skiffOn(t, l, append([]string{"-x"}, args...)...)
+	wantCode(t, r, 0)
+	wantContains(t, "summary", r.stdout, "1 -> 2")
+	// The canary's first requests: the lock, or the probe's state read
+	// when the connection was up before the systems were known built.
+	canary, first := sessionOf(r.stderr, "root@wave1")
+	if canary < 0 || !strings.Contains(first, "lock 6") && !runRequestRE.MatchString(first) {
+		t.Errorf("the canary's session did not start with its first requests; its command ends:\n%s", first)
+	}
+	later, rest := sessionOf(r.stderr, "root@wave2")
+	done := strings.Index(r.stderr, "wave1: done:")
+	if later < 0 || done < 0 || later > done || strings.Contains(rest, "lock 6") {
+		t.Errorf("the second wave's session was not started, without requests, before the canary was done (at %d, canary done at %d); its command ends:\n%s", later, done, rest)
 	}
 }

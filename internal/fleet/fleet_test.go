@@ -5,6 +5,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/skiffdeploy/skiff/internal/flake"
 	"github.com/skiffdeploy/skiff/internal/nix"
 )
 
@@ -58,6 +59,35 @@ func TestNixErrorOfAFailedCommit(t *testing.T) {
 	} {
 		if got := nixError(tc.lines); got != tc.want {
 			t.Errorf("%s: got %q, want %q", tc.name, got, tc.want)
+		}
+	}
+}
+
+// The hosts whose deploy starts as soon as they are connected: the first
+// Parallel hosts of the first wave (the canary, or the hosts that are not
+// critical). The others' sessions start at connect time.
+func TestStartsAtOnce(t *testing.T) {
+	hosts := []flake.Host{{Name: "a"}, {Name: "b"}, {Name: "c"}, {Name: "d"}}
+	hosts[0].Deployment.Critical = true
+	for _, tc := range []struct {
+		name     string
+		canary   int
+		parallel int
+		want     string // the hosts that start at once
+	}{
+		{"one wave, all at once", 0, 10, "bcd"},
+		{"one wave, two at once", 0, 2, "bc"},
+		{"a canary of one", 1, 10, "b"},
+	} {
+		r := &run{hosts: hosts, Options: Options{Canary: tc.canary, Parallel: tc.parallel}}
+		got := ""
+		for _, h := range hosts {
+			if r.startsAtOnce(h.Name) {
+				got += h.Name
+			}
+		}
+		if got != tc.want {
+			t.Errorf("%s: %q start at once, want %q", tc.name, got, tc.want)
 		}
 	}
 }

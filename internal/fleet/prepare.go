@@ -304,6 +304,9 @@ func (r *run) connectAll(ctx context.Context) {
 				// it and the store query) makes needless. The session
 				// opens, and the host's deploy reads the state there.
 				s, _ := c.OpenSession(ctx)
+				if s != nil && !r.startsAtOnce(h.Name) {
+					s.Start()
+				}
 				r.mu.Lock()
 				r.sessions[h.Name], r.unprobed[h.Name] = s, true
 				r.connectTime[h.Name] = time.Since(start)
@@ -361,6 +364,24 @@ func (r *run) deferProbe(c *remote.Host, h flake.Host) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.errs[h.Name] == nil && len(r.closures[h.Name]) > 0
+}
+
+// startsAtOnce reports whether the deploy of host name starts as soon as
+// the hosts are connected: one of the first Parallel hosts of the first
+// wave. Its session starts with its first requests (which travel in the
+// agent's command); a later host's starts at once, so that its channel is
+// open when its turn comes.
+func (r *run) startsAtOnce(name string) bool {
+	waves := Waves(r.hosts, r.Canary)
+	if len(waves) == 0 {
+		return true
+	}
+	for i, h := range waves[0].Hosts {
+		if h.Name == name {
+			return i < max(r.Parallel, 1)
+		}
+	}
+	return false
 }
 
 // takeSession is the host's session opened by its probe, now the

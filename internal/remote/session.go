@@ -138,6 +138,17 @@ func (s *Session) start(reqs []string) int {
 	return n
 }
 
+// Start starts the agent now, without requests: for a session whose
+// first request comes later (a host waiting for an earlier wave), whose
+// channel is then open and whose requests each cost one round trip.
+func (s *Session) Start() {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if !s.started {
+		s.start(nil)
+	}
+}
+
 // end records why the session ended and ends it.
 func (s *Session) end(err error) {
 	s.err = err
