@@ -40,18 +40,6 @@ func importLine(stderr string) int {
 // runRequestRE is the head of a session's run request.
 var runRequestRE = regexp.MustCompile(`(?m)^run \d+$`)
 
-// sessionFirst is what follows the agent's script in the first session
-// command of a -x trace: the requests that travel in the command.
-func sessionFirst(stderr string) string {
-	i := strings.Index(stderr, "' skiff-session")
-	if i < 0 {
-		return ""
-	}
-	rest := stderr[i+len("' skiff-session"):]
-	rest, _, _ = strings.Cut(rest, "\n+ ")
-	return rest
-}
-
 // masterLines are the speculative connections of a -x trace (ssh -N).
 func masterLines(stderr string) []string {
 	var out []string
@@ -97,7 +85,7 @@ func TestDeployConnectsWhileEvaluating(t *testing.T) {
 	// run side by side on the host) travel in the session's command:
 	// sshd lets no input through before a command has started, so on its
 	// input they would wait a round trip more.
-	if first := sessionFirst(r.stderr); !strings.Contains(first, "lock 6") || !strings.Contains(first, "\ninput 1\n") || len(runRequestRE.FindAllString(first, -1)) != 1 || !strings.Contains(first, "booted=") {
+	if _, first := sessionOf(r.stderr, "root@spec1"); !strings.Contains(first, "lock 6") || !strings.Contains(first, "\ninput 1\n") || len(runRequestRE.FindAllString(first, -1)) != 1 || !strings.Contains(first, "booted=") {
 		t.Errorf("the session's command does not carry the lock, the state read and the store query; it ends:\n%s", first)
 	}
 	// The host lacks generation 2 (the last deploy left it generation 1):
@@ -139,7 +127,7 @@ func TestDeployConnectsWhileEvaluating(t *testing.T) {
 	}
 	// The last deploy left the host running this system: under the lock
 	// only the state's links are read (no systemctl, no boot read).
-	if first := sessionFirst(r.stderr); !strings.Contains(first, " links >&3") {
+	if _, first := sessionOf(r.stderr, "root@spec1"); !strings.Contains(first, " links >&3") {
 		t.Errorf("an expected no-op did not read the links alone; the session's command ends:\n%s", first)
 	}
 

@@ -126,6 +126,9 @@ func (s *Session) start(reqs []string) int {
 	if n == 0 {
 		argv = base
 	}
+	// The agent's first answer ("ready") is not waited for: a session
+	// that could not start (sudo refusing) fails its first request with
+	// the reason.
 	go func() {
 		_, err := s.h.exec(s.ctx, transport.Exec{Argv: argv, Stdin: s.out, Stream: &s.frame, StreamStderr: io.Discard})
 		if err == nil {
