@@ -128,6 +128,21 @@ func TestRebootRequiredByAnotherKernel(t *testing.T) {
 	}
 	wantContains(t, "events", r.stdout, note+"; deploy with --reboot")
 
+	// Deployed again unchanged: the probe reads the links with the boot
+	// state (the last deploy left the host running this system), and
+	// that says the host needs a reboot without a boot read of its own.
+	r = skiffOn(t, l, "-x", "deploy", "--json", "--flake", newKernel)
+	wantCode(t, r, 0)
+	if _, hj := jsonHost(t, r.stdout, "rb4"); hj.Result != "up to date" || !hj.RebootRequired || hj.Note != note {
+		t.Errorf("unchanged: result %q, reboot_required %v, note %q; want up to date, true, %q", hj.Result, hj.RebootRequired, hj.Note, note)
+	}
+	if linksRead(r.stderr, "root@rb4") == "" {
+		t.Errorf("the probe of an expected no-op did not read the links:\n%s", r.stderr)
+	}
+	if tr := sshTraceOf(r.stderr); len(tr.sessions) != 1 {
+		t.Errorf("an up-to-date host needing a reboot: %d ssh commands, want 1 (the links with the boot state):\n%s", len(tr.sessions), tr)
+	}
+
 	r = skiffOn(t, l, "status", "--flake", newKernel)
 	wantCode(t, r, 0)
 	wantContains(t, "status", r.stdout, "REBOOT", "needed (kernel, initrd)")

@@ -104,8 +104,10 @@ func TestDeployConnectsWhileEvaluating(t *testing.T) {
 		t.Errorf("%d ssh commands, %d speculative connections, %d round trips to the result; want 1, 1, at most 4:\n%s", len(tr.sessions), tr.masters, tr.trips-tr.endTrips, tr)
 	}
 
-	// Nothing changed: up to date, in the same round trips (the lock,
-	// state and query; then the host given back).
+	// Nothing changed: the last deploy left the host running this
+	// system, so its probe reads the links alone, in one ssh command (no
+	// session, no lock, no systemctl, no boot read), and they say it is
+	// up to date: one round trip, nothing to give back.
 	logins = fleet.Host("spec1").Logins("root")
 	r = skiff(t, "-x", "deploy", "spec1", "--magic-rollback=false", "--flake", dir)
 	wantCode(t, r, 0)
@@ -116,8 +118,11 @@ func TestDeployConnectsWhileEvaluating(t *testing.T) {
 	if importLine(r.stderr) >= 0 {
 		t.Errorf("an import was started for a host the last deploy left running this system:\n%s", r.stderr)
 	}
-	if tr := sshTraceOf(r.stderr); len(tr.sessions) != 1 || tr.trips > 2 || tr.endTrips != 1 {
-		t.Errorf("up to date: %d ssh commands, %d round trips; want 1 and 2 (the last giving the host back):\n%s", len(tr.sessions), tr.trips, tr)
+	if tr := sshTraceOf(r.stderr); len(tr.sessions) != 1 || tr.trips != 1 || len(tr.requests) != 0 {
+		t.Errorf("up to date: %d ssh commands, %d round trips, %d session requests; want 1, 1, 0:\n%s", len(tr.sessions), tr.trips, len(tr.requests), tr)
+	}
+	if links := linksRead(r.stderr, "root@spec1"); links == "" || strings.Contains(links, "skiff-session") {
+		t.Errorf("an expected no-op did not read the links alone, in a command of its own:\n%s", links)
 	}
 	if got := fleet.Host("spec1").Logins("root") - logins; got != 1 {
 		t.Errorf("an up-to-date deploy made %d ssh logins, want 1", got)
@@ -125,19 +130,17 @@ func TestDeployConnectsWhileEvaluating(t *testing.T) {
 	if out := inHost(t, "spec1", "sh", "-c", "ls /run/skiff/roots; ls -d /run/skiff/lock 2>/dev/null; true"); out != "" {
 		t.Errorf("an up-to-date deploy left a GC root or the lock on the host: %q", out)
 	}
-	// The last deploy left the host running this system: under the lock
-	// only the state's links are read (no systemctl, no boot read).
-	if _, first := sessionOf(r.stderr, "root@spec1"); !strings.Contains(first, " links >&3") {
-		t.Errorf("an expected no-op did not read the links alone; the session's command ends:\n%s", first)
-	}
 
 	// Generation 1 activated by hand behind skiff's back: the links say
-	// the host is not up to date, the whole state follows (one round
+	// the host is not up to date, the whole probe follows (one round
 	// trip more), and the deploy activates generation 2 again.
 	inHost(t, "spec1", "/nix/var/nix/profiles/system-1-link/bin/switch-to-configuration", "test")
 	r = skiff(t, "-x", "deploy", "spec1", "--magic-rollback=false", "--flake", dir)
 	wantCode(t, r, 0)
-	wantContains(t, "progress", r.stderr, "spec1: connect: profile at generation 2, running ", "switch-to-configuration switch")
+	wantContains(t, "progress", r.stderr, "; profile at generation 2, running ", "switch-to-configuration switch")
+	if linksRead(r.stderr, "root@spec1") == "" {
+		t.Errorf("the probe did not read the links first:\n%s", r.stderr)
+	}
 	if strings.Contains(r.stdout, "up to date") {
 		t.Errorf("a host running generation 1 was found up to date:\n%s", r.stdout)
 	}
@@ -172,6 +175,29 @@ func TestDeployConnectsWhileEvaluating(t *testing.T) {
 	if strings.Contains(r.stderr, " -O exit root@spec1") {
 		t.Errorf("a connection to root@spec1 was opened and closed again:\n%s", r.stderr)
 	}
+}
+
+// linksRead is the first ssh command to login (USER@HOST) in a -x trace
+// that reads the links of its state (remote.ReadLinks), its lines joined;
+// empty when there is none.
+func linksRead(stderr, login string) string {
+	lines := strings.Split(stderr, "\n")
+	for i, l := range lines {
+		if !strings.HasPrefix(l, "+ ssh ") || !strings.Contains(l, " "+login+" -- ") {
+			continue
+		}
+		cmd := []string{l}
+		for _, c := range lines[i+1:] {
+			if strings.HasPrefix(c, "+ ") || traceLogRE.MatchString(c) {
+				break
+			}
+			cmd = append(cmd, c)
+		}
+		if text := strings.Join(cmd, "\n"); strings.HasSuffix(text, " links'") {
+			return text
+		}
+	}
+	return ""
 }
 
 // sessionOf is the session command of login (USER@HOST) in a -x trace:

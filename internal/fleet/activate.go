@@ -499,6 +499,9 @@ type hostEnd struct {
 	boot func(context.Context) (remote.Boot, error)
 	// wait waits for the removal and release send sent; nil: not sent.
 	wait func()
+	// state is the host's state when it was found up to date: its boot
+	// state was read with it.
+	state *remote.State
 }
 
 // endEarly is end when the end of h's deploy may travel with its

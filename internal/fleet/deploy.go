@@ -272,6 +272,7 @@ func (r *run) deployHost(ctx context.Context, h flake.Host) Result {
 	r.mu.Unlock()
 	upToDateResult := func() Result {
 		res.NewGen = st.Generation
+		end.state = &st
 		if err := r.upToDateKeys(ctx, c, h); err != nil {
 			return finish(Failed, err)
 		}
@@ -357,7 +358,7 @@ func (r *run) deployHost(ctx context.Context, h flake.Host) Result {
 		}
 		lock, err = r.lockWith(ctx, c, func() (*remote.Lock, error) {
 			var err error
-			q, err = c.LockQuery(ctx, LockOwner(""), r.Safety.BreakLock, paths, root, r.likelyUpToDate(h, unprobed))
+			q, err = c.LockQuery(ctx, LockOwner(""), r.Safety.BreakLock, paths, root)
 			return q.Lock, err
 		})
 		if err != nil {
@@ -376,18 +377,6 @@ func (r *run) deployHost(ctx context.Context, h flake.Host) Result {
 	}
 	if err != nil {
 		return stopped(err)
-	}
-	if unprobed && st.Links {
-		// Only the links were read, the host likely being up to date:
-		// they say it is, or the whole state follows (one round trip).
-		if st.UpToDate(string(r.Mode), h.OutPath) {
-			r.report(h.Name, PhaseConnect, "%s", describeState(st))
-			return upToDateResult()
-		}
-		if st, err = c.ReadState(ctx); err != nil {
-			return finish(Failed, err)
-		}
-		res.OldPath, res.OldGen = st.Current, st.Generation
 	}
 	if unprobed {
 		r.report(h.Name, PhaseConnect, "%s", describeState(st))
@@ -614,12 +603,4 @@ func (r *run) collect(ctx context.Context, c *remote.Host, free, need int64) err
 	}
 	r.report(c.Name, PhaseCopy, "deleted %d generation(s), freed %s in %d path(s)", len(deleted), human.Bytes(freed.Bytes), freed.Paths)
 	return nil
-}
-
-// likelyUpToDate reports whether the deploy of h reads only the links of
-// its state under the lock (remote.LockQuery's links): a host whose state
-// no probe read, that the last deploy from here left running this very
-// system, deployed without --force.
-func (r *run) likelyUpToDate(h flake.Host, unprobed bool) bool {
-	return unprobed && !r.Force && r.lastSystems[h.Name] == h.OutPath
 }

@@ -316,7 +316,17 @@ func (r *run) connectAll(ctx context.Context) {
 			}
 			var st remote.State
 			var err error
-			if r.probeSessions {
+			noOp := r.expectsNoOp(h)
+			if noOp {
+				// The links alone, in one command (no session):
+				// all an up-to-date host costs. A host they show
+				// is not gets the whole probe.
+				st, err = c.ReadLinks(ctx)
+				noOp = err != nil || st.UpToDate(string(r.Mode), h.OutPath)
+			}
+			switch {
+			case noOp:
+			case r.probeSessions:
 				var s *remote.Session
 				s, st, err = c.OpenProbe(ctx)
 				if s != nil {
@@ -324,7 +334,7 @@ func (r *run) connectAll(ctx context.Context) {
 					r.sessions[h.Name] = s
 					r.mu.Unlock()
 				}
-			} else {
+			default:
 				st, err = c.ReadState(ctx)
 			}
 			if err != nil && ctx.Err() != nil {
@@ -358,12 +368,22 @@ func (r *run) connectAll(ctx context.Context) {
 // of a root login (a session that cannot fail for sudo's sake) whose
 // system is built already.
 func (r *run) deferProbe(c *remote.Host, h flake.Host) bool {
-	if !r.probeSessions || r.Mode == DryActivate || r.BeforeDeploy != nil || r.Local || c.Sudo() {
+	if !r.probeSessions || r.Mode == DryActivate || r.BeforeDeploy != nil || r.Local || c.Sudo() || r.expectsNoOp(h) {
 		return false
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.errs[h.Name] == nil && len(r.closures[h.Name]) > 0
+}
+
+// expectsNoOp reports whether the deploy of h likely finds the host up to
+// date, so that its probe reads only the links (remote.ReadLinks): the
+// last deploy from here left the host running this very system, and
+// nothing asks for more than "up to date" (no --force, no dry
+// activation, no plan shown before the deploy).
+func (r *run) expectsNoOp(h flake.Host) bool {
+	return r.probeSessions && !r.Force && r.Mode != DryActivate && r.BeforeDeploy == nil &&
+		r.lastSystems[h.Name] == h.OutPath
 }
 
 // startsAtOnce reports whether the deploy of host name starts as soon as

@@ -74,6 +74,11 @@ func (r *run) afterDeploy(ctx context.Context, c *remote.Host, h flake.Host, sta
 	var boot remote.Boot
 	var berr error
 	switch {
+	case status == UpToDate && end.state != nil && (!r.Reboot || !wantsReboot(status, end.state.Boot, h)):
+		// The state read that found the host up to date read its boot
+		// state too (no round trip more), and no reboot is to come.
+		leave()
+		boot = end.state.Boot
 	case r.Reboot:
 		boot, berr = c.ReadBoot(ctx, false)
 	case end.boot != nil:

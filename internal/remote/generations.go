@@ -35,7 +35,7 @@ type Generations struct {
 // which one runs, which one was booted and which one boots by default. It
 // needs no privileges.
 func (h *Host) ListGenerations(ctx context.Context) (Generations, error) {
-	st, err := h.readState(ctx, false, true)
+	st, err := h.readState(ctx, false, "gens")
 	if err != nil {
 		return Generations{}, err
 	}

@@ -30,20 +30,11 @@ type LockedQuery struct {
 // (the error is Lock's), the state and the store are discarded: the
 // query changes nothing but root, which Unroot removes anyway. Without a
 // session, one after the other.
-//
-// links asks only for the links of the state (State.Links), when the
-// host likely runs the system already: enough to see that it is up to
-// date, for less work on the host; a caller that finds it is not reads the
-// whole state again (ReadState).
-func (h *Host) LockQuery(ctx context.Context, owner LockOwner, breakLock bool, paths []string, root Root, links bool) (LockedQuery, error) {
+func (h *Host) LockQuery(ctx context.Context, owner LockOwner, breakLock bool, paths []string, root Root) (LockedQuery, error) {
 	var q LockedQuery
 	s := h.session()
 	rargs, rerr := root.args()
-	script := lockedQueryScript
-	if links {
-		script = lockedLinksScript
-	}
-	queryArgv, ok := h.sessionArgv(h.priv(append([]string{"sh", "-c", script, "sh"}, rargs...)...))
+	queryArgv, ok := h.sessionArgv(h.priv(append([]string{"sh", "-c", lockedQueryScript, "sh"}, rargs...)...))
 	if s == nil || !ok || rerr != nil {
 		return h.lockQuery(ctx, owner, breakLock, paths, root)
 	}
@@ -89,7 +80,6 @@ func (h *Host) LockQuery(ctx context.Context, owner LockOwner, breakLock bool, p
 		return q, nil
 	}
 	q.State, q.StateErr = parseState(strings.Join(r.vals, "\n") + "\n")
-	q.State.Links = links
 	q.Store = parseStore(string(res.Stdout))
 	return q, nil
 }
@@ -111,11 +101,4 @@ func (h *Host) lockQuery(ctx context.Context, owner LockOwner, breakLock bool, p
 // (missingScript, on standard output, with its arguments and input): the
 // two are independent, and a host has more than one core to run them on.
 // It ends once both have.
-var lockedQueryScript = lockedQuery("")
-
-// lockedLinksScript is lockedQueryScript reading only the state's links.
-var lockedLinksScript = lockedQuery(" '' links")
-
-func lockedQuery(stateArgs string) string {
-	return "trap wait EXIT\nsh -c " + command.Quote(stateScript) + " sh" + stateArgs + " >&3 2>/dev/null &\n" + rooted(missingScript)
-}
+var lockedQueryScript = "trap wait EXIT\nsh -c " + command.Quote(stateScript) + " sh >&3 2>/dev/null &\n" + rooted(missingScript)

@@ -122,8 +122,8 @@ type State struct {
 	// Gens are the system profile's generations, oldest first; read only
 	// by ReadSystem and ListGenerations.
 	Gens []Generation
-	// Links: only Current, Booted, Profile and Generation were read
-	// (LockQuery's links); the rest is unknown, not empty.
+	// Links: only Current, Booted, Profile, Generation and Boot were
+	// read (ReadLinks); what systemd says is unknown, not empty.
 	Links bool
 }
 
@@ -143,21 +143,35 @@ var stateScript = withoutComments(systemFile) + bootScript
 // For a login that is not root it goes through sudo, which also proves
 // early that the privileged steps will be allowed.
 func (h *Host) ReadState(ctx context.Context) (State, error) {
-	return h.readState(ctx, true, false)
+	return h.readState(ctx, true, "")
 }
 
 // ReadSystem is ReadState with the system profile's generations (State.Gens).
 func (h *Host) ReadSystem(ctx context.Context) (State, error) {
-	return h.readState(ctx, true, true)
+	return h.readState(ctx, true, "gens")
+}
+
+// ReadLinks is ReadState without asking systemd (State.Links): what the
+// host runs, boots and has as its profile, and its boot state. It is the
+// probe of a host that likely runs the system already: enough to see that
+// it is up to date and whether it needs a reboot, for a fraction of the
+// host's work.
+func (h *Host) ReadLinks(ctx context.Context) (State, error) {
+	st, err := h.readState(ctx, true, "links")
+	st.Links = err == nil
+	return st, err
 }
 
 // readState runs stateScript, through sudo when priv and the login is not
-// root, listing the generations when gens.
-func (h *Host) readState(ctx context.Context, priv, gens bool) (State, error) {
+// root; part is its second argument ("gens", "links" or empty).
+func (h *Host) readState(ctx context.Context, priv bool, part string) (State, error) {
 	argv := []string{"sh", "-c", stateScript, "sh", ""}
 	what := "read system state"
-	if gens {
-		argv, what = append(argv, "gens"), "list generations"
+	switch part {
+	case "gens":
+		argv, what = append(argv, part), "list generations"
+	case "links":
+		argv = append(argv, part)
 	}
 	if priv {
 		argv = h.priv(argv...)

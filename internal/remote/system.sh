@@ -22,28 +22,30 @@ echo "current=$(readlink "$root/run/current-system" 2>/dev/null)"
 echo "booted=$(readlink "$root/run/booted-system" 2>/dev/null)"
 echo "link=$(readlink "$p" 2>/dev/null)"
 echo "profile=$(readlink -f "$p" 2>/dev/null)"
-# With "links" as $2, only these: what a deploy that expects the host to
-# be up to date needs to see it is (nothing else runs, no process more).
-if [ "${2-}" = links ]; then exit 0; fi
-command -v nix-store >/dev/null 2>&1 || echo "nix=missing"
-if [ -d "$root/run/systemd/system" ] && command -v systemd-run >/dev/null 2>&1; then echo systemd=1; fi
-# sctl is systemctl, given at most 10 seconds when timeout(1) is there: a
-# wedged systemd must not hang the read.
-sctl() {
-	if command -v timeout >/dev/null 2>&1; then timeout 10 systemctl "$@"; else systemctl "$@"; fi
-}
-# With a fake root, the machine's own systemd is not asked.
-if command -v systemctl >/dev/null 2>&1 && [ -z "$root" ]; then
-	echo "state=$(sctl is-system-running 2>/dev/null)"
-	if u=$(sctl list-units --failed --all --output=json --no-pager 2>/dev/null); then
-		echo "units=$(printf '%s' "$u" | tr -d '\n')"
-	else
-		# A systemctl older than --output=json: its plain table.
-		echo "units="
-		sctl list-units --failed --all --plain --no-legend --no-pager 2>/dev/null |
-			while read -r u l a s d; do printf 'unit=%s\t%s\t%s\t%s\t%s\n' "$u" "$l" "$a" "$s" "$d"; done
+# With "links" as $2, systemd is not asked: the links (and the boot state,
+# see stateScript) are what a deploy that expects the host to be up to date
+# needs to see it is and say whether it needs a reboot.
+[ "${2-}" = links ] || {
+	command -v nix-store >/dev/null 2>&1 || echo "nix=missing"
+	if [ -d "$root/run/systemd/system" ] && command -v systemd-run >/dev/null 2>&1; then echo systemd=1; fi
+	# sctl is systemctl, given at most 10 seconds when timeout(1) is there: a
+	# wedged systemd must not hang the read.
+	sctl() {
+		if command -v timeout >/dev/null 2>&1; then timeout 10 systemctl "$@"; else systemctl "$@"; fi
+	}
+	# With a fake root, the machine's own systemd is not asked.
+	if command -v systemctl >/dev/null 2>&1 && [ -z "$root" ]; then
+		echo "state=$(sctl is-system-running 2>/dev/null)"
+		if u=$(sctl list-units --failed --all --output=json --no-pager 2>/dev/null); then
+			echo "units=$(printf '%s' "$u" | tr -d '\n')"
+		else
+			# A systemctl older than --output=json: its plain table.
+			echo "units="
+			sctl list-units --failed --all --plain --no-legend --no-pager 2>/dev/null |
+				while read -r u l a s d; do printf 'unit=%s\t%s\t%s\t%s\t%s\n' "$u" "$l" "$a" "$s" "$d"; done
+		fi
 	fi
-fi
+}
 if [ "${2-}" = gens ]; then
 	tab=$(printf '\t')
 	for l in "$p"-*-link; do

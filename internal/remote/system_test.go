@@ -80,7 +80,7 @@ func TestStateScript(t *testing.T) {
 	root := t.TempDir()
 	store := filepath.Join(root, "store")
 	profiles := filepath.Join(root, "nix/var/nix/profiles")
-	for _, d := range []string{"store/a", "store/b", "store/t", "run", "nix/var/nix/profiles"} {
+	for _, d := range []string{"store/a", "store/b", "store/t", "store/ka", "store/kt", "run/systemd/system", "nix/var/nix/profiles"} {
 		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
 			t.Fatal(err)
 		}
@@ -109,7 +109,12 @@ func TestStateScript(t *testing.T) {
 	link("system-2-link", "nix/var/nix/profiles/system", 0)
 	link(store+"/a", "run/booted-system", 0)
 	link(store+"/t", "run/current-system", 0)
+	// The running system's kernel is not the booted one's.
+	link(store+"/ka", "store/a/kernel", 0)
+	link(store+"/kt", "store/t/kernel", 0)
 	_ = profiles
+	_, err = exec.LookPath("systemd-run")
+	systemd := err == nil
 
 	run := func(args ...string) State {
 		t.Helper()
@@ -125,8 +130,8 @@ func TestStateScript(t *testing.T) {
 	}
 	st := run("gens")
 	st.Boot.ID = ""
-	want := State{Current: store + "/t", Booted: store + "/a", Profile: store + "/b", Generation: 2,
-		Boot: Boot{Current: store + "/t", Booted: store + "/a"},
+	want := State{Current: store + "/t", Booted: store + "/a", Profile: store + "/b", Generation: 2, Systemd: systemd,
+		Boot: Boot{Current: store + "/t", Booted: store + "/a", Differ: []string{"kernel"}},
 		Gens: []Generation{
 			{Number: 1, Date: time.Unix(1700000000, 0).UTC(), Path: store + "/a", NixOSVersion: "24.05.a", Booted: true},
 			{Number: 2, Date: time.Unix(1700000500, 0).UTC(), Path: store + "/b", NixOSVersion: "24.05.b", BootDefault: true},
@@ -141,10 +146,16 @@ func TestStateScript(t *testing.T) {
 	if got := run(); got.Gens != nil || got.Generation != 2 {
 		t.Errorf("without gens: %+v", got)
 	}
-	// The links alone: no boot id, no generations after them.
+	// The links and the boot state: systemd is not asked, no
+	// generations are listed.
 	links := State{Current: store + "/t", Booted: store + "/a", Profile: store + "/b", Generation: 2,
-		Boot: Boot{Current: store + "/t", Booted: store + "/a"}}
-	if d := cmp.Diff(links, run("links")); d != "" {
+		Boot: Boot{Current: store + "/t", Booted: store + "/a", Differ: []string{"kernel"}}}
+	got := run("links")
+	if got.Boot.ID == "" {
+		t.Errorf("links: no boot id")
+	}
+	got.Boot.ID = ""
+	if d := cmp.Diff(links, got); d != "" {
 		t.Errorf("links: %s", d)
 	}
 }
