@@ -37,8 +37,10 @@ func importLine(stderr string) int {
 	return -1
 }
 
-// runRequestRE is the head of a session's run request.
-var runRequestRE = regexp.MustCompile(`(?m)^run \d+$`)
+// runRequestRE is the head of a session's run request; the first request
+// of a session's command follows the agent's name on its line, after the
+// quote that ends the agent's script.
+var runRequestRE = regexp.MustCompile(`(?m)^(?: '\\'')?run \d+$`)
 
 // masterLines are the speculative connections of a -x trace (ssh -N).
 func masterLines(stderr string) []string {

@@ -335,8 +335,19 @@ func (r *run) deployHost(ctx context.Context, h flake.Host) Result {
 		}
 		return nil
 	}
+	// The store query asks about what the last system lacks, when it
+	// can (base); a host that lacks that system is asked about the whole
+	// closure (one round trip more).
+	base, asked := r.queryPaths(h, paths)
+	whole := func(s remote.Store, err error) (remote.Store, error) {
+		if err == nil && s.BaseInvalid {
+			r.report(h.Name, PhaseCopy, "the host lacks %s, the system the last deploy from here left it: asking about the whole closure", base)
+			return c.QueryStore(ctx, paths, root, "")
+		}
+		return s, err
+	}
 	query := func() error {
-		return counted(c.QueryStore(ctx, paths, root))
+		return counted(whole(c.QueryStore(ctx, asked, root, base)))
 	}
 	tooFull := func() bool {
 		return store.Free >= 0 && need > 0 && need+DiskMargin > store.Free
@@ -358,7 +369,7 @@ func (r *run) deployHost(ctx context.Context, h flake.Host) Result {
 		}
 		lock, err = r.lockWith(ctx, c, func() (*remote.Lock, error) {
 			var err error
-			q, err = c.LockQuery(ctx, LockOwner(""), r.Safety.BreakLock, paths, root)
+			q, err = c.LockQuery(ctx, LockOwner(""), r.Safety.BreakLock, asked, root, base)
 			return q.Lock, err
 		})
 		if err != nil {
@@ -373,7 +384,7 @@ func (r *run) deployHost(ctx context.Context, h flake.Host) Result {
 		} else if unprobed {
 			return finish(Failed, q.StateErr)
 		}
-		err = counted(q.Store, q.StoreErr)
+		err = counted(whole(q.Store, q.StoreErr))
 	}
 	if err != nil {
 		return stopped(err)
@@ -603,4 +614,28 @@ func (r *run) collect(ctx context.Context, c *remote.Host, free, need int64) err
 	}
 	r.report(c.Name, PhaseCopy, "deleted %d generation(s), freed %s in %d path(s)", len(deleted), human.Bytes(freed.Bytes), freed.Paths)
 	return nil
+}
+
+// queryPaths is what the store query of h asks about, given paths, the
+// closure of its new system: when this machine has the closure of the
+// system the last deploy from here left the host (run.lastClosures), only
+// the paths that one lacks, with that system as the base the host checks
+// (remote.QueryStore). A new NixOS system shares most of its closure,
+// often thousands of paths, with the last one. Else base is empty and
+// every path is asked about.
+func (r *run) queryPaths(h flake.Host, paths []string) (base string, asked []string) {
+	r.mu.Lock()
+	last := r.lastClosures[h.Name]
+	r.mu.Unlock()
+	if len(last) == 0 {
+		return "", paths
+	}
+	for _, p := range paths {
+		// The new system itself is always asked about: the host roots
+		// and realises it (skiff_invalid).
+		if !last[p] || p == h.OutPath {
+			asked = append(asked, p)
+		}
+	}
+	return r.lastSystems[h.Name], asked
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -75,19 +76,23 @@ type run struct {
 	// its store (TargetCache.Systems); a guess.
 	lastSystems map[string]string
 	Options
-	hosts       []flake.Host
-	conns       map[string]*remote.Host
-	states      map[string]remote.State
-	built       map[string]bool // out path → built
-	closures    map[string][]nix.PathInfo
-	errs        map[string]error // per host, before its pipeline
-	connectTime map[string]time.Duration
-	refused     map[string]bool         // hosts refused before the build
-	builders    map[string]*remote.Host // build hosts by destination
-	builtOn     map[string]*remote.Host // host → the build host that built its system
-	waits       map[string]*activationWait
-	keys        map[string][]keys.Key // read by readKeys; never logged
-	masters     map[string]master     // speculative connections kept
+	hosts    []flake.Host
+	conns    map[string]*remote.Host
+	states   map[string]remote.State
+	built    map[string]bool // out path → built
+	closures map[string][]nix.PathInfo
+	// lastClosures: by host, the closure of its last system (lastSystems),
+	// read with the new closures when this machine's store has it; the
+	// store query asks the host only about the rest (see queryPaths).
+	lastClosures map[string]map[string]bool
+	errs         map[string]error // per host, before its pipeline
+	connectTime  map[string]time.Duration
+	refused      map[string]bool         // hosts refused before the build
+	builders     map[string]*remote.Host // build hosts by destination
+	builtOn      map[string]*remote.Host // host → the build host that built its system
+	waits        map[string]*activationWait
+	keys         map[string][]keys.Key // read by readKeys; never logged
+	masters      map[string]master     // speculative connections kept
 	// probeSessions: the probe opens each host's session (a deploy);
 	// sessions holds those a host's deploy has not taken yet.
 	probeSessions bool
@@ -102,7 +107,7 @@ type run struct {
 // newRun is a run of o with its per-host maps made.
 func newRun(o Options) *run {
 	return &run{Options: o, conns: map[string]*remote.Host{}, states: map[string]remote.State{},
-		built: map[string]bool{}, closures: map[string][]nix.PathInfo{}, errs: map[string]error{},
+		built: map[string]bool{}, closures: map[string][]nix.PathInfo{}, lastClosures: map[string]map[string]bool{}, errs: map[string]error{},
 		connectTime: map[string]time.Duration{}, refused: map[string]bool{},
 		builders: map[string]*remote.Host{}, builtOn: map[string]*remote.Host{}, masters: map[string]master{}, sessions: map[string]*remote.Session{}, unprobed: map[string]bool{}}
 }
@@ -474,7 +479,7 @@ func (r *run) build(ctx context.Context) {
 	if len(outs) == 0 {
 		return
 	}
-	infos, err := r.Nix.Closure(ctx, outs...)
+	infos, err := r.readClosures(ctx, hosts, outs)
 	if err != nil && ctx.Err() != nil {
 		r.buildInterrupted(hosts)
 		return
@@ -505,7 +510,7 @@ func (r *run) builtAlready(ctx context.Context, hosts []flake.Host, start time.T
 			outs = append(outs, h.OutPath)
 		}
 	}
-	infos, err := r.Nix.Closure(ctx, outs...)
+	infos, err := r.readClosures(ctx, hosts, outs)
 	if err != nil {
 		return false
 	}
@@ -526,8 +531,41 @@ func (r *run) builtAlready(ctx context.Context, hosts []flake.Host, start time.T
 	return true
 }
 
+// readClosures reads the closures of outs with one nix path-info, and
+// those of the hosts' last systems with them (lastOf) when this machine's
+// store has them. When that fails, it reads the closures of outs alone:
+// whether a last system is valid here is only guessed from its store
+// directory, and nix path-info fails on an invalid path.
+func (r *run) readClosures(ctx context.Context, hosts []flake.Host, outs []string) ([]nix.PathInfo, error) {
+	if last := r.lastOf(hosts); len(last) > 0 {
+		infos, err := r.Nix.Closure(ctx, append(append([]string{}, outs...), last...)...)
+		if err == nil || ctx.Err() != nil {
+			return infos, err
+		}
+	}
+	return r.Nix.Closure(ctx, outs...)
+}
+
+// lastOf is the hosts' last systems (lastSystems) that a deploy now
+// changes and that this machine's store likely has, each once.
+func (r *run) lastOf(hosts []flake.Host) []string {
+	var last []string
+	seen := map[string]bool{}
+	for _, h := range hosts {
+		p := r.lastSystems[h.Name]
+		if p == "" || p == h.OutPath || seen[p] || !strings.HasPrefix(p, "/nix/store/") {
+			continue
+		}
+		seen[p] = true
+		if _, err := os.Lstat(p); err == nil {
+			last = append(last, p)
+		}
+	}
+	return last
+}
+
 // keepClosures keeps each built host's closure, from nix path-info's
-// paths.
+// paths, and that of its last system when they hold it.
 func (r *run) keepClosures(hosts []flake.Host, infos []nix.PathInfo) {
 	byPath := map[string]nix.PathInfo{}
 	for _, i := range infos {
@@ -535,8 +573,18 @@ func (r *run) keepClosures(hosts []flake.Host, infos []nix.PathInfo) {
 	}
 	r.mu.Lock()
 	for _, h := range hosts {
-		if r.built[h.OutPath] {
-			r.closures[h.Name] = closureOf(h.OutPath, byPath)
+		if !r.built[h.OutPath] {
+			continue
+		}
+		r.closures[h.Name] = closureOf(h.OutPath, byPath)
+		if last := r.lastSystems[h.Name]; last != h.OutPath {
+			if _, ok := byPath[last]; ok {
+				set := map[string]bool{}
+				for _, p := range closureOf(last, byPath) {
+					set[p.Path] = true
+				}
+				r.lastClosures[h.Name] = set
+			}
 		}
 	}
 	r.mu.Unlock()

@@ -30,13 +30,13 @@ type LockedQuery struct {
 // (the error is Lock's), the state and the store are discarded: the
 // query changes nothing but root, which Unroot removes anyway. Without a
 // session, one after the other.
-func (h *Host) LockQuery(ctx context.Context, owner LockOwner, breakLock bool, paths []string, root Root) (LockedQuery, error) {
+func (h *Host) LockQuery(ctx context.Context, owner LockOwner, breakLock bool, paths []string, root Root, base string) (LockedQuery, error) {
 	var q LockedQuery
 	s := h.session()
-	rargs, rerr := root.args()
+	rargs, rerr := queryArgs(root, base)
 	queryArgv, ok := h.sessionArgv(h.priv(append([]string{"sh", "-c", lockedQueryScript, "sh"}, rargs...)...))
 	if s == nil || !ok || rerr != nil {
-		return h.lockQuery(ctx, owner, breakLock, paths, root)
+		return h.lockQuery(ctx, owner, breakLock, paths, root, base)
 	}
 	brk := "0"
 	if breakLock {
@@ -49,7 +49,7 @@ func (h *Host) LockQuery(ctx context.Context, owner LockOwner, breakLock bool, p
 	reqs := []string{lreq, request("input", base64.StdEncoding.EncodeToString([]byte(in))), request("run", queryArgv...)}
 	ps, err := s.send(notes, reqs, make([]io.Writer, len(reqs)))
 	if errors.Is(err, errSessionGone) {
-		return h.lockQuery(ctx, owner, breakLock, paths, root)
+		return h.lockQuery(ctx, owner, breakLock, paths, root, base)
 	}
 	if err != nil {
 		return q, err
@@ -62,7 +62,7 @@ func (h *Host) LockQuery(ctx context.Context, owner LockOwner, breakLock bool, p
 	}
 	if errors.Is(err, errSessionGone) {
 		// The session has ended: the lock's keeper of its own.
-		return h.lockQuery(ctx, owner, breakLock, paths, root)
+		return h.lockQuery(ctx, owner, breakLock, paths, root, base)
 	}
 	if q.Lock, err = h.sessionLock(ctx, s, lines, held, err); err != nil {
 		return q, err
@@ -85,14 +85,14 @@ func (h *Host) LockQuery(ctx context.Context, owner LockOwner, breakLock bool, p
 }
 
 // lockQuery is LockQuery one step after the other.
-func (h *Host) lockQuery(ctx context.Context, owner LockOwner, breakLock bool, paths []string, root Root) (LockedQuery, error) {
+func (h *Host) lockQuery(ctx context.Context, owner LockOwner, breakLock bool, paths []string, root Root, base string) (LockedQuery, error) {
 	var q LockedQuery
 	var err error
 	if q.Lock, err = h.Lock(ctx, owner, breakLock); err != nil {
 		return q, err
 	}
 	q.State, q.StateErr = h.ReadState(ctx)
-	q.Store, q.StoreErr = h.QueryStore(ctx, paths, root)
+	q.Store, q.StoreErr = h.QueryStore(ctx, paths, root, base)
 	return q, nil
 }
 

@@ -253,6 +253,9 @@ func parseState(out string) (State, error) {
 type Store struct {
 	Missing []string // paths, of those asked about, that the store lacks
 	Free    int64    // bytes free on the filesystem holding /nix/store; -1 when unknown
+	// BaseInvalid: the host lacks the base system of the query, so
+	// Missing says nothing (see QueryStore).
+	BaseInvalid bool
 }
 
 // storeFree prints the free space of the store's filesystem. It runs
@@ -264,8 +267,9 @@ echo "df $(df -Pk $d 2>/dev/null | { read -r _ && read -r l && printf '%s' "$l";
 
 // missingScript reports free space, roots the new system (rootScript),
 // and reports the invalid paths among those given on standard input (so
-// a closure of any size fits).
-const missingScript = storeFree + rootScript + `skiff_invalid "$skiff_new"`
+// a closure of any size fits), with the base system $1 when not empty
+// (see skiff_invalid).
+const missingScript = storeFree + rootScript + `skiff_invalid "$skiff_new" "${1:-}"`
 
 // QueryStore finds the paths the host lacks and the free space of its
 // store, in one round trip. Before it looks, it roots root (unless zero)
@@ -273,8 +277,13 @@ const missingScript = storeFree + rootScript + `skiff_invalid "$skiff_new"`
 // between this query and the deploy's commit; the caller removes the root
 // with Unroot when the deploy of the host ends, whether or not the query
 // succeeded.
-func (h *Host) QueryStore(ctx context.Context, paths []string, root Root) (Store, error) {
-	args, err := root.args()
+//
+// base, unless empty, is a system the host likely has whose closure the
+// caller left out of paths: the host checks base with them, and only
+// says Store.BaseInvalid when it lacks it (the caller then asks about the
+// whole closure).
+func (h *Host) QueryStore(ctx context.Context, paths []string, root Root, base string) (Store, error) {
+	args, err := queryArgs(root, base)
 	if err != nil {
 		return Store{}, fmt.Errorf("%s: query store paths: %w", h.Name, err)
 	}
@@ -289,11 +298,25 @@ func (h *Host) QueryStore(ctx context.Context, paths []string, root Root) (Store
 	return parseStore(string(res.Stdout)), nil
 }
 
+// queryArgs are missingScript's arguments: root's, then base.
+func queryArgs(root Root, base string) ([]string, error) {
+	args, err := root.args()
+	if err != nil {
+		return nil, err
+	}
+	if base != "" && (!strings.HasPrefix(base, "/") || strings.ContainsAny(base, "\n")) {
+		return nil, fmt.Errorf("invalid base system %q", base)
+	}
+	return append(args, base), nil
+}
+
 func parseStore(out string) Store {
 	st := Store{Free: -1}
 	for _, l := range strings.Split(out, "\n") {
 		l = strings.TrimSpace(l)
 		switch {
+		case l == "base invalid":
+			st.BaseInvalid = true
 		case strings.HasPrefix(l, "df "):
 			st.Free = parseDf(l[len("df "):]).Free
 		case strings.HasPrefix(l, "/"):

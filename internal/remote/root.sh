@@ -26,22 +26,36 @@ skiff_root() {
 	ln -sfn "$2" "$skiff_roots/$1" && ln -sfn "$skiff_roots/$1" "$skiff_auto/$3" || return 1
 	return 0
 }
-# skiff_invalid [PATH] prints the store paths read on standard input that
-# the store lacks, with one nix-store. A garbage collection already
-# running read the roots before skiff_root made PATH's: when PATH is
-# reported valid, a realise (which substitutes nothing) registers it as a
-# temporary root, so that it and its closure stay valid; PATH is reported
-# missing when it was collected in between. A PATH the store lacks needs
-# no realise. The paths on standard input are PATH's closure (every
-# caller's): when the host runs PATH already (a redeploy finding it up to
-# date), none is missing and no nix-store runs, since the running system
-# and its closure are valid, and its own GC root and the processes it
-# runs keep them so.
+# skiff_invalid [PATH [BASE]] prints the store paths read on standard
+# input that the store lacks, with one nix-store. A garbage collection
+# already running read the roots before skiff_root made PATH's: when PATH
+# is reported valid, a realise (which substitutes nothing) registers it as
+# a temporary root, so that it and its closure stay valid; PATH is
+# reported missing when it was collected in between. A PATH the store
+# lacks needs no realise. The paths on standard input are PATH's closure
+# (every caller's): when the host runs PATH already (a redeploy finding it
+# up to date), none is missing and no nix-store runs, since the running
+# system and its closure are valid, and its own GC root and the processes
+# it runs keep them so.
+# With BASE (the system the deployer's last deploy left on the host), the
+# paths on standard input are only those of PATH's closure that BASE's
+# lacks: a valid path's closure is valid, so BASE is checked with them.
+# When the store lacks BASE, "base invalid" is all that is printed: the
+# caller asks again with the whole closure.
 skiff_invalid() {
 	if [ -n "${1:-}" ] && [ "$(readlink "$skiff_current" 2>/dev/null)" = "$1" ]; then
 		return 0
 	fi
-	skiff_inv=$(xargs nix-store --check-validity --print-invalid) || return
+	skiff_inv=$(xargs nix-store --check-validity --print-invalid ${2:+"$2"}) || return
+	if [ -n "${2:-}" ]; then
+		case "
+$skiff_inv
+" in
+		*"
+$2
+"*) echo "base invalid"; return 0 ;;
+		esac
+	fi
 	[ -z "$skiff_inv" ] || printf '%s\n' "$skiff_inv"
 	[ -n "${1:-}" ] || return 0
 	case "

@@ -134,7 +134,7 @@ func TestInvalidUnderDash(t *testing.T) {
 	if _, err := exec.LookPath("dash"); err != nil {
 		t.Skip("no dash")
 	}
-	const top, dep = "/nix/store/aaaa-nixos-system-x", "/nix/store/bbbb-dep"
+	const top, dep, base = "/nix/store/aaaa-nixos-system-x", "/nix/store/bbbb-dep", "/nix/store/dddd-nixos-system-x"
 	for _, tc := range []struct {
 		name     string
 		invalid  string // what --check-validity prints
@@ -142,12 +142,15 @@ func TestInvalidUnderDash(t *testing.T) {
 		want     string
 		realised bool
 		running  string // what the host runs (its current-system link)
+		base     string // the base system of the query
 	}{
-		{"new system missing: no realise", top + "\n" + dep + "\n", 0, top + "\n" + dep + "\n", false, ""},
-		{"new system there: realised", dep + "\n", 0, dep + "\n", true, ""},
-		{"new system collected before the realise", dep + "\n", 1, dep + "\n" + top + "\n", true, ""},
-		{"nothing missing", "", 0, "", true, "/nix/store/cccc-nixos-system-x"},
-		{"the host runs it: no nix-store", "never asked", 0, "", false, top},
+		{"new system missing: no realise", top + "\n" + dep + "\n", 0, top + "\n" + dep + "\n", false, "", ""},
+		{"new system there: realised", dep + "\n", 0, dep + "\n", true, "", ""},
+		{"new system collected before the realise", dep + "\n", 1, dep + "\n" + top + "\n", true, "", ""},
+		{"nothing missing", "", 0, "", true, "/nix/store/cccc-nixos-system-x", ""},
+		{"the host runs it: no nix-store", "never asked", 0, "", false, top, ""},
+		{"base there", top + "\n", 0, top + "\n", false, "", base},
+		{"base missing: said alone", base + "\n" + top + "\n", 0, "base invalid\n", false, "", base},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
@@ -162,7 +165,7 @@ func TestInvalidUnderDash(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			cmd := exec.Command("dash", "-c", rootFuncs+`skiff_current=$2; skiff_invalid "$1"`, "sh", top, current)
+			cmd := exec.Command("dash", "-c", rootFuncs+`skiff_current=$2; skiff_invalid "$1" "$3"`, "sh", top, current, tc.base)
 			cmd.Env = append(os.Environ(), "PATH="+dir+":"+os.Getenv("PATH"))
 			cmd.Stdin = strings.NewReader(top + "\n" + dep + "\n")
 			out, err := cmd.Output()
@@ -182,6 +185,9 @@ func TestInvalidUnderDash(t *testing.T) {
 			}
 			if got := strings.Contains(string(calls), "--realise"); got != tc.realised {
 				t.Errorf("realised %v, want %v: %q", got, tc.realised, calls)
+			}
+			if asked := strings.Contains(string(calls), "--print-invalid "+base); asked != (tc.base != "") {
+				t.Errorf("base asked about %v, want %v: %q", asked, tc.base != "", calls)
 			}
 		})
 	}
