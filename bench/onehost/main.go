@@ -6,7 +6,11 @@
 // every figure is printed for each round-trip delay. Each round deploys a new
 // generation to each side's own host; the figures are medians.
 //
-//	go run -C bench ./onehost [-rounds 5] [-delay 0,50ms] [-size 8388608]
+//	go run -C bench ./onehost [-rounds 5] [-delay 0,50ms] [-size 8388608] [-paths 0]
+//
+// -paths N adds N small store paths to every system's closure (lib.nix's
+// basePaths), shared by all generations: a closure as large as a real NixOS
+// system's (2,000 paths and more).
 package main
 
 import (
@@ -24,11 +28,15 @@ func main() {
 	rounds := flag.Int("rounds", 5, "deploys measured for each side and delay")
 	delays := flag.String("delay", "0,50ms", "round-trip delays to measure at, comma separated")
 	size := flag.Int64("size", 8<<20, "bytes of filler in the shared base path (closure size)")
+	paths := flag.Int("paths", 0, "small store paths in every system's closure besides its own few")
 	kex := benchlab.KexFlag()
 	flag.Parse()
 	ds, err := benchlab.ParseDelays(*delays)
+	if err == nil && *paths < 0 {
+		err = fmt.Errorf("-paths must not be negative")
+	}
 	if err == nil {
-		err = run(context.Background(), *rounds, ds, *size, *kex)
+		err = run(context.Background(), *rounds, ds, *size, *paths, *kex)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "onehost:", err)
@@ -47,16 +55,16 @@ type side struct {
 	trace  benchlab.Trace // of the last round
 }
 
-func run(ctx context.Context, rounds int, delays []time.Duration, size int64, kex string) error {
+func run(ctx context.Context, rounds int, delays []time.Duration, size int64, paths int, kex string) error {
 	// Generation 1 everywhere, untimed: the shared base is on every host.
-	b, hosts, err := benchlab.StartOneHost(ctx, size, kex)
+	b, hosts, err := benchlab.StartOneHost(ctx, size, paths, kex)
 	if err != nil {
 		return err
 	}
 	defer b.Stop()
 	gen := 1
 
-	fmt.Printf("one-host deploy of a new generation (a %d MiB shared base already on the host), %d rounds, medians; %s; load average at start: %s\n", size>>20, rounds, b.About(), benchlab.Load())
+	fmt.Printf("one-host deploy of a new generation (a %d MiB shared base and %d more shared paths already on the host), %d rounds, medians; %s; load average at start: %s\n", size>>20, paths, rounds, b.About(), benchlab.Load())
 	for _, delay := range delays {
 		if err := b.SetDelay(ctx, delay); err != nil {
 			return err

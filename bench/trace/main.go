@@ -38,7 +38,7 @@ func main() {
 
 func run(ctx context.Context, delay time.Duration, kex string, deploys []string) error {
 	// Generation 1 everywhere, untimed, as bench/onehost does.
-	b, hosts, err := benchlab.StartOneHost(ctx, 8<<20, kex)
+	b, hosts, err := benchlab.StartOneHost(ctx, 8<<20, 0, kex)
 	if err != nil {
 		return err
 	}

@@ -5,7 +5,7 @@
 #
 #   mkSystem { name, generation ? 1, units ? defaultUnits, authorizedKeys ? null,
 #              activationFails ? false, activationDelay ? 0, deployment ? {},
-#              system ? "x86_64-linux", baseSize ? 0,
+#              system ? "x86_64-linux", baseSize ? 0, basePaths ? 0,
 #              nixosVersion ? "24.05.20240601.lab", initInterfaceVersion ? "systemd",
 #              packages ? {}, kernelVersion ? "6.6.32" }
 #
@@ -16,6 +16,9 @@
 # etc/lab/units/*, etc/ssh/authorized_keys.d/*), lab-system-path (shared by every host
 # of a platform: sw/bin, and baseSize bytes of filler), linux-lab (kernel and initrd
 # stand-ins) and lab-nixos-tools (switch-to-configuration and activate).
+# basePaths adds that many small store paths (lab-dep-N, text files made at
+# evaluation), referenced by lab-system-path: a closure as large as a real
+# NixOS system's, which has thousands of paths.
 # packages = { NAME = VERSION; } adds a store path NAME-VERSION per entry to the closure
 # (listed in etc/lab/packages), so that closures differ by real package versions.
 # kernelVersion changes the system's kernel and initrd: a host that switches to it
@@ -62,6 +65,7 @@ in
     , deployment ? { }
     , system ? "x86_64-linux"
     , baseSize ? 0
+    , basePaths ? 0
     , nixosVersion ? "24.05.20240601.lab"
     , initInterfaceVersion ? "systemd"
     , packages ? { }
@@ -84,12 +88,17 @@ in
         activateScript = ./lab/activate.sh;
       };
 
-      base = mk {
+      base = mk ({
         name = "lab-system-path";
         args = [ ./lab/build-base.sh ];
         baseSize = toString baseSize;
         inherit nixosVersion;
-      };
+      } // (if basePaths == 0 then { } else {
+        deps = concat (builtins.genList
+          (i: "${builtins.toFile "lab-dep-${toString i}" "${toString i}\n"}\n")
+          basePaths);
+        passAsFile = [ "deps" ];
+      }));
 
       kernel = mk {
         name = "linux-lab-${kernelVersion}";

@@ -39,6 +39,7 @@ type Bench struct {
 	Skiff     string // the skiff binary built from this tree
 	SSHConfig string // every lab host through its proxy
 	Kex       string // the key exchange the ssh_config names; "" for ssh's default
+	BasePaths int    // small store paths in every system's closure (lib.nix's basePaths)
 	floor     string
 	proxies   []*toxiproxy.Proxy
 	runs      int
@@ -181,7 +182,8 @@ func ParseDelays(list string) ([]time.Duration, error) {
 }
 
 // WriteFlake writes the example flake with the systems of hosts at generation gen
-// (baseSize bytes of filler in the shared base path) and returns its directory:
+// (baseSize bytes of filler in the shared base path, and b.BasePaths small paths
+// it references) and returns its directory:
 // always the same one, rewritten, as a user edits a flake where it is.
 func (b *Bench) WriteFlake(hosts []string, gen int, baseSize int64) (string, error) {
 	dir := filepath.Join(b.Dir, "flake")
@@ -197,7 +199,7 @@ func (b *Bench) WriteFlake(hosts []string, gen int, baseSize int64) (string, err
 	var s strings.Builder
 	s.WriteString("{\n  outputs = { self }: let lib = import ./lib.nix; in {\n    nixosConfigurations = {\n")
 	for _, h := range hosts {
-		fmt.Fprintf(&s, "      %s = lib.mkSystem { name = %q; generation = %d; baseSize = %d; };\n", h, h, gen, baseSize)
+		fmt.Fprintf(&s, "      %s = lib.mkSystem { name = %q; generation = %d; baseSize = %d; basePaths = %d; };\n", h, h, gen, baseSize, b.BasePaths)
 	}
 	s.WriteString("    };\n  };\n}\n")
 	return dir, os.WriteFile(filepath.Join(dir, "flake.nix"), []byte(s.String()), 0o644)
@@ -319,7 +321,7 @@ func Ms(d time.Duration) string {
 // StartOneHost starts the one-host benches' lab (hosts floor, plain and
 // skiff) and puts generation 1 of the example flake on each, untimed, with
 // a shared base of size bytes: what onehost and trace measure from.
-func StartOneHost(ctx context.Context, size int64, kex string) (*Bench, []string, error) {
+func StartOneHost(ctx context.Context, size int64, paths int, kex string) (*Bench, []string, error) {
 	hosts := []string{"floor", "plain", "skiff"}
 	var specs []lab.HostSpec
 	for _, h := range hosts {
@@ -329,6 +331,7 @@ func StartOneHost(ctx context.Context, size int64, kex string) (*Bench, []string
 	if err != nil {
 		return nil, nil, err
 	}
+	b.BasePaths = paths
 	flake, err := b.WriteFlake(hosts, 1, size)
 	if err == nil {
 		err = Build(ctx, flake, hosts)

@@ -1,5 +1,6 @@
-# Builder of lab-system-path, the "sw" of every lab system: a few commands, and
-# $baseSize bytes of filler (zeros) for copy benchmarks.
+# Builder of lab-system-path, the "sw" of every lab system: a few commands,
+# $baseSize bytes of filler (zeros) for copy benchmarks, and the list of the
+# basePaths store paths it references ($depsPath, when given).
 set -eu
 PATH=/usr/bin:/bin
 mkdir -p "$out/bin" "$out/share/lab"
@@ -19,4 +20,7 @@ chmod 0555 "$out/bin/nixos-version" "$out/bin/lab-hello"
 printf '%s\n' "$nixosVersion" >"$out/share/lab/version"
 if [ "$baseSize" -gt 0 ]; then
 	head -c "$baseSize" /dev/zero >"$out/share/lab/filler"
+fi
+if [ -n "${depsPath:-}" ]; then
+	cp "$depsPath" "$out/share/lab/deps"
 fi
