@@ -38,7 +38,7 @@ type world struct {
 	d       *nspawn.Deployer
 	exe     string // this test binary, bound into the deployer's chroot
 	flakes  string // where flakes are written (bound)
-	state   string // the deployer's history (bound)
+	state   string // the deployer's history and cache (bound)
 	nflakes atomic.Int64
 }
 
@@ -104,7 +104,7 @@ func (w *world) skiff(t *testing.T, args ...string) result {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	argv := append([]string{w.exe, "-F", w.f.SSHConfig(), "--nix-option", "substituters="}, args...)
-	stdout, stderr, code, err := w.d.Run(ctx, nil, []string{cliEnv + "=1", "SKIFF_HISTORY=" + filepath.Join(w.state, "history.db")}, argv...)
+	stdout, stderr, code, err := w.d.Run(ctx, nil, []string{cliEnv + "=1", "SKIFF_HISTORY=" + filepath.Join(w.state, "history.db"), "XDG_CACHE_HOME=" + filepath.Join(w.state, "cache")}, argv...)
 	if err != nil {
 		t.Fatalf("skiff on the deployer: %v\n%s", err, stderr)
 	}
@@ -168,11 +168,18 @@ func (w *world) flake(t *testing.T, configs string) string {
 	for _, f := range []string{"flake.nix", "flake.lock", "generation", "overrides.nix"} {
 		os.Remove(filepath.Join(dir, f))
 	}
+	rewrite(t, dir, configs)
+	return dir
+}
+
+// rewrite replaces the systems of the flake in dir, which stays where it
+// is (the same flake reference, as after an edit).
+func rewrite(t *testing.T, dir, configs string) {
+	t.Helper()
 	flake := "{\n  outputs = { self }: let lib = import ./lib.nix; in {\n    nixosConfigurations = {\n" + configs + "\n    };\n  };\n}\n"
 	if err := os.WriteFile(filepath.Join(dir, "flake.nix"), []byte(flake), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	return dir
 }
 
 // system is a nixosConfigurations binding of generation gen of a systemd
@@ -303,6 +310,31 @@ func TestNix226(t *testing.T) {
 			}
 			if _, err := w.f.Host(h).Exec(t.Context(), "nix-store", "--verify-path", systems[1]); err != nil {
 				t.Errorf("the running system lost its closure: %v", err)
+			}
+		}},
+		{"RedeployAndNoOp", func(t *testing.T) {
+			// One flake, edited as a user does: the redeploy's store
+			// query asks about what the last system lacks, with that
+			// system as its base (a Nix 2.26 deployer's path-info and a
+			// Nix 2.26 host's nix-store); deployed again unchanged, the
+			// host is found up to date by its links and boot state (a
+			// real systemd host), in one ssh command.
+			dir := w.flake(t, system(h, 3, ""))
+			wantCode(t, w.skiff(t, "deploy", h, confirm, "--flake", dir), 0)
+			base := w.on(t, h, "readlink", "/run/current-system")
+			rewrite(t, dir, system(h, 4, ""))
+			r := w.skiff(t, "-x", "deploy", h, confirm, "--flake", dir)
+			wantCode(t, r, 0)
+			wantContains(t, "summary", r.stdout, h, "deployed", "3 -> 4")
+			if !regexp.MustCompile(`(?m)(^:| )` + regexp.QuoteMeta(base) + `$`).MatchString(r.stderr) {
+				t.Errorf("the store query did not name %s as its base:\n%s", base, r.stderr)
+			}
+			r = w.skiff(t, "-x", "deploy", h, confirm, "--flake", dir)
+			wantCode(t, r, 0)
+			wantContains(t, "summary", r.stdout, h, "up to date")
+			wantContains(t, "trace", r.stderr, " links'")
+			if strings.Contains(r.stderr, "skiff-session") {
+				t.Errorf("an expected no-op opened a session:\n%s", r.stderr)
 			}
 		}},
 		{"Doctor", func(t *testing.T) {
