@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -81,6 +82,88 @@ func TestBuiltAlready(t *testing.T) {
 			}
 			if len(ev.msgs) != 1 || !strings.HasPrefix(ev.msgs[0], "2 system(s) built already") {
 				t.Errorf("events %q, want one saying 2 systems were built already", ev.msgs)
+			}
+		})
+	}
+}
+
+// The closure of the system the last deploy left a host is read with the
+// new closures, by the same nix path-info, and narrows that host's store
+// query to what it lacks, with it as the base. When that nix path-info
+// fails (the last system is not valid here after all), the new closures
+// are read alone and every path is asked about.
+func TestLastClosureNarrowsTheStoreQuery(t *testing.T) {
+	const (
+		a    = "/nix/store/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-nixos-system-a"
+		b    = "/nix/store/bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb-nixos-system-b"
+		last = "/nix/store/llllllllllllllllllllllllllllllll-nixos-system-a"
+		gone = "/nix/store/gggggggggggggggggggggggggggggggg-nixos-system-b"
+		// shared by a and its last system; new in a; only in the last
+		shared, fresh, old = "/nix/store/ssssssssssssssssssssssssssssssss-base", "/nix/store/nnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnn-etc", "/nix/store/oooooooooooooooooooooooooooooooo-etc"
+	)
+	info := func(p string, refs ...string) string {
+		return `{"path":"` + p + `","narSize":1,"references":["` + strings.Join(refs, `","`) + `"]}`
+	}
+	list := func(infos ...string) string {
+		return strings.ReplaceAll("["+strings.Join(infos, ",")+"]", `[""]`, `[]`)
+	}
+	with := list(info(a, shared, fresh), info(b, shared), info(last, shared, old), info(shared), info(fresh), info(old))
+	without := list(info(a, shared, fresh), info(b, shared), info(shared), info(fresh))
+	hosts := []flake.Host{{Name: "a", OutPath: a}, {Name: "b", OutPath: b}}
+	for _, c := range []struct {
+		name      string
+		validLast bool // nix path-info answers for the last system
+		calls     []string
+		base      string
+		asked     []string
+	}{
+		{"last system here", true, []string{"path-info -r --json " + a + " " + b + " " + last}, last, []string{a, fresh}},
+		{"last system not valid here", false, []string{"path-info -r --json " + a + " " + b + " " + last, "path-info -r --json " + a + " " + b}, "", []string{a, shared, fresh}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			log := filepath.Join(dir, "log")
+			script := "#!/bin/sh\necho \"$*\" >>'" + log + "'\n"
+			if !c.validLast {
+				script += "case \"$*\" in *" + last + "*) echo \"error: path '" + last + "' is not valid\" >&2; exit 1 ;; esac\n"
+			}
+			script += "case \"$*\" in *" + last + "*) echo '" + with + "' ;; *) echo '" + without + "' ;; esac\n"
+			if err := os.WriteFile(filepath.Join(dir, "nix"), []byte(script), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			t.Setenv("PATH", dir+":"+os.Getenv("PATH"))
+			had := storeHas
+			storeHas = func(p string) bool { return p == last } // gone is not here at all
+			defer func() { storeHas = had }()
+			r := newRun(Options{Nix: &nix.Nix{Run: &command.Runner{}}, Reporter: &events{}})
+			r.lastSystems = map[string]string{"a": last, "b": gone}
+			if !r.builtAlready(context.Background(), hosts, time.Now()) {
+				t.Fatal("the systems were not found built")
+			}
+			calls, _ := os.ReadFile(log)
+			got := strings.Split(strings.TrimSpace(string(calls)), "\n")
+			ok := len(got) == len(c.calls)
+			for i := 0; ok && i < len(got); i++ {
+				ok = strings.HasSuffix(got[i], c.calls[i])
+			}
+			if !ok {
+				t.Errorf("nix ran:\n%s\nwant, at the ends of the lines:\n%s", calls, strings.Join(c.calls, "\n"))
+			}
+			paths := func(h string) []string {
+				var out []string
+				for _, p := range r.closures[h] {
+					out = append(out, p.Path)
+				}
+				return out
+			}
+			base, asked := r.queryPaths(hosts[0], paths("a"))
+			slices.Sort(asked)
+			want := slices.Sorted(slices.Values(c.asked))
+			if base != c.base || !slices.Equal(asked, want) {
+				t.Errorf("a's query: base %q, paths %q; want %q, %q", base, asked, c.base, want)
+			}
+			if base, asked := r.queryPaths(hosts[1], paths("b")); base != "" || len(asked) != 2 {
+				t.Errorf("b's query (its last system is not here): base %q, paths %q; want every path of its closure", base, asked)
 			}
 		})
 	}

@@ -490,7 +490,7 @@ func (r *run) build(ctx context.Context) {
 		}
 		return
 	}
-	r.keepClosures(hosts, infos)
+	r.keepClosures(hosts, indexInfos(infos))
 	r.report("", PhaseBuild, "built in %s", since(start))
 }
 
@@ -514,19 +514,16 @@ func (r *run) builtAlready(ctx context.Context, hosts []flake.Host, start time.T
 	if err != nil {
 		return false
 	}
-	valid := map[string]bool{}
-	for _, i := range infos {
-		valid[i.Path] = true
-	}
+	byPath := indexInfos(infos)
 	for _, o := range outs {
-		if !valid[o] {
+		if _, ok := byPath[o]; !ok {
 			return false
 		}
 	}
 	for _, h := range hosts {
 		r.built[h.OutPath] = true
 	}
-	r.keepClosures(hosts, infos)
+	r.keepClosures(hosts, byPath)
 	r.report("", PhaseBuild, "%d system(s) built already (%s)", len(outs), since(start))
 	return true
 }
@@ -546,6 +543,13 @@ func (r *run) readClosures(ctx context.Context, hosts []flake.Host, outs []strin
 	return r.Nix.Closure(ctx, outs...)
 }
 
+// storeHas reports whether this machine's store likely has path (its
+// directory is there; nix path-info says whether it is valid).
+var storeHas = func(path string) bool {
+	_, err := os.Lstat(path)
+	return err == nil
+}
+
 // lastOf is the hosts' last systems (lastSystems) that a deploy now
 // changes and that this machine's store likely has, each once.
 func (r *run) lastOf(hosts []flake.Host) []string {
@@ -557,20 +561,25 @@ func (r *run) lastOf(hosts []flake.Host) []string {
 			continue
 		}
 		seen[p] = true
-		if _, err := os.Lstat(p); err == nil {
+		if storeHas(p) {
 			last = append(last, p)
 		}
 	}
 	return last
 }
 
-// keepClosures keeps each built host's closure, from nix path-info's
-// paths, and that of its last system when they hold it.
-func (r *run) keepClosures(hosts []flake.Host, infos []nix.PathInfo) {
-	byPath := map[string]nix.PathInfo{}
+// indexInfos indexes nix path-info's answer by path.
+func indexInfos(infos []nix.PathInfo) map[string]nix.PathInfo {
+	byPath := make(map[string]nix.PathInfo, len(infos))
 	for _, i := range infos {
 		byPath[i.Path] = i
 	}
+	return byPath
+}
+
+// keepClosures keeps each built host's closure, from nix path-info's
+// paths by path, and that of its last system when they hold it.
+func (r *run) keepClosures(hosts []flake.Host, byPath map[string]nix.PathInfo) {
 	r.mu.Lock()
 	for _, h := range hosts {
 		if !r.built[h.OutPath] {
