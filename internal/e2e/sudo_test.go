@@ -53,14 +53,18 @@ func TestSudoPasswordReachesOnlySudo(t *testing.T) {
 
 	history := filepath.Join(t.TempDir(), "history.db")
 	ps := watchProcesses(t, pw)
+	flakes := map[int]string{} // by generation
 	deploy := func(gen int, extra map[string]string) result {
 		t.Helper()
-		var configs strings.Builder
-		for _, h := range hosts {
-			configs.WriteString(host(h, fmt.Sprintf("generation = %d; %s", gen, extra[h])))
+		if flakes[gen] == "" {
+			var configs strings.Builder
+			for _, h := range hosts {
+				configs.WriteString(host(h, fmt.Sprintf("generation = %d; %s", gen, extra[h])))
+			}
+			flakes[gen] = writeFlake(t, configs.String())
 		}
 		r := skiffWithInput(t, l, pw+"\n", "-x", "deploy", "--ask-sudo-password", "--target-user", "deploy",
-			"--json", "--history", history, confirm, "--flake", writeFlake(t, configs.String()))
+			"--json", "--history", history, confirm, "--flake", flakes[gen])
 		if strings.Contains(r.stdout+r.stderr, pw) {
 			t.Errorf("generation %d: the password appears in skiff's output or trace", gen)
 		}
@@ -91,11 +95,28 @@ func TestSudoPasswordReachesOnlySudo(t *testing.T) {
 		}
 	}
 
+	// The same flake again: each host's probe reads its links alone, as
+	// deploy through sudo (through skiff-sudo where sudo asks), and finds
+	// it up to date.
+	r := deploy(2, nil)
+	wantCode(t, r, 0)
+	_, sum := parseJSON(t, r.stdout)
+	for _, h := range hosts {
+		if got := results(sum)[h]; got != "up to date" {
+			t.Errorf("the same flake again: %s %s, want up to date", h, got)
+		}
+		if links := linksRead(r.stderr, "deploy@"+h); links == "" {
+			t.Errorf("%s: the probe of an expected no-op did not read the links alone", h)
+		} else if sent := strings.Contains(links, "skiff-sudo"); sent != (h != "nopw") {
+			t.Errorf("%s: the links read went through skiff-sudo: %v, want %v", h, sent, h != "nopw")
+		}
+	}
+
 	// A failing check rolls the hosts whose sudo asks back, through sudo.
 	fails := `deployment.healthChecks = { commands = [ "test -e /run/no-such-file" ]; timeout = 1; };`
-	r := deploy(3, map[string]string{"askpw": fails, "cached": fails})
+	r = deploy(3, map[string]string{"askpw": fails, "cached": fails})
 	wantCode(t, r, 4)
-	_, sum := parseJSON(t, r.stdout)
+	_, sum = parseJSON(t, r.stdout)
 	if res := results(sum); res["nopw"] != "deployed" || res["askpw"] != "rolled back" || res["cached"] != "rolled back" {
 		t.Errorf("results %v: want nopw deployed, askpw and cached rolled back", res)
 	}
