@@ -33,13 +33,7 @@ func sessionReads(stderr, host string) []string {
 		if !strings.HasPrefix(l, "+ session "+host+":") && !strings.HasPrefix(l, "+ session "+host+" (pipelined):") {
 			continue
 		}
-		req := l
-		for _, c := range lines[i+1:] {
-			if strings.HasPrefix(c, "+ ") || traceLogRE.MatchString(c) {
-				break
-			}
-			req += "\n" + c
-		}
+		req := stepText(lines, i)
 		if strings.Contains(req, "/nix/var/nix/profiles/system") && (strings.Contains(req, "current=$(readlink") || strings.Contains(req, "-*-link")) {
 			out = append(out, l)
 		}

@@ -188,14 +188,7 @@ func linksRead(stderr, login string) string {
 		if !strings.HasPrefix(l, "+ ssh ") || !strings.Contains(l, " "+login+" -- ") {
 			continue
 		}
-		cmd := []string{l}
-		for _, c := range lines[i+1:] {
-			if strings.HasPrefix(c, "+ ") || traceLogRE.MatchString(c) {
-				break
-			}
-			cmd = append(cmd, c)
-		}
-		if text := strings.Join(cmd, "\n"); strings.HasSuffix(text, " links'") {
+		if text := stepText(lines, i); strings.HasSuffix(text, " links'") {
 			return text
 		}
 	}
@@ -210,14 +203,7 @@ func sessionOf(stderr, login string) (int, string) {
 	at := 0
 	for i, l := range lines {
 		if strings.HasPrefix(l, "+ ssh ") && strings.Contains(l, " "+login+" -- ") && !strings.Contains(l, "skiff-import") {
-			cmd := []string{l}
-			for _, c := range lines[i+1:] {
-				if strings.HasPrefix(c, "+ ") || traceLogRE.MatchString(c) {
-					break
-				}
-				cmd = append(cmd, c)
-			}
-			text := strings.Join(cmd, "\n")
+			text := stepText(lines, i)
 			if j := strings.LastIndex(text, "' skiff-session"); j >= 0 {
 				return at, text[j+len("' skiff-session"):]
 			}

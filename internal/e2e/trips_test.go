@@ -31,6 +31,19 @@ type sshTrace struct {
 
 var traceLogRE = regexp.MustCompile(`^\d\d:\d\d:\d\d `)
 
+// stepText is the step traced on lines[i] ("+ ..."), with the lines of
+// its command that go on to the next trace or log line.
+func stepText(lines []string, i int) string {
+	text := lines[i]
+	for _, c := range lines[i+1:] {
+		if strings.HasPrefix(c, "+ ") || traceLogRE.MatchString(c) {
+			break
+		}
+		text += "\n" + c
+	}
+	return text
+}
+
 func sshTraceOf(stderr string) sshTrace {
 	var tr sshTrace
 	lines := strings.Split(stderr, "\n")
@@ -65,15 +78,7 @@ func sshTraceOf(stderr string) sshTrace {
 			if !strings.Contains(l, "ControlPath=none") {
 				releasedAlongside = false
 			}
-			// The command's lines go on to the next trace or log line.
-			session := strings.Contains(l, "skiff-session")
-			for _, c := range lines[i+1:] {
-				if strings.HasPrefix(c, "+ ") || traceLogRE.MatchString(c) {
-					break
-				}
-				session = session || strings.Contains(c, "skiff-session")
-			}
-			if !session {
+			if !strings.Contains(stepText(lines, i), "skiff-session") {
 				trip(false)
 			}
 		case strings.HasPrefix(l, "+ session "):

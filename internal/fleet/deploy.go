@@ -216,9 +216,7 @@ func (r *run) deployHost(ctx context.Context, h flake.Host) Result {
 		// release, and the agent with it (no round trip to end it).
 		r.conns[h.Name].LeaveSession()
 		if rel != nil {
-			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-			_, _ = rel.Wait(rctx)
-			cancel()
+			rel.WaitReleased()
 		}
 		if un != nil {
 			un()

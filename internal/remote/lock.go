@@ -202,21 +202,26 @@ func (h *Host) heldError(holder LockOwner) error {
 
 // Release gives the lock back and waits (bounded) for the keeper to end.
 func (l *Lock) Release() {
+	if l.session != nil {
+		l.StartRelease().WaitReleased()
+		return
+	}
 	l.once.Do(func() {
-		if l.session != nil {
-			l.session.release()
-			return
-		}
 		go func() {
 			_, _ = io.WriteString(l.in, "release\n")
 			_ = l.in.Close()
 		}()
 		select {
 		case <-l.done:
-		case <-time.After(10 * time.Second):
+		case <-time.After(releaseWait):
 		}
 	})
 }
+
+// releaseWait bounds the wait for a release: a host that does not answer
+// keeps the lock only until the end of the keeper (or the session's
+// agent) leaves it stale.
+const releaseWait = 10 * time.Second
 
 func parseOwner(s string) LockOwner {
 	var o LockOwner

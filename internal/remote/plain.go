@@ -241,3 +241,11 @@ func (l *Lock) StartRelease() *Pending {
 	})
 	return p
 }
+
+// WaitReleased waits for the release StartRelease sent, at most
+// releaseWait: the lock is gone either way once the session ends.
+func (p *Pending) WaitReleased() {
+	ctx, cancel := context.WithTimeout(context.Background(), releaseWait)
+	defer cancel()
+	_, _ = p.Wait(ctx)
+}

@@ -122,9 +122,6 @@ type State struct {
 	// Gens are the system profile's generations, oldest first; read only
 	// by ReadSystem and ListGenerations.
 	Gens []Generation
-	// Links: only Current, Booted, Profile, Generation and Boot were
-	// read (ReadLinks); what systemd says is unknown, not empty.
-	Links bool
 }
 
 //go:embed system.sh
@@ -151,15 +148,14 @@ func (h *Host) ReadSystem(ctx context.Context) (State, error) {
 	return h.readState(ctx, true, "gens")
 }
 
-// ReadLinks is ReadState without asking systemd (State.Links): what the
-// host runs, boots and has as its profile, and its boot state. It is the
-// probe of a host that likely runs the system already: enough to see that
-// it is up to date and whether it needs a reboot, for a fraction of the
-// host's work.
+// ReadLinks is ReadState without asking systemd: what the host runs,
+// boots and has as its profile, and its boot state (Systemd, Systemctl,
+// FailedUnits and Health are left unknown, not empty). It is the probe of
+// a host that likely runs the system already: enough to see that it is up
+// to date and whether it needs a reboot, for a fraction of the host's
+// work.
 func (h *Host) ReadLinks(ctx context.Context) (State, error) {
-	st, err := h.readState(ctx, true, "links")
-	st.Links = err == nil
-	return st, err
+	return h.readState(ctx, true, "links")
 }
 
 // readState runs stateScript, through sudo when priv and the login is not

@@ -473,17 +473,6 @@ func lockReply(r reply) ([]string, bool, error) {
 	return nil, false, fmt.Errorf("the lock failed (exit %d): %s", r.code, strings.Join(r.errs, "; "))
 }
 
-// release removes the lock the agent keeps.
-func (s *Session) release() {
-	ps, err := s.send([]string{"release"}, []string{request("release")}, []io.Writer{nil})
-	if err != nil {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	_, _ = s.wait(ctx, ps[0])
-}
-
 // frameWriter reads the agent's framed lines into the pending replies.
 type frameWriter struct {
 	s   *Session
