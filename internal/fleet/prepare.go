@@ -97,6 +97,9 @@ type run struct {
 	// sessions holds those a host's deploy has not taken yet.
 	probeSessions bool
 	sessions      map[string]*remote.Session
+	// checked is closed once the local build knows whether the systems
+	// are built already (builtAlready); nil when nothing is built.
+	checked chan struct{}
 	// unprobed: hosts whose state is read only under the deploy lock,
 	// in the deploy's first round trip (see connectAll).
 	unprobed   map[string]bool
@@ -189,6 +192,7 @@ func prepare(ctx context.Context, o Options, build, probeSessions bool) (*Sessio
 	var wg sync.WaitGroup
 	if build {
 		r.checkPlatforms(ctx)
+		r.checked = make(chan struct{})
 		wg.Add(2)
 		go func() { defer wg.Done(); r.build(ctx) }()
 		go func() { defer wg.Done(); r.buildRemote(ctx) }()
@@ -299,6 +303,16 @@ func (r *run) connectAll(ctx context.Context) {
 				// probe connects and says why).
 				select {
 				case <-m.done:
+				case <-ctx.Done():
+				}
+			}
+			if speculated && ctx.Err() == nil && *m.up && r.checked != nil {
+				// Whether the systems are built already is one nix
+				// path-info, which a busy machine may still run when
+				// the connection is up: its answer decides whether the
+				// probe waits for the lock's round trip (deferProbe).
+				select {
+				case <-r.checked:
 				case <-ctx.Done():
 				}
 			}
@@ -441,6 +455,12 @@ func orNone(s string) string {
 // build builds every host's toplevel with one nix build and reads the
 // closures with one nix path-info.
 func (r *run) build(ctx context.Context) {
+	checked := sync.OnceFunc(func() {
+		if r.checked != nil {
+			close(r.checked)
+		}
+	})
+	defer checked()
 	start := time.Now()
 	var drvs []string
 	seen := map[string]bool{}
@@ -457,6 +477,7 @@ func (r *run) build(ctx context.Context) {
 	if r.builtAlready(ctx, hosts, start) {
 		return
 	}
+	checked()
 	r.report("", PhaseBuild, "building %d system(s)", len(drvs))
 	_, err := r.Nix.Build(ctx, drvs)
 	if err != nil && ctx.Err() != nil {
