@@ -108,6 +108,7 @@ func run(ctx context.Context, n, big, p int, delays []time.Duration, kex string)
 			}
 			floor.Wall += u.Wall
 			floor.CPU += u.CPU
+			floor.Machine += u.Machine
 		}
 		// skiff, all of them in one run.
 		if flake, err = newGen(few); err != nil {
@@ -142,6 +143,7 @@ func run(ctx context.Context, n, big, p int, delays []time.Duration, kex string)
 		fmt.Printf("  %-44s %10s  %10s  %6.2f\n", fmt.Sprintf("%d hosts, new generation (floor: one by one)", n),
 			benchlab.Ms(one.Wall), benchlab.Ms(floor.Wall), float64(one.Wall)/float64(floor.Wall))
 		fmt.Printf("  %-44s %10s  %10s  %6.2f\n", "  deployer CPU per host", perHost(one.CPU, n), perHost(floor.CPU, n), float64(one.CPU)/float64(floor.CPU))
+		fmt.Printf("  %-44s %10s  %10s  %6.2f\n", "  machine CPU per host (deployer and hosts)", perHost(one.Machine, n), perHost(floor.Machine, n), float64(one.Machine)/float64(floor.Machine))
 		fmt.Printf("  %-44s %10s\n", fmt.Sprintf("no-op redeploy of the %d hosts", n), benchlab.Ms(noop.Wall))
 		fmt.Printf("  %-44s %10s\n", "  copies in it", fmt.Sprint(benchlab.CountTrace(noop.Stderr).Copies))
 		fmt.Printf("  %-44s %10s\n", fmt.Sprintf("%d hosts, new generation", big), benchlab.Ms(large.Wall))

@@ -25,7 +25,7 @@ import (
 var sdHosts = []nspawn.HostSpec{
 	{Name: "sd-confirm"}, {Name: "sd-sshd"}, {Name: "sd-lockout"}, {Name: "sd-units"},
 	{Name: "sd-restart"}, {Name: "sd-kill"}, {Name: "sd-rollback"}, {Name: "sd-lock"},
-	{Name: "sd-doctor"}, {Name: "sd-small", NixSize: 64 << 20},
+	{Name: "sd-doctor"}, {Name: "sd-small", NixSize: 64 << 20}, {Name: "sd-sudo"},
 }
 
 // sdSystem is a nixosConfigurations binding of a systemd host's system.
@@ -119,6 +119,7 @@ func TestSystemd(t *testing.T) {
 		{"HostLock", sdHostLock},
 		{"Doctor", sdDoctor},
 		{"DiskPreflightOnSmallNix", sdSmallNix},
+		{"DeployUserThroughSudo", sdSudo},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -257,6 +258,50 @@ func sdFailedUnits(t *testing.T, f *nspawn.Fleet) {
 	wantContains(t, "error", r.stderr, "newly failed units demo-fail.service after activation; the new system was kept (--no-rollback-on-failure)")
 	if got := try(f, h, "systemctl", "is-failed", "demo-fail.service"); got != "failed" {
 		t.Errorf("demo-fail.service %q, want failed", got)
+	}
+}
+
+// The protocol logged in as deploy, whose sudo asks for no password (a
+// NixOS deploy user in wheel with security.sudo.wheelNeedsPassword =
+// false): the session, the copy and the supervisor's transient unit go
+// through sudo -n; a newly failed unit is rolled back, with its journal.
+func sdSudo(t *testing.T, f *nspawn.Fleet) {
+	const h = "sd-sudo"
+	const as = "--target-user=deploy"
+	wantCode(t, sdDeploy(t, f, h, 1, "", "", as), 0)
+	r := sdDeploy(t, f, h, 2, "", "", as, "-x")
+	if r.code != 0 {
+		t.Log(try(f, h, "sh", "-c", "tail -n +1 /run/skiff/act-*/state /run/skiff/act-*/log; journalctl --no-pager -n 60"))
+	}
+	wantCode(t, r, 0)
+	wantContains(t, "progress", r.stderr, "under a supervisor", "restarting the following units: demo-web.service", "confirmed; system profile at generation 2")
+	wantContains(t, "trace", r.stderr, "deploy@"+h, "sudo -n")
+	if strings.Contains(r.stderr, "root@"+h) {
+		t.Errorf("a command logged in as root:\n%s", r.stderr)
+	}
+	wantContains(t, "journal of PID 1", activations(t, f, h), "Started skiff-activate-")
+	if got := on(t, f, h, "readlink", "/nix/var/nix/profiles/system"); got != "system-2-link" {
+		t.Errorf("profile %s, want system-2-link", got)
+	}
+	second := on(t, f, h, "readlink", "/run/current-system")
+	if got := on(t, f, h, "readlink", "-f", "/nix/var/lab/boot-default"); got != second {
+		t.Errorf("boot default %s, want %s", got, second)
+	}
+
+	failing := `"demo-fail.service" = { description = "Demo failing service"; type = "oneshot"; execStart = "/bin/false"; };`
+	r = sdDeploy(t, f, h, 3, failing, "", as)
+	wantCode(t, r, 4)
+	wantContains(t, "progress", r.stderr, "demo-fail.service failed; its last 50 journal lines:",
+		"demo-fail.service: Main process exited, code=exited, status=1/FAILURE",
+		"skiff: error: sd-sudo: newly failed units demo-fail.service after activation; rolled back to generation 2")
+	if got := on(t, f, h, "readlink", "/run/current-system"); got != second {
+		t.Errorf("running %s, want generation 2 (%s)", got, second)
+	}
+	if got := on(t, f, h, "readlink", "/nix/var/nix/profiles/system"); got != "system-2-link" {
+		t.Errorf("profile %s, want system-2-link", got)
+	}
+	if out := try(f, h, "systemctl", "list-units", "--failed", "--plain", "--no-legend"); out != "" {
+		t.Errorf("failed units after the rollback:\n%s", out)
 	}
 }
 

@@ -37,9 +37,13 @@ type Usage struct {
 	// TreeMaxRSS is ru_maxrss over the command and its descendants: the largest
 	// single process of the run (an upper bound for the command's own).
 	TreeMaxRSS int64
-	ExitCode   int
-	Stdout     string
-	Stderr     string
+	// Machine is the CPU the whole machine spent while the command ran (from
+	// /proc/stat): the deployer's and the lab hosts' (sshd, nix, the host-side
+	// scripts), the proxies' and whatever else ran.
+	Machine  time.Duration
+	ExitCode int
+	Stdout   string
+	Stderr   string
 }
 
 type report struct {
@@ -65,6 +69,7 @@ func Measure(ctx context.Context, env []string, argv ...string) (Usage, error) {
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	cmd.ExtraFiles = []*os.File{w} // fd 3
+	busyBefore := machineBusy()
 	err = cmd.Start()
 	w.Close()
 	if err != nil {
@@ -75,6 +80,7 @@ func Measure(ctx context.Context, env []string, argv ...string) (Usage, error) {
 	if err := cmd.Wait(); err != nil {
 		return Usage{}, fmt.Errorf("reaper for %s: %w\n%s", argv[0], err, stderr.String())
 	}
+	machine := machineBusy() - busyBefore
 	if decodeErr != nil {
 		return Usage{}, fmt.Errorf("reaper for %s: no report: %w\n%s", argv[0], decodeErr, stderr.String())
 	}
@@ -83,7 +89,7 @@ func Measure(ctx context.Context, env []string, argv ...string) (Usage, error) {
 	}
 	return Usage{
 		Wall: time.Duration(rep.WallNS), CPU: time.Duration(rep.CPUNS),
-		PeakRSS: rep.PeakKB << 10, TreeMaxRSS: rep.TreeMaxKB << 10,
+		PeakRSS: rep.PeakKB << 10, TreeMaxRSS: rep.TreeMaxKB << 10, Machine: machine,
 		ExitCode: rep.Exit, Stdout: stdout.String(), Stderr: stderr.String(),
 	}, nil
 }
@@ -190,4 +196,32 @@ func vmHWM(pid int) int64 {
 		}
 	}
 	return 0
+}
+
+// machineBusy is the CPU time the machine has spent so far outside idle and
+// iowait, summed over its CPUs (the first line of /proc/stat, in clock ticks of
+// 10 ms); zero when it cannot be read.
+func machineBusy() time.Duration {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 8 || f[0] != "cpu" {
+		return 0
+	}
+	var busy int64
+	// user nice system idle iowait irq softirq steal ...
+	for i, v := range f[1:] {
+		if i == 3 || i == 4 || i >= 8 { // idle, iowait; guest time is in user already
+			continue
+		}
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return 0
+		}
+		busy += n
+	}
+	return time.Duration(busy) * 10 * time.Millisecond
 }

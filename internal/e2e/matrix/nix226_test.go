@@ -337,6 +337,29 @@ func TestNix226(t *testing.T) {
 				t.Errorf("an expected no-op opened a session:\n%s", r.stderr)
 			}
 		}},
+		{"DeployUserThroughSudo", func(t *testing.T) {
+			// Logged in as deploy, whose sudo asks for no password:
+			// Nix 2.26's nix-store and nix-env and systemd 257's
+			// systemd-run through sudo -n; then an unchanged
+			// redeploy, read through sudo.
+			dir := w.flake(t, system(h, 5, ""))
+			r := w.skiff(t, "-x", "deploy", h, confirm, "--target-user=deploy", "--flake", dir)
+			if r.code != 0 {
+				t.Log(w.try(h, "sh", "-c", "tail -n +1 /run/skiff/act-*/state /run/skiff/act-*/log; journalctl --no-pager -n 60"))
+			}
+			wantCode(t, r, 0)
+			wantContains(t, "summary", r.stdout, h, "deployed", "4 -> 5")
+			wantContains(t, "trace", r.stderr, "deploy@"+h, "sudo -n", "under a supervisor")
+			if strings.Contains(r.stderr, "root@"+h) {
+				t.Errorf("a command logged in as root:\n%s", r.stderr)
+			}
+			if got := w.on(t, h, "readlink", "/nix/var/nix/profiles/system"); got != "system-5-link" {
+				t.Errorf("profile %s, want system-5-link", got)
+			}
+			r = w.skiff(t, "deploy", h, confirm, "--target-user=deploy", "--flake", dir)
+			wantCode(t, r, 0)
+			wantContains(t, "summary", r.stdout, h, "up to date")
+		}},
 		{"Doctor", func(t *testing.T) {
 			r := w.skiff(t, "doctor", "--json", "--flake", w.flake(t, system(h, 2, "")), h)
 			wantCode(t, r, 0)

@@ -10,15 +10,17 @@
 // Contract:
 //   - Tree builds a release's shared root filesystem once, with debootstrap
 //     (minbase plus systemd, systemd-sysv, dbus, openssh-server) and then apt-get
-//     install nix-bin inside it, into CACHE/HASH where HASH covers the whole
-//     recipe and the release; a tree whose recipe did not change is reused. The
-//     tree holds no SSH host key.
+//     install nix-bin and sudo inside it, into CACHE/HASH where HASH covers the
+//     whole recipe and the release; a tree whose recipe did not change is reused.
+//     The tree holds no SSH host key. It has a user deploy (uid 1000) whose sudo
+//     asks for no password.
 //   - Start boots every host in parallel: systemd-nspawn --boot --register=no
 //     --keep-unit over an overlayfs (the tree read-only below, HOSTDIR/upper above),
 //     mounted in a private mount namespace of the nspawn process, so that nothing
 //     stays mounted once it ends. Each host generates its own ed25519 host key at
 //     its first boot; Start records it in DIR/known_hosts and returns once every
-//     host accepts an SSH login as root with DIR/id_ed25519 (host key checking on).
+//     host accepts an SSH login as root with DIR/id_ed25519 (host key checking on);
+//     the key is authorized for deploy too.
 //     DIR/ssh_config (Host NAME, HostName 127.0.0.1, Port N) is for ssh -F and
 //     skiff -F. HostSpec.NixSize gives a host a tmpfs /nix of that size.
 //   - A host's upper layer survives Host.Stop and Host.Start (a reboot keeps /etc,

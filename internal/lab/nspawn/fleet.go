@@ -122,7 +122,7 @@ func Start(ctx context.Context, opts Options) (*Fleet, error) {
 }
 
 // setup writes the client key, ssh_config, an empty known_hosts, and every
-// host's upper layer: hostname, sshd's port and address, root's authorized key.
+// host's upper layer: hostname, sshd's port and address, the key authorized for root and for deploy.
 func (f *Fleet) setup(specs []HostSpec) error {
 	if err := os.MkdirAll(filepath.Join(f.dir, "hosts"), 0o755); err != nil {
 		return err
@@ -170,6 +170,9 @@ func (f *Fleet) setup(specs []HostSpec) error {
 		if err := os.Chmod(filepath.Join(up, "root"), 0o700); err != nil {
 			return err
 		}
+		if err := deployHome(up, f.pubKey); err != nil {
+			return err
+		}
 		for _, d := range []string{h.work(), h.merged()} {
 			if err := os.MkdirAll(d, 0o755); err != nil {
 				return err
@@ -182,6 +185,30 @@ func (f *Fleet) setup(specs []HostSpec) error {
 		return err
 	}
 	return os.WriteFile(f.SSHConfig(), []byte(config.String()), 0o644)
+}
+
+// deployUID is the tree's user deploy (customize), whose sudo asks for no
+// password.
+const deployUID = 1000
+
+// deployHome writes the home of the user deploy into a host's upper layer:
+// the client key authorized, owned by deploy as sshd wants it, and nothing
+// else (no shell start-up files).
+func deployHome(up, pubKey string) error {
+	home := filepath.Join(up, "home", "deploy")
+	if err := os.MkdirAll(filepath.Join(home, ".ssh"), 0o700); err != nil {
+		return err
+	}
+	keys := filepath.Join(home, ".ssh", "authorized_keys")
+	if err := os.WriteFile(keys, []byte(pubKey+"\n"), 0o600); err != nil {
+		return err
+	}
+	for _, p := range []string{home, filepath.Join(home, ".ssh"), keys} {
+		if err := os.Chown(p, deployUID, deployUID); err != nil {
+			return err
+		}
+	}
+	return os.Chmod(home, 0o755)
 }
 
 // freePorts picks n distinct free TCP ports on 127.0.0.1 below the usual

@@ -53,18 +53,23 @@ func (r Release) orDefault() Release {
 var debootstrapPackages = []string{"systemd", "systemd-sysv", "dbus", "openssh-server"}
 
 // aptPackages are installed with apt-get inside the tree afterwards.
-var aptPackages = []string{"nix-bin"}
+var aptPackages = []string{"nix-bin", "sudo"}
 
 // customize turns a fresh tree ($1) into the hosts' shared root: no host keys,
 // no machine id, no gettys or timers, a unit that makes the host key at first
-// boot, the boot-default activation, and Nix settings for hosts that only
-// receive closures.
+// boot, the boot-default activation, Nix settings for hosts that only receive
+// closures, and a user deploy (uid 1000, no password, no shell start-up files)
+// whose sudo asks for none, as a NixOS host's deploy user with
+// security.sudo.wheelNeedsPassword = false.
 const customize = `set -eu
 T=$1
 chroot "$T" apt-get clean
 rm -rf "$T"/var/lib/apt/lists/* "$T"/etc/ssh/ssh_host_*
 : >"$T/etc/machine-id"
 rm -f "$T/etc/resolv.conf"
+chroot "$T" useradd --uid 1000 --user-group --no-create-home --home-dir /home/deploy --shell /bin/sh --password '*' deploy
+printf 'deploy ALL=(ALL) NOPASSWD: ALL\n' >"$T/etc/sudoers.d/deploy"
+chmod 0440 "$T/etc/sudoers.d/deploy"
 S=$T/etc/systemd/system
 rm -f "$S"/getty.target.wants/* "$S"/timers.target.wants/* "$S"/multi-user.target.wants/e2scrub_reap.service "$S"/sysinit.target.wants/systemd-pstore.service
 ln -sfn /dev/null "$S/console-getty.service"
