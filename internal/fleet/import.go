@@ -16,6 +16,7 @@ import (
 	"github.com/skiffdeploy/skiff/internal/fault"
 	"github.com/skiffdeploy/skiff/internal/flake"
 	"github.com/skiffdeploy/skiff/internal/human"
+	"github.com/skiffdeploy/skiff/internal/nix"
 	"github.com/skiffdeploy/skiff/internal/remote"
 )
 
@@ -34,7 +35,8 @@ func (r *run) importEarly(c *remote.Host, h flake.Host) bool {
 }
 
 // maxExportArgs bounds the bytes of store paths given to one nix-store
-// --export (argv has a system limit); a longer list goes by nix copy.
+// --export (argv has a system limit); a longer list goes by nix copy
+// unless skiff writes the stream itself (exportInfos).
 const maxExportArgs = 96 << 10
 
 // canImport reports whether the missing paths can go to host c by export
@@ -48,7 +50,7 @@ func (r *run) canImport(c *remote.Host, missing []string) bool {
 	for _, p := range missing {
 		n += len(p) + 1
 	}
-	return n <= maxExportArgs
+	return n <= maxExportArgs || r.exportInfos(c.Name, missing) != nil
 }
 
 // anImport is one nix-store --import on a host (remote.Host.Import),
@@ -83,15 +85,20 @@ func (r *run) startImport(ctx context.Context, c *remote.Host) *anImport {
 	return im
 }
 
-// send streams the missing paths (nix-store --export here) into the import
-// and waits for it. path is the system, for the hint of a failed copy.
+// send streams the missing paths into the import, written by skiff
+// (exportInfos) or by nix-store --export here, and waits for it. path is the system, for the hint of a failed copy.
 func (im *anImport) send(ctx context.Context, path string, missing []string, total int64) error {
 	r, c := im.r, im.c
 	im.used = true
 	// A failed write means the import has ended: its error says why.
 	_, _ = io.WriteString(im.wr, remote.ImportGo)
 	progress := &importProgress{r: r, host: c.Name, total: total, out: im.wr}
-	_, exportErr := r.Runner.Run(ctx, command.Cmd{Argv: append([]string{"nix-store", "--export"}, missing...), Stdout: progress})
+	var exportErr error
+	if infos := r.exportInfos(c.Name, missing); infos != nil {
+		exportErr = nix.Export(ctx, progress, infos)
+	} else {
+		_, exportErr = r.Runner.Run(ctx, command.Cmd{Argv: append([]string{"nix-store", "--export"}, missing...), Stdout: progress})
+	}
 	im.wr.Close()
 	<-im.done
 	switch {
@@ -105,6 +112,29 @@ func (im *anImport) send(ctx context.Context, path string, missing []string, tot
 	}
 	progress.report(true)
 	return nil
+}
+
+// exportInfos are the path-info records of the missing paths of host's
+// closure when skiff can write their export stream itself (nix.Export:
+// one nix-store process less on this machine for each host); nil when
+// nix-store --export must (a path the closure read did not cover, a
+// store nix.CanExport cannot read).
+func (r *run) exportInfos(host string, missing []string) []nix.PathInfo {
+	want := make(map[string]bool, len(missing))
+	for _, p := range missing {
+		want[p] = true
+	}
+	infos := make([]nix.PathInfo, 0, len(missing))
+	for _, i := range r.closures[host] {
+		if want[i.Path] {
+			infos = append(infos, i)
+			delete(want, i.Path)
+		}
+	}
+	if len(want) > 0 || !nix.CanExport(infos) {
+		return nil
+	}
+	return infos
 }
 
 // cancel tells an import that send did not use that there is nothing to
@@ -131,7 +161,7 @@ func (im *anImport) wait() {
 }
 
 // importPaths sends the paths the host lacks (the store query named them)
-// as one stream: nix-store --export here, read by nix-store --import on
+// as one stream: an export stream written here, read by nix-store --import on
 // the host over the shared connection, started now unless started early
 // (im). nix copy would first ask the host again which paths it has, in
 // round trips of its own. The stream passes through skiff, which counts
@@ -159,6 +189,9 @@ func tail(err error) string {
 // away (the import failed first): killed by SIGPIPE, or a write error
 // saying so (its own, or skiff's passing its output on).
 func brokenPipe(err error) bool {
+	if errors.Is(err, syscall.EPIPE) {
+		return true // nix.Export's write
+	}
 	var ce *command.Error
 	if !errors.As(err, &ce) {
 		return false

@@ -4,19 +4,23 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 
 	"github.com/skiffdeploy/skiff/internal/command"
 	"github.com/skiffdeploy/skiff/internal/flake"
+	"github.com/skiffdeploy/skiff/internal/nix"
 	"github.com/skiffdeploy/skiff/internal/remote"
 	"github.com/skiffdeploy/skiff/internal/transport"
 )
 
 // The missing paths go as one export stream only from this machine,
 // with nothing substituted on the host, to a login that writes as root,
-// and when they fit one command line; otherwise nix copy sends them.
+// and when they fit one command line or skiff writes the stream itself;
+// otherwise nix copy sends them.
 func TestCanImport(t *testing.T) {
 	host := func(user string, local bool) *remote.Host {
 		return &remote.Host{Name: "web1", Conn: &transport.SSH{Target: transport.Target{Host: "web1", User: user, Local: local}}}
@@ -25,6 +29,18 @@ func TestCanImport(t *testing.T) {
 	long := make([]string, 3000)
 	for i := range long {
 		long[i] = fmt.Sprintf("/nix/store/%032d-path", i)
+	}
+	// As many paths, each there with its nix path-info record: skiff
+	// writes the stream itself (no command line).
+	dir := t.TempDir()
+	onDisk := make([]string, len(long))
+	written := make([]nix.PathInfo, len(long))
+	for i := range long {
+		onDisk[i] = filepath.Join(dir, filepath.Base(long[i]))
+		if err := os.WriteFile(onDisk[i], nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		written[i] = nix.PathInfo{Path: onDisk[i], NarHash: "sha256-x"}
 	}
 	tests := []struct {
 		name    string
@@ -42,6 +58,8 @@ func TestCanImport(t *testing.T) {
 		{"built on a build host", &run{builtOn: map[string]*remote.Host{"web1": host("", false)}}, host("", false), missing, false},
 		{"nothing missing", &run{}, host("", false), nil, false},
 		{"more than one command line", &run{}, host("", false), long, false},
+		{"more than one command line, written by skiff", &run{closures: map[string][]nix.PathInfo{"web1": written}}, host("", false), onDisk, true},
+		{"a path the closure read missed", &run{closures: map[string][]nix.PathInfo{"web1": written[1:]}}, host("", false), onDisk, false},
 	}
 	for _, tc := range tests {
 		if got := tc.r.canImport(tc.c, tc.missing); got != tc.want {

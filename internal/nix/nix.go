@@ -123,7 +123,9 @@ func ParseBuildResults(data []byte) (map[string]string, error) {
 type PathInfo struct {
 	Path       string   `json:"path"`
 	NarSize    int64    `json:"narSize"`
+	NarHash    string   `json:"narHash"`
 	References []string `json:"references"`
+	Deriver    string   `json:"deriver"`
 }
 
 // ParsePathInfo reads "nix path-info --json" output of any release: a list
