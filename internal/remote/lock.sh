@@ -13,8 +13,12 @@
 skiff_lockdir=/run/skiff
 skiff_lockfile=/run/skiff/lock
 skiff_lockowner() { tr '\n' ' ' 2>/dev/null <"$skiff_lockfile/owner"; }
+# skiff_locklive OWNER: whether the lock whose owner file read OWNER (one
+# line, skiff_lockowner) is live: its keeper runs, or an activation
+# supervisor does.
 skiff_locklive() {
-	skiff_k=$(sed -n 's/^keeper=//p' "$skiff_lockfile/owner" 2>/dev/null)
+	skiff_k=
+	case " $1" in *" keeper="*) skiff_k=${1##*keeper=} && skiff_k=${skiff_k%% *} ;; esac
 	if [ -n "$skiff_k" ] && kill -0 "$skiff_k" 2>/dev/null; then return 0; fi
 	for skiff_f in "$skiff_lockdir"/act-*/pid; do
 		[ -f "$skiff_f" ] && kill -0 "$(cat "$skiff_f")" 2>/dev/null && return 0
@@ -39,21 +43,33 @@ skiff_lock() {
 	(umask 077 && mkdir "$skiff_t") &&
 		printf 'user=%s\nmachine=%s\npid=%s\nsince=%s\nkeeper=%s\n' "$1" "$2" "$3" "$4" "$$" >"$skiff_t/owner" || return 1
 	if [ -n "${6:-}" ]; then echo "op=$6" >>"$skiff_t/owner" || return 1; fi
-	if ! mv -T "$skiff_t" "$skiff_lockfile" 2>/dev/null; then
-		if skiff_locklive && [ "$5" != 1 ]; then
-			echo "skiff-lock: held $(skiff_lockowner)"
+	# The owner is read once, and what is said and done follows that one
+	# read. A lock with no owner to read was being released (rm -rf takes
+	# its owner file first): the lock is tried again, for half a second at
+	# most, before it counts as stale.
+	skiff_n=0
+	while ! mv -T "$skiff_t" "$skiff_lockfile" 2>/dev/null; do
+		skiff_o=$(skiff_lockowner)
+		if [ -z "$skiff_o" ] && [ "$skiff_n" -lt 50 ]; then
+			skiff_n=$((skiff_n + 1))
+			sleep 0.01 2>/dev/null || sleep 1
+			continue
+		fi
+		if skiff_locklive "$skiff_o" && [ "$5" != 1 ]; then
+			echo "skiff-lock: held $skiff_o"
 			rm -rf "$skiff_t"
 			return 3
 		fi
-		if skiff_locklive; then skiff_how=broken; else skiff_how=stale; fi
-		echo "skiff-lock: $skiff_how $(skiff_lockowner)"
+		if skiff_locklive "$skiff_o"; then skiff_how=broken; else skiff_how=stale; fi
+		echo "skiff-lock: $skiff_how $skiff_o"
 		rm -rf "$skiff_lockfile"
 		if ! mv -T "$skiff_t" "$skiff_lockfile" 2>/dev/null; then
 			echo "skiff-lock: held $(skiff_lockowner)"
 			rm -rf "$skiff_t"
 			return 3
 		fi
-	fi
+		break
+	done
 	echo "skiff-lock: locked"
 }
 skiff_unlock() {

@@ -3,6 +3,7 @@ package remote
 import (
 	"bufio"
 	"encoding/base64"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -272,6 +273,40 @@ func testSessionAgentKeepsTheDeployLock(t *testing.T, shell string) {
 	c.call("release")
 	if _, err := os.Stat(filepath.Join(run, "lock")); !os.IsNotExist(err) {
 		t.Errorf("release left the lock: %v", err)
+	}
+}
+
+// A lock released between a failed attempt and the read of its owner (a
+// skiff gc that ends just then) is taken, not reported held by nobody:
+// the owner is read once, and a lock with none to read is tried again.
+// Here the read itself releases the lock first, every time.
+func TestLockReleasedWhileReadIsTaken(t *testing.T) {
+	for _, shell := range []string{"dash", "bash"} {
+		t.Run(shell, func(t *testing.T) {
+			sh, err := exec.LookPath(shell)
+			if err != nil {
+				t.Skip(shell + " is not installed")
+			}
+			run := t.TempDir()
+			owner := fmt.Sprintf("user=gc\nmachine=m\npid=1\nsince=s\nkeeper=%d\nop=gc\n", os.Getpid()) // a live keeper
+			if err := os.MkdirAll(filepath.Join(run, "lock"), 0o700); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(run, "lock", "owner"), []byte(owner), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			script := strings.ReplaceAll(lockFuncs, "/run/skiff", run) +
+				`skiff_lockowner() { rm -rf "$skiff_lockfile"; }
+skiff_lock alice laptop 42 2026-01-01T00:00:00Z 0 ""`
+			out, err := exec.Command(sh, "-c", script).CombinedOutput()
+			if err != nil || strings.TrimSpace(string(out)) != "skiff-lock: locked" {
+				t.Fatalf("skiff_lock: %v, %q; want it locked", err, out)
+			}
+			got, err := os.ReadFile(filepath.Join(run, "lock", "owner"))
+			if err != nil || !strings.Contains(string(got), "user=alice\n") {
+				t.Errorf("owner %q, %v", got, err)
+			}
+		})
 	}
 }
 
