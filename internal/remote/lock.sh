@@ -47,22 +47,34 @@ skiff_lock() {
 	# read. A lock with no owner to read was being released (rm -rf takes
 	# its owner file first): the lock is tried again, for half a second at
 	# most, before it counts as stale.
-	skiff_n=0
+	skiff_n=0 skiff_tries=0
 	while ! mv -T "$skiff_t" "$skiff_lockfile" 2>/dev/null; do
+		skiff_tries=$((skiff_tries + 1))
 		skiff_o=$(skiff_lockowner)
 		if [ -z "$skiff_o" ] && [ "$skiff_n" -lt 50 ]; then
 			skiff_n=$((skiff_n + 1))
 			sleep 0.01 2>/dev/null || sleep 1
 			continue
 		fi
-		if skiff_locklive "$skiff_o" && [ "$5" != 1 ]; then
+		if [ "$skiff_tries" -gt 100 ] || { skiff_locklive "$skiff_o" && [ "$5" != 1 ]; }; then
 			echo "skiff-lock: held $skiff_o"
 			rm -rf "$skiff_t"
 			return 3
 		fi
 		if skiff_locklive "$skiff_o"; then skiff_how=broken; else skiff_how=stale; fi
+		# Taken over in one rename: of two skiffs that read the same lock,
+		# one moves it aside, the other finds it gone and tries again. What
+		# was moved is held against the read: a lock taken meanwhile goes
+		# back.
+		skiff_a=$skiff_lockdir/.old.$$
+		rm -rf "$skiff_a"
+		mv -T "$skiff_lockfile" "$skiff_a" 2>/dev/null || continue
+		if [ "$(tr '\n' ' ' 2>/dev/null <"$skiff_a/owner")" != "$skiff_o" ]; then
+			mv -T "$skiff_a" "$skiff_lockfile" 2>/dev/null || rm -rf "$skiff_a"
+			continue
+		fi
+		rm -rf "$skiff_a"
 		echo "skiff-lock: $skiff_how $skiff_o"
-		rm -rf "$skiff_lockfile"
 		if ! mv -T "$skiff_t" "$skiff_lockfile" 2>/dev/null; then
 			echo "skiff-lock: held $(skiff_lockowner)"
 			rm -rf "$skiff_t"

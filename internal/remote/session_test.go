@@ -3,6 +3,7 @@ package remote
 import (
 	"bufio"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -305,6 +306,56 @@ skiff_lock alice laptop 42 2026-01-01T00:00:00Z 0 ""`
 			got, err := os.ReadFile(filepath.Join(run, "lock", "owner"))
 			if err != nil || !strings.Contains(string(got), "user=alice\n") {
 				t.Errorf("owner %q, %v", got, err)
+			}
+		})
+	}
+}
+
+// A stale lock that another skiff takes over between this one's read and
+// its own takeover stays the other's: this one moves aside what it read
+// as stale, finds a live lock there instead, puts it back and says it is
+// held. (Here the read itself lets the other take over.) Before, the
+// other's fresh lock was removed and both held the host.
+func TestStaleLockTakenMeanwhileIsLeftToItsTaker(t *testing.T) {
+	for _, shell := range []string{"dash", "bash"} {
+		t.Run(shell, func(t *testing.T) {
+			sh, err := exec.LookPath(shell)
+			if err != nil {
+				t.Skip(shell + " is not installed")
+			}
+			gone := exec.Command("true")
+			if err := gone.Run(); err != nil {
+				t.Fatal(err)
+			}
+			run := t.TempDir()
+			stale := fmt.Sprintf("user=old\nmachine=m\npid=1\nsince=s\nkeeper=%d\n", gone.Process.Pid)
+			fresh := fmt.Sprintf("user=other\nmachine=m\npid=2\nsince=s\nkeeper=%d\n", os.Getpid())
+			if err := os.MkdirAll(filepath.Join(run, "lock"), 0o700); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(run, "lock", "owner"), []byte(stale), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(run, "fresh"), []byte(fresh), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			// The first read returns the stale owner, and the other skiff
+			// then takes the lock over.
+			script := strings.ReplaceAll(lockFuncs, "/run/skiff", run) +
+				`skiff_lockowner() {
+	tr '\n' ' ' 2>/dev/null <"$skiff_lockfile/owner"
+	[ -e "$skiff_lockdir/read" ] && return
+	: >"$skiff_lockdir/read"
+	rm -rf "$skiff_lockfile" && mkdir "$skiff_lockdir/.other" && cp "$skiff_lockdir/fresh" "$skiff_lockdir/.other/owner" && mv -T "$skiff_lockdir/.other" "$skiff_lockfile"
+}
+skiff_lock alice laptop 42 2026-01-01T00:00:00Z 0 ""`
+			out, err := exec.Command(sh, "-c", script).CombinedOutput()
+			var exit *exec.ExitError
+			if !errors.As(err, &exit) || exit.ExitCode() != 3 || !strings.HasPrefix(strings.TrimSpace(string(out)), "skiff-lock: held user=other") {
+				t.Fatalf("skiff_lock: %v, %q; want it held by the other", err, out)
+			}
+			if got, err := os.ReadFile(filepath.Join(run, "lock", "owner")); err != nil || string(got) != fresh {
+				t.Errorf("the lock's owner %q, %v; want the other's", got, err)
 			}
 		})
 	}
