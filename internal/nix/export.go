@@ -125,7 +125,8 @@ func exportOrder(infos []PathInfo) []PathInfo {
 
 // checkNarHash compares the NAR just written with the hash nix path-info
 // gave ("sha256-BASE64", or "sha256:BASE32" from older releases); an
-// unknown form is not checked.
+// unknown form, or a hash of zeros (none recorded), is not checked, as
+// nix-store --export does not.
 func checkNarHash(info PathInfo, h hash.Hash) error {
 	sum := h.Sum(nil)
 	var want []byte
@@ -144,6 +145,9 @@ func checkNarHash(info PathInfo, h hash.Hash) error {
 		want = b
 	default:
 		return nil
+	}
+	if bytes.Equal(want, make([]byte, len(want))) {
+		return nil // all zeros: Nix recorded no hash, and does not check either
 	}
 	if !bytes.Equal(sum, want) {
 		return fmt.Errorf("the contents of %s changed since Nix registered it (its NAR hash differs): the store is corrupted", info.Path)

@@ -131,7 +131,7 @@ func TestExportIsNixStoresExport(t *testing.T) {
 }
 
 // A path whose NAR no longer has its recorded hash is refused before its
-// trailer, in either form of the hash.
+// trailer, in either form of the hash; a hash of zeros is none.
 func TestExportRefusesAChangedPath(t *testing.T) {
 	infos := exportFixture(t)
 	tree := infos[0]
@@ -144,9 +144,14 @@ func TestExportRefusesAChangedPath(t *testing.T) {
 	if err := Export(context.Background(), &bytes.Buffer{}, []PathInfo{old}); err != nil {
 		t.Errorf("the base-32 form of the right hash: %v", err)
 	}
+	zeros := tree
+	zeros.NarHash = "sha256-" + strings.Repeat("A", 43) + "="
+	if err := Export(context.Background(), &bytes.Buffer{}, []PathInfo{zeros}); err != nil {
+		t.Errorf("a hash of zeros (none recorded) is not checked: %v", err)
+	}
 	for _, bad := range []string{
-		"sha256-" + strings.Repeat("A", 43) + "=",
-		"sha256:" + strings.Repeat("0", 52),
+		"sha256-" + strings.Repeat("B", 43) + "=",
+		"sha256:" + strings.Repeat("1", 52),
 	} {
 		changed := tree
 		changed.NarHash = bad
