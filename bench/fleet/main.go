@@ -13,7 +13,7 @@
 //   - the deployer's CPU per host (user + system of skiff or the floor and of every
 //     process they start, ssh masters included).
 //
-//     go run -C bench ./fleet [-hosts 20] [-big 100] [-p 20] [-delay 0,50ms]
+//     go run -C bench ./fleet [-hosts 20] [-big 100] [-p 20] [-delay 0,50ms] [-paths N]
 package main
 
 import (
@@ -32,6 +32,7 @@ func main() {
 	n := flag.Int("hosts", 20, "hosts of the comparison with the floor")
 	big := flag.Int("big", 100, "hosts of the large run")
 	p := flag.Int("p", 20, "skiff deploy --parallel")
+	paths := flag.Int("paths", 0, "small store paths in every system's closure besides its own few")
 	delays := flag.String("delay", "0,50ms", "round-trip delays to measure at, comma separated")
 	kex := benchlab.KexFlag()
 	flag.Parse()
@@ -40,7 +41,7 @@ func main() {
 		err = fmt.Errorf("-hosts, -big and -p must be at least 1")
 	}
 	if err == nil {
-		err = run(context.Background(), *n, *big, *p, ds, *kex)
+		err = run(context.Background(), *n, *big, *p, *paths, ds, *kex)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "fleet:", err)
@@ -48,7 +49,7 @@ func main() {
 	}
 }
 
-func run(ctx context.Context, n, big, p int, delays []time.Duration, kex string) error {
+func run(ctx context.Context, n, big, p, paths int, delays []time.Duration, kex string) error {
 	specs := lab.Hosts(max(n, big), "b")
 	var all []string
 	for _, s := range specs {
@@ -60,6 +61,7 @@ func run(ctx context.Context, n, big, p int, delays []time.Duration, kex string)
 		return err
 	}
 	defer b.Stop()
+	b.BasePaths = paths
 	parallel := fmt.Sprintf("--parallel=%d", p)
 
 	// newGen writes and builds (untimed) the next generation of the given hosts.
@@ -81,7 +83,7 @@ func run(ctx context.Context, n, big, p int, delays []time.Duration, kex string)
 		return err
 	}
 
-	fmt.Printf("fleet deploys (skiff deploy --parallel=%d), %s, load average at start: %s\n", p, b.About(), benchlab.Load())
+	fmt.Printf("fleet deploys (skiff deploy --parallel=%d, %d more shared paths in every closure), %s, load average at start: %s\n", p, paths, b.About(), benchlab.Load())
 	// Each measurement starts on a nearly idle machine (at most half a
 	// minute's wait); one that could not says so.
 	unsettled := 0

@@ -156,10 +156,7 @@ func (r *run) buildOn(ctx context.Context, dest string, hosts []flake.Host) {
 		failAll(fault.Wrap(err, "", fault.Build, "check the nix version on "+dest, "build host %s: %v", dest, err))
 		return
 	}
-	byPath := map[string]nix.PathInfo{}
-	for _, i := range infos {
-		byPath[i.Path] = i
-	}
+	byPath := indexInfos(infos)
 	r.mu.Lock()
 	for _, h := range hosts {
 		if !invalid[h.OutPath] {

@@ -623,10 +623,14 @@ func (r *run) collect(ctx context.Context, c *remote.Host, free, need int64) err
 // every path is asked about.
 func (r *run) queryPaths(h flake.Host, paths []string) (base string, asked []string) {
 	r.mu.Lock()
-	last := r.lastClosures[h.Name]
+	closure := r.lastClosures[h.Name]
 	r.mu.Unlock()
-	if len(last) == 0 {
+	if len(closure) == 0 {
 		return "", paths
+	}
+	last := make(map[string]bool, len(closure))
+	for _, i := range closure {
+		last[i.Path] = true
 	}
 	for _, p := range paths {
 		// The new system itself is always asked about: the host roots

@@ -9,19 +9,26 @@ import (
 	"github.com/skiffdeploy/skiff/internal/nix"
 )
 
+// A closure walks references from its root; closures that share a path
+// share its record (one per nix path-info answer, not one per host).
 func TestClosureOf(t *testing.T) {
-	infos := map[string]nix.PathInfo{
-		"/t":     {Path: "/t", References: []string{"/etc", "/base", "/t"}},
-		"/etc":   {Path: "/etc", References: []string{"/base"}},
-		"/base":  {Path: "/base", References: []string{}},
-		"/other": {Path: "/other"},
-	}
+	infos := indexInfos([]nix.PathInfo{
+		{Path: "/t", References: []string{"/etc", "/base", "/t"}},
+		{Path: "/etc", References: []string{"/base"}},
+		{Path: "/base", References: []string{}},
+		{Path: "/other", References: []string{"/base"}},
+	})
 	var got []string
-	for _, p := range closureOf("/t", infos) {
+	t1 := closureOf("/t", infos)
+	for _, p := range t1 {
 		got = append(got, p.Path)
 	}
 	if d := cmp.Diff([]string{"/t", "/etc", "/base"}, got); d != "" {
 		t.Error(d)
+	}
+	other := closureOf("/other", infos)
+	if len(other) != 2 || other[1] != t1[2] || other[1] != infos["/base"] {
+		t.Errorf("the closures of /t and /other do not share /base's record: %p, %p", t1[2], other[1])
 	}
 }
 

@@ -127,7 +127,7 @@ func (r *run) exportInfos(host string, missing []string) []nix.PathInfo {
 	infos := make([]nix.PathInfo, 0, len(missing))
 	for _, i := range r.closures[host] {
 		if want[i.Path] {
-			infos = append(infos, i)
+			infos = append(infos, *i)
 			delete(want, i.Path)
 		}
 	}

@@ -34,13 +34,13 @@ func TestCanImport(t *testing.T) {
 	// writes the stream itself (no command line).
 	dir := t.TempDir()
 	onDisk := make([]string, len(long))
-	written := make([]nix.PathInfo, len(long))
+	written := make([]*nix.PathInfo, len(long))
 	for i := range long {
 		onDisk[i] = filepath.Join(dir, filepath.Base(long[i]))
 		if err := os.WriteFile(onDisk[i], nil, 0o644); err != nil {
 			t.Fatal(err)
 		}
-		written[i] = nix.PathInfo{Path: onDisk[i], NarHash: "sha256-x"}
+		written[i] = &nix.PathInfo{Path: onDisk[i], NarHash: "sha256-x"}
 	}
 	tests := []struct {
 		name    string
@@ -58,8 +58,8 @@ func TestCanImport(t *testing.T) {
 		{"built on a build host", &run{builtOn: map[string]*remote.Host{"web1": host("", false)}}, host("", false), missing, false},
 		{"nothing missing", &run{}, host("", false), nil, false},
 		{"more than one command line", &run{}, host("", false), long, false},
-		{"more than one command line, written by skiff", &run{closures: map[string][]nix.PathInfo{"web1": written}}, host("", false), onDisk, true},
-		{"a path the closure read missed", &run{closures: map[string][]nix.PathInfo{"web1": written[1:]}}, host("", false), onDisk, false},
+		{"more than one command line, written by skiff", &run{closures: map[string][]*nix.PathInfo{"web1": written}}, host("", false), onDisk, true},
+		{"a path the closure read missed", &run{closures: map[string][]*nix.PathInfo{"web1": written[1:]}}, host("", false), onDisk, false},
 	}
 	for _, tc := range tests {
 		if got := tc.r.canImport(tc.c, tc.missing); got != tc.want {

@@ -80,11 +80,11 @@ type run struct {
 	conns    map[string]*remote.Host
 	states   map[string]remote.State
 	built    map[string]bool // out path → built
-	closures map[string][]nix.PathInfo
+	closures map[string][]*nix.PathInfo
 	// lastClosures: by host, the closure of its last system (lastSystems),
 	// read with the new closures when this machine's store has it; the
 	// store query asks the host only about the rest (see queryPaths).
-	lastClosures map[string]map[string]bool
+	lastClosures map[string][]*nix.PathInfo
 	errs         map[string]error // per host, before its pipeline
 	connectTime  map[string]time.Duration
 	refused      map[string]bool         // hosts refused before the build
@@ -110,7 +110,7 @@ type run struct {
 // newRun is a run of o with its per-host maps made.
 func newRun(o Options) *run {
 	return &run{Options: o, conns: map[string]*remote.Host{}, states: map[string]remote.State{},
-		built: map[string]bool{}, closures: map[string][]nix.PathInfo{}, lastClosures: map[string]map[string]bool{}, errs: map[string]error{},
+		built: map[string]bool{}, closures: map[string][]*nix.PathInfo{}, lastClosures: map[string][]*nix.PathInfo{}, errs: map[string]error{},
 		connectTime: map[string]time.Duration{}, refused: map[string]bool{},
 		builders: map[string]*remote.Host{}, builtOn: map[string]*remote.Host{}, masters: map[string]master{}, sessions: map[string]*remote.Session{}, unprobed: map[string]bool{}}
 }
@@ -235,7 +235,7 @@ func (s *Session) State(name string) remote.State {
 
 // Closure is the named host's new system closure, with NAR sizes (empty
 // when the session did not build or the build failed).
-func (s *Session) Closure(name string) []nix.PathInfo {
+func (s *Session) Closure(name string) []*nix.PathInfo {
 	s.run.mu.Lock()
 	defer s.run.mu.Unlock()
 	return s.run.closures[name]
@@ -590,17 +590,17 @@ func (r *run) lastOf(hosts []flake.Host) []string {
 }
 
 // indexInfos indexes nix path-info's answer by path.
-func indexInfos(infos []nix.PathInfo) map[string]nix.PathInfo {
-	byPath := make(map[string]nix.PathInfo, len(infos))
-	for _, i := range infos {
-		byPath[i.Path] = i
+func indexInfos(infos []nix.PathInfo) map[string]*nix.PathInfo {
+	byPath := make(map[string]*nix.PathInfo, len(infos))
+	for i := range infos {
+		byPath[infos[i].Path] = &infos[i]
 	}
 	return byPath
 }
 
 // keepClosures keeps each built host's closure, from nix path-info's
 // paths by path, and that of its last system when they hold it.
-func (r *run) keepClosures(hosts []flake.Host, byPath map[string]nix.PathInfo) {
+func (r *run) keepClosures(hosts []flake.Host, byPath map[string]*nix.PathInfo) {
 	r.mu.Lock()
 	for _, h := range hosts {
 		if !r.built[h.OutPath] {
@@ -609,20 +609,19 @@ func (r *run) keepClosures(hosts []flake.Host, byPath map[string]nix.PathInfo) {
 		r.closures[h.Name] = closureOf(h.OutPath, byPath)
 		if last := r.lastSystems[h.Name]; last != h.OutPath {
 			if _, ok := byPath[last]; ok {
-				set := map[string]bool{}
-				for _, p := range closureOf(last, byPath) {
-					set[p.Path] = true
-				}
-				r.lastClosures[h.Name] = set
+				r.lastClosures[h.Name] = closureOf(last, byPath)
 			}
 		}
 	}
 	r.mu.Unlock()
 }
 
-// closureOf walks references from root.
-func closureOf(root string, byPath map[string]nix.PathInfo) []nix.PathInfo {
-	var out []nix.PathInfo
+// closureOf walks references from root. The records are shared by every
+// closure that holds them (one nix path-info answer), not copied: a fleet
+// of hosts whose systems share most of thousands of paths keeps each path
+// once.
+func closureOf(root string, byPath map[string]*nix.PathInfo) []*nix.PathInfo {
+	var out []*nix.PathInfo
 	seen := map[string]bool{root: true}
 	queue := []string{root}
 	for len(queue) > 0 {
