@@ -277,6 +277,29 @@ func testSessionAgentKeepsTheDeployLock(t *testing.T, shell string) {
 	}
 }
 
+// lockRace runs skiff_lock for alice under shell, with a lock owned by
+// owner in a directory of the test and with override (shell functions
+// standing in for lock.sh's, to play a race) defined after lock.sh's. It
+// returns the directory, skiff_lock's output and its error.
+func lockRace(t *testing.T, shell, owner, override string) (string, string, error) {
+	t.Helper()
+	sh, err := exec.LookPath(shell)
+	if err != nil {
+		t.Skip(shell + " is not installed")
+	}
+	run := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(run, "lock"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(run, "lock", "owner"), []byte(owner), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	script := strings.ReplaceAll(lockFuncs, "/run/skiff", run) + override + `
+skiff_lock alice laptop 42 2026-01-01T00:00:00Z 0 ""`
+	out, err := exec.Command(sh, "-c", script).CombinedOutput()
+	return run, strings.TrimSpace(string(out)), err
+}
+
 // A lock released between a failed attempt and the read of its owner (a
 // skiff gc that ends just then) is taken, not reported held by nobody:
 // the owner is read once, and a lock with none to read is tried again.
@@ -284,23 +307,9 @@ func testSessionAgentKeepsTheDeployLock(t *testing.T, shell string) {
 func TestLockReleasedWhileReadIsTaken(t *testing.T) {
 	for _, shell := range []string{"dash", "bash"} {
 		t.Run(shell, func(t *testing.T) {
-			sh, err := exec.LookPath(shell)
-			if err != nil {
-				t.Skip(shell + " is not installed")
-			}
-			run := t.TempDir()
-			owner := fmt.Sprintf("user=gc\nmachine=m\npid=1\nsince=s\nkeeper=%d\nop=gc\n", os.Getpid()) // a live keeper
-			if err := os.MkdirAll(filepath.Join(run, "lock"), 0o700); err != nil {
-				t.Fatal(err)
-			}
-			if err := os.WriteFile(filepath.Join(run, "lock", "owner"), []byte(owner), 0o600); err != nil {
-				t.Fatal(err)
-			}
-			script := strings.ReplaceAll(lockFuncs, "/run/skiff", run) +
-				`skiff_lockowner() { rm -rf "$skiff_lockfile"; }
-skiff_lock alice laptop 42 2026-01-01T00:00:00Z 0 ""`
-			out, err := exec.Command(sh, "-c", script).CombinedOutput()
-			if err != nil || strings.TrimSpace(string(out)) != "skiff-lock: locked" {
+			live := fmt.Sprintf("user=gc\nmachine=m\npid=1\nsince=s\nkeeper=%d\nop=gc\n", os.Getpid())
+			run, out, err := lockRace(t, shell, live, `skiff_lockowner() { rm -rf "$skiff_lockfile"; }`)
+			if err != nil || out != "skiff-lock: locked" {
 				t.Fatalf("skiff_lock: %v, %q; want it locked", err, out)
 			}
 			got, err := os.ReadFile(filepath.Join(run, "lock", "owner"))
@@ -314,44 +323,26 @@ skiff_lock alice laptop 42 2026-01-01T00:00:00Z 0 ""`
 // A stale lock that another skiff takes over between this one's read and
 // its own takeover stays the other's: this one moves aside what it read
 // as stale, finds a live lock there instead, puts it back and says it is
-// held. (Here the read itself lets the other take over.) Before, the
+// held. (Here the first read lets the other take over.) Before, the
 // other's fresh lock was removed and both held the host.
 func TestStaleLockTakenMeanwhileIsLeftToItsTaker(t *testing.T) {
 	for _, shell := range []string{"dash", "bash"} {
 		t.Run(shell, func(t *testing.T) {
-			sh, err := exec.LookPath(shell)
-			if err != nil {
-				t.Skip(shell + " is not installed")
-			}
 			gone := exec.Command("true")
 			if err := gone.Run(); err != nil {
 				t.Fatal(err)
 			}
-			run := t.TempDir()
 			stale := fmt.Sprintf("user=old\nmachine=m\npid=1\nsince=s\nkeeper=%d\n", gone.Process.Pid)
 			fresh := fmt.Sprintf("user=other\nmachine=m\npid=2\nsince=s\nkeeper=%d\n", os.Getpid())
-			if err := os.MkdirAll(filepath.Join(run, "lock"), 0o700); err != nil {
-				t.Fatal(err)
-			}
-			if err := os.WriteFile(filepath.Join(run, "lock", "owner"), []byte(stale), 0o600); err != nil {
-				t.Fatal(err)
-			}
-			if err := os.WriteFile(filepath.Join(run, "fresh"), []byte(fresh), 0o600); err != nil {
-				t.Fatal(err)
-			}
-			// The first read returns the stale owner, and the other skiff
-			// then takes the lock over.
-			script := strings.ReplaceAll(lockFuncs, "/run/skiff", run) +
-				`skiff_lockowner() {
+			other := `skiff_lockowner() {
 	tr '\n' ' ' 2>/dev/null <"$skiff_lockfile/owner"
 	[ -e "$skiff_lockdir/read" ] && return
 	: >"$skiff_lockdir/read"
-	rm -rf "$skiff_lockfile" && mkdir "$skiff_lockdir/.other" && cp "$skiff_lockdir/fresh" "$skiff_lockdir/.other/owner" && mv -T "$skiff_lockdir/.other" "$skiff_lockfile"
-}
-skiff_lock alice laptop 42 2026-01-01T00:00:00Z 0 ""`
-			out, err := exec.Command(sh, "-c", script).CombinedOutput()
+	rm -rf "$skiff_lockfile" && mkdir "$skiff_lockdir/.other" && printf '` + strings.ReplaceAll(fresh, "\n", `\n`) + `' >"$skiff_lockdir/.other/owner" && mv -T "$skiff_lockdir/.other" "$skiff_lockfile"
+}`
+			run, out, err := lockRace(t, shell, stale, other)
 			var exit *exec.ExitError
-			if !errors.As(err, &exit) || exit.ExitCode() != 3 || !strings.HasPrefix(strings.TrimSpace(string(out)), "skiff-lock: held user=other") {
+			if !errors.As(err, &exit) || exit.ExitCode() != 3 || !strings.HasPrefix(out, "skiff-lock: held user=other") {
 				t.Fatalf("skiff_lock: %v, %q; want it held by the other", err, out)
 			}
 			if got, err := os.ReadFile(filepath.Join(run, "lock", "owner")); err != nil || string(got) != fresh {
