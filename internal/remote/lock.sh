@@ -84,6 +84,20 @@ skiff_lock() {
 	done
 	echo "skiff-lock: locked"
 }
+# skiff_unlock moves the lock aside in one rename, so that no one ever
+# reads a lock without its owner, and removes it there; one that is not
+# this shell's after all (broken and taken since skiff_keeps read it) is
+# put back.
 skiff_unlock() {
-	if skiff_keeps; then rm -rf "$skiff_lockfile"; fi
+	skiff_keeps || return 0
+	skiff_g=$skiff_lockdir/.gone.$$
+	if [ -e "$skiff_g" ]; then rm -rf "$skiff_g"; fi
+	mv -T "$skiff_lockfile" "$skiff_g" 2>/dev/null || return 0
+	while IFS= read -r skiff_l; do
+		if [ "$skiff_l" = "keeper=$$" ]; then
+			rm -rf "$skiff_g"
+			return 0
+		fi
+	done 2>/dev/null <"$skiff_g/owner"
+	mv -T "$skiff_g" "$skiff_lockfile" 2>/dev/null || rm -rf "$skiff_g"
 }

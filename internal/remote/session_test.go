@@ -352,6 +352,30 @@ func TestStaleLockTakenMeanwhileIsLeftToItsTaker(t *testing.T) {
 	}
 }
 
+// A release removes only this shell's lock: one broken and taken by
+// another skiff since this one last read it stays. (Here skiff_keeps
+// answers from a read made before the other took it.) Before, the
+// release removed the other's lock.
+func TestReleaseLeavesALockTakenMeanwhile(t *testing.T) {
+	for _, shell := range []string{"dash", "bash"} {
+		t.Run(shell, func(t *testing.T) {
+			other := fmt.Sprintf("user=other\nmachine=m\npid=2\nsince=s\nkeeper=%d\n", os.Getpid())
+			run, out, err := lockRace(t, shell, other, `skiff_keeps() { return 0; }
+skiff_unlock
+exit`)
+			if err != nil || out != "" {
+				t.Fatalf("skiff_unlock: %v, %q", err, out)
+			}
+			if got, err := os.ReadFile(filepath.Join(run, "lock", "owner")); err != nil || string(got) != other {
+				t.Errorf("the lock's owner %q, %v; want the other's still", got, err)
+			}
+			if gone, _ := filepath.Glob(filepath.Join(run, ".gone.*")); len(gone) != 0 {
+				t.Errorf("the release left %v", gone)
+			}
+		})
+	}
+}
+
 func TestSessionScriptsPassShellcheck(t *testing.T) {
 	if _, err := exec.LookPath("shellcheck"); err != nil {
 		t.Skip("shellcheck is not installed")
@@ -547,7 +571,7 @@ func TestSessionAgentForksLittlePerRequest(t *testing.T) {
 				{"a command without output", "run", []string{"quiet"}, "", []string{"quiet"}},
 				{"the lock, its directory there", "lock", lock, "", []string{"mkdir", "mv"}},
 				{"the lock again", "lock", lock, "", nil},
-				{"its release", "release", nil, "", []string{"rm"}},
+				{"its release, moved aside in one rename", "release", nil, "", []string{"mv", "rm"}},
 			}
 			for _, tc := range tests {
 				if err := os.WriteFile(log, nil, 0o644); err != nil {
