@@ -54,12 +54,14 @@ if [ -e "$root$l" ]; then
 fi
 l=/run/skiff/lock
 if [ -d "$root$l" ]; then
+	# The owner is read once: what is said follows that one read.
+	o=$(cat "$root$l/owner" 2>/dev/null)
 	held=no
-	k=$(sed -n 's/^keeper=//p' "$root$l/owner" 2>/dev/null)
+	k=$(printf '%s\n' "$o" | sed -n 's/^keeper=//p')
 	if [ -n "$k" ] && alive "$k"; then held=yes; fi
 	for f in "$root"/run/skiff/act-*/pid; do
 		[ -f "$f" ] && alive "$(cat "$f")" && held=yes
 	done
-	printf 'lock\t%s\t%s\t%s\n' $l $held "$(grep -E '^(user|machine|since)=' "$root$l/owner" 2>/dev/null | tr '\n' ' ')"
+	printf 'lock\t%s\t%s\t%s\n' $l $held "$(printf '%s\n' "$o" | grep -E '^(user|machine|since)=' | tr '\n' ' ')"
 fi
 exit 0
