@@ -3,7 +3,11 @@ package cli
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"io"
+	"os"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -43,5 +47,38 @@ func TestHelpDocumentsExitCodes(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("deploy --help lacks %q", want)
 		}
+	}
+}
+
+// Hosts report from goroutines of their own, alongside the trace: Main
+// hands a writer that is not a file every Write whole, one at a time; a
+// file (which takes each Write whole) is kept as it is, so that the live
+// view still finds its terminal.
+func TestOutputIsSerialized(t *testing.T) {
+	var buf bytes.Buffer
+	w := serialized(&buf)
+	const writers, lines = 20, 200
+	var wg sync.WaitGroup
+	for i := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range lines {
+				fmt.Fprintf(w, "writer %02d line %03d\n", i, j)
+			}
+		}()
+	}
+	wg.Wait()
+	got := strings.Split(strings.TrimSuffix(buf.String(), "\n"), "\n")
+	if len(got) != writers*lines {
+		t.Fatalf("%d lines, want %d", len(got), writers*lines)
+	}
+	for _, l := range got {
+		if len(l) != len("writer 00 line 000") || !strings.HasPrefix(l, "writer ") {
+			t.Fatalf("a mixed line: %q", l)
+		}
+	}
+	if serialized(os.Stderr) != io.Writer(os.Stderr) {
+		t.Error("os.Stderr was wrapped: the live view would not find its terminal")
 	}
 }

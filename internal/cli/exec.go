@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"strconv"
-	"sync"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
@@ -178,18 +177,6 @@ func errorMessage(err error) string {
 		return j.Message
 	}
 	return ""
-}
-
-// lockedWriter lets the hosts' line writers share one output.
-type lockedWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (l *lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
 }
 
 // prefixWriter writes whole lines, each with prefix in front, so that the

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
+	"sync"
 
 	"github.com/spf13/cobra"
 
@@ -125,13 +127,38 @@ builds locally, copies only the store paths a host lacks, and activates.
 	return root
 }
 
-// Main runs skiff with args and returns the exit code.
+// Main runs skiff with args and returns the exit code. Hosts report from
+// goroutines of their own, alongside the trace: each line goes to stdout
+// or stderr in one Write, and a writer that is not a file (which takes
+// each Write whole) gets them one at a time (serialized).
 func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	stdout, stderr = serialized(stdout), serialized(stderr)
 	g := &globals{stdin: stdin, stdout: stdout, stderr: stderr}
 	root := newRoot(g)
 	root.SetArgs(args)
 	err := root.ExecuteContext(ctx)
 	return report(ctx, stderr, err)
+}
+
+// serialized is w, or w behind a lock when it is not a file.
+func serialized(w io.Writer) io.Writer {
+	if _, ok := w.(*os.File); ok || w == nil {
+		return w
+	}
+	return &lockedWriter{w: w}
+}
+
+// lockedWriter passes each Write on whole, one at a time (also how the
+// hosts' line writers of skiff exec share one output).
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(b []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(b)
 }
 
 // report prints err as "skiff: error:" and "skiff: hint:" lines and maps it
