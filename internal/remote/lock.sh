@@ -12,7 +12,9 @@
 # (gc). skiff_unlock removes the lock if this shell keeps it.
 skiff_lockdir=/run/skiff
 skiff_lockfile=/run/skiff/lock
-skiff_lockowner() { tr '\n' ' ' 2>/dev/null <"$skiff_lockfile/owner"; }
+# skiff_ownerof DIR: the owner file of the lock in DIR, on one line.
+skiff_ownerof() { tr '\n' ' ' 2>/dev/null <"$1/owner"; }
+skiff_lockowner() { skiff_ownerof "$skiff_lockfile"; }
 # skiff_locklive OWNER: whether the lock whose owner file read OWNER (one
 # line, skiff_lockowner) is live: its keeper runs, or an activation
 # supervisor does.
@@ -25,13 +27,15 @@ skiff_locklive() {
 	done
 	return 1
 }
-# skiff_keeps: whether this shell keeps the lock (shell builtins only).
-skiff_keeps() {
+# skiff_owns DIR: whether the lock in DIR is this shell's (shell builtins
+# only); skiff_keeps: whether this shell keeps the lock.
+skiff_owns() {
 	while IFS= read -r skiff_l; do
 		[ "$skiff_l" = "keeper=$$" ] && return 0
-	done 2>/dev/null <"$skiff_lockfile/owner"
+	done 2>/dev/null <"$1/owner"
 	return 1
 }
+skiff_keeps() { skiff_owns "$skiff_lockfile"; }
 skiff_lock() {
 	if skiff_keeps; then
 		echo "skiff-lock: locked"
@@ -44,9 +48,10 @@ skiff_lock() {
 		printf 'user=%s\nmachine=%s\npid=%s\nsince=%s\nkeeper=%s\n' "$1" "$2" "$3" "$4" "$$" >"$skiff_t/owner" || return 1
 	if [ -n "${6:-}" ]; then echo "op=$6" >>"$skiff_t/owner" || return 1; fi
 	# The owner is read once, and what is said and done follows that one
-	# read. A lock with no owner to read was being released (rm -rf takes
-	# its owner file first): the lock is tried again, for half a second at
-	# most, before it counts as stale.
+	# read. A lock with no owner to read was being released (by a skiff
+	# that removes it with rm -rf, which takes the owner file first): the
+	# lock is tried again, for half a second at most, before it counts as
+	# stale.
 	skiff_n=0 skiff_tries=0
 	while ! mv -T "$skiff_t" "$skiff_lockfile" 2>/dev/null; do
 		skiff_tries=$((skiff_tries + 1))
@@ -69,7 +74,7 @@ skiff_lock() {
 		skiff_a=$skiff_lockdir/.old.$$
 		rm -rf "$skiff_a"
 		mv -T "$skiff_lockfile" "$skiff_a" 2>/dev/null || continue
-		if [ "$(tr '\n' ' ' 2>/dev/null <"$skiff_a/owner")" != "$skiff_o" ]; then
+		if [ "$(skiff_ownerof "$skiff_a")" != "$skiff_o" ]; then
 			mv -T "$skiff_a" "$skiff_lockfile" 2>/dev/null || rm -rf "$skiff_a"
 			continue
 		fi
@@ -93,11 +98,9 @@ skiff_unlock() {
 	skiff_g=$skiff_lockdir/.gone.$$
 	if [ -e "$skiff_g" ]; then rm -rf "$skiff_g"; fi
 	mv -T "$skiff_lockfile" "$skiff_g" 2>/dev/null || return 0
-	while IFS= read -r skiff_l; do
-		if [ "$skiff_l" = "keeper=$$" ]; then
-			rm -rf "$skiff_g"
-			return 0
-		fi
-	done 2>/dev/null <"$skiff_g/owner"
-	mv -T "$skiff_g" "$skiff_lockfile" 2>/dev/null || rm -rf "$skiff_g"
+	if skiff_owns "$skiff_g"; then
+		rm -rf "$skiff_g"
+	else
+		mv -T "$skiff_g" "$skiff_lockfile" 2>/dev/null || rm -rf "$skiff_g"
+	fi
 }
