@@ -87,7 +87,21 @@ skiff_lock() {
 		fi
 		break
 	done
+	skiff_sweep
 	echo "skiff-lock: locked"
+}
+# skiff_sweep removes what a shell killed between its rename and its rm
+# left beside the lock (.lock.PID, .old.PID, .gone.PID), once PID has
+# ended; a live PID may be a skiff in the middle of it. Run by the lock's
+# new keeper, with shell builtins only unless there is something to
+# remove.
+skiff_sweep() {
+	for skiff_f in "$skiff_lockdir"/.lock.* "$skiff_lockdir"/.old.* "$skiff_lockdir"/.gone.*; do
+		[ -d "$skiff_f" ] || continue
+		skiff_p=${skiff_f##*.}
+		case $skiff_p in "" | *[!0-9]* | "$$") continue ;; esac
+		kill -0 "$skiff_p" 2>/dev/null || rm -rf "$skiff_f"
+	done
 }
 # skiff_unlock moves the lock aside in one rename, so that no one ever
 # reads a lock without its owner, and removes it there; one that is not

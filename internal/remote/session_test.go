@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -371,6 +372,47 @@ exit`)
 			}
 			if gone, _ := filepath.Glob(filepath.Join(run, ".gone.*")); len(gone) != 0 {
 				t.Errorf("the release left %v", gone)
+			}
+		})
+	}
+}
+
+// What a shell killed between a rename and its rm left beside the lock
+// is removed by the lock's next keeper once that shell has ended; what a
+// live one has there (a skiff in the middle of its takeover or release)
+// is left to it.
+func TestLockSweepsWhatKilledShellsLeft(t *testing.T) {
+	for _, shell := range []string{"dash", "bash"} {
+		t.Run(shell, func(t *testing.T) {
+			gone := exec.Command("true")
+			if err := gone.Run(); err != nil {
+				t.Fatal(err)
+			}
+			dead, live := gone.Process.Pid, os.Getpid()
+			owner := fmt.Sprintf("user=old\nmachine=m\npid=1\nsince=s\nkeeper=%d\n", dead)
+			var left []string
+			for _, kind := range []string{".lock", ".old", ".gone"} {
+				for _, pid := range []int{dead, live} {
+					left = append(left, fmt.Sprintf("%s.%d", kind, pid))
+				}
+			}
+			left = append(left, ".old.x")
+			run, out, err := lockRace(t, shell, owner, `for d in `+strings.Join(left, " ")+`; do mkdir "$skiff_lockdir/$d"; done`)
+			if err != nil || out != "skiff-lock: stale user=old machine=m pid=1 since=s keeper="+fmt.Sprint(dead)+" \nskiff-lock: locked" {
+				t.Fatalf("skiff_lock: %v, %q", err, out)
+			}
+			var got []string
+			entries, err := os.ReadDir(run)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, e := range entries {
+				got = append(got, e.Name())
+			}
+			want := []string{fmt.Sprintf(".gone.%d", live), fmt.Sprintf(".lock.%d", live), fmt.Sprintf(".old.%d", live), ".old.x", "lock"}
+			sort.Strings(want)
+			if !cmp.Equal(got, want) {
+				t.Errorf("left beside the lock: %q, want %q", got, want)
 			}
 		})
 	}
