@@ -492,8 +492,8 @@ func (r *run) copySpec(c *remote.Host, path string) nix.Copy {
 // stream (importPaths, into im when it was started early) where they can,
 // and nix copy sends the rest.
 func (r *run) copySent(ctx context.Context, c *remote.Host, im *anImport, path string, missing []string, sizes map[string]int64, total int64) (copyStats, error) {
-	if r.canImport(c, missing) {
-		if err := r.importPaths(ctx, c, im, path, missing, total); err != nil {
+	if infos, ok := r.canImport(c, missing); ok {
+		if err := r.importPaths(ctx, c, im, path, missing, infos, total); err != nil {
 			return copyStats{}, err
 		}
 		return copyStats{paths: len(missing), bytes: total}, nil

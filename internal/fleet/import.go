@@ -41,16 +41,21 @@ const maxExportArgs = 96 << 10
 
 // canImport reports whether the missing paths can go to host c by export
 // and import (importPaths) instead of nix copy: straight from this
-// machine, with nothing substituted on the host.
-func (r *run) canImport(c *remote.Host, missing []string) bool {
+// machine, with nothing substituted on the host. infos, when not nil, are
+// their records, from which skiff writes the stream itself
+// (exportInfos); otherwise nix-store --export writes it.
+func (r *run) canImport(c *remote.Host, missing []string) (infos []nix.PathInfo, ok bool) {
 	if len(missing) == 0 || r.substitute() || r.copySource(c.Name) != nil || !c.ImportWithoutNixCopy() {
-		return false
+		return nil, false
+	}
+	if infos := r.exportInfos(c.Name, missing); infos != nil {
+		return infos, true
 	}
 	n := 0
 	for _, p := range missing {
 		n += len(p) + 1
 	}
-	return n <= maxExportArgs || r.exportInfos(c.Name, missing) != nil
+	return nil, n <= maxExportArgs
 }
 
 // anImport is one nix-store --import on a host (remote.Host.Import),
@@ -85,16 +90,18 @@ func (r *run) startImport(ctx context.Context, c *remote.Host) *anImport {
 	return im
 }
 
-// send streams the missing paths into the import, written by skiff
-// (exportInfos) or by nix-store --export here, and waits for it. path is the system, for the hint of a failed copy.
-func (im *anImport) send(ctx context.Context, path string, missing []string, total int64) error {
+// send streams the missing paths into the import, written by skiff from
+// their records (infos, from canImport) or, when infos is nil, by
+// nix-store --export here, and waits for it. path is the system, for the
+// hint of a failed copy.
+func (im *anImport) send(ctx context.Context, path string, missing []string, infos []nix.PathInfo, total int64) error {
 	r, c := im.r, im.c
 	im.used = true
 	// A failed write means the import has ended: its error says why.
 	_, _ = io.WriteString(im.wr, remote.ImportGo)
 	progress := &importProgress{r: r, host: c.Name, total: total, out: im.wr}
 	var exportErr error
-	if infos := r.exportInfos(c.Name, missing); infos != nil {
+	if infos != nil {
 		exportErr = nix.Export(ctx, progress, infos)
 	} else {
 		_, exportErr = r.Runner.Run(ctx, command.Cmd{Argv: append([]string{"nix-store", "--export"}, missing...), Stdout: progress})
@@ -167,13 +174,13 @@ func (im *anImport) wait() {
 // round trips of its own. The stream passes through skiff, which counts
 // it for the progress reports. path is the system, for the hint of a
 // failed copy.
-func (r *run) importPaths(ctx context.Context, c *remote.Host, im *anImport, path string, missing []string, total int64) error {
+func (r *run) importPaths(ctx context.Context, c *remote.Host, im *anImport, path string, missing []string, infos []nix.PathInfo, total int64) error {
 	if im == nil || im.used {
 		if im = r.startImport(ctx, c); im == nil {
 			return fmt.Errorf("%s: copy: cannot make a pipe", c.Name)
 		}
 	}
-	return im.send(ctx, path, missing, total)
+	return im.send(ctx, path, missing, infos, total)
 }
 
 // tail is the end of a failed command's standard error, or the error.

@@ -62,8 +62,14 @@ func TestCanImport(t *testing.T) {
 		{"a path the closure read missed", &run{closures: map[string][]*nix.PathInfo{"web1": written[1:]}}, host("", false), onDisk, false},
 	}
 	for _, tc := range tests {
-		if got := tc.r.canImport(tc.c, tc.missing); got != tc.want {
+		infos, got := tc.r.canImport(tc.c, tc.missing)
+		if got != tc.want {
 			t.Errorf("%s: canImport = %v, want %v", tc.name, got, tc.want)
+		}
+		// The records come with the answer when skiff writes the
+		// stream, so that send does not gather them again.
+		if written := tc.r.closures != nil && tc.want; (infos != nil) != written || written && len(infos) != len(tc.missing) {
+			t.Errorf("%s: canImport gave %d records for %d paths", tc.name, len(infos), len(tc.missing))
 		}
 	}
 }
