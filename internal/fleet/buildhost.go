@@ -145,8 +145,17 @@ func (r *run) buildOn(ctx context.Context, dest string, hosts []flake.Host) {
 	if len(built) == 0 {
 		return
 	}
-	// The closures, with sizes, as the build host has them.
-	res, err := b.Conn.Command(ctx, transport.Exec{Argv: append([]string{"nix", "--extra-experimental-features", "nix-command", "path-info", "-r", "--json"}, built...)})
+	// The closures, with sizes, as the build host has them, in the form
+	// of nix path-info that every release up to now takes, else in the
+	// other (nix.PathInfoJSONFormat).
+	read := func(format bool) (command.Result, error) {
+		argv := append([]string{"nix", "--extra-experimental-features", "nix-command"}, nix.ClosureArgs(format)...)
+		return b.Conn.Command(ctx, transport.Exec{Argv: append(argv, built...)})
+	}
+	res, err := read(false)
+	if err != nil && nix.RefusesJSONFormat(err) {
+		res, err = read(true)
+	}
 	if err != nil {
 		failAll(builderFault(dest, err, "read the closures on build host "+dest, ""))
 		return

@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/skiffdeploy/skiff/internal/command"
 )
@@ -22,7 +23,12 @@ type Nix struct {
 	Run *command.Runner
 	// Options are extra "--option NAME VALUE" pairs, as NAME=VALUE.
 	Options []string
+
+	mu      sync.Mutex
 	version *Version
+	// pathInfoFormat is the form of nix path-info that worked
+	// (ClosureArgs), once one has.
+	pathInfoFormat *bool
 }
 
 // Available reports whether the nix command can be found.
@@ -44,8 +50,11 @@ func (n *Nix) argv(sub ...string) []string {
 
 // Version returns the local nix version, asking once.
 func (n *Nix) Version(ctx context.Context) (Version, error) {
-	if n.version != nil {
-		return *n.version, nil
+	n.mu.Lock()
+	known := n.version
+	n.mu.Unlock()
+	if known != nil {
+		return *known, nil
 	}
 	res, err := n.Run.Run(ctx, command.Cmd{Argv: []string{"nix", "--version"}})
 	if err != nil {
@@ -55,7 +64,9 @@ func (n *Nix) Version(ctx context.Context) (Version, error) {
 	if err != nil {
 		return Version{}, err
 	}
+	n.mu.Lock()
 	n.version = &v
+	n.mu.Unlock()
 	return v, nil
 }
 
@@ -154,12 +165,33 @@ func ParsePathInfo(data []byte) ([]PathInfo, error) {
 
 // Closure returns every store path in the closures of paths with its NAR
 // size, from one "nix path-info -r --json" call.
+//
+// The form of nix path-info (PathInfoJSONFormat, ClosureArgs) is the one that worked
+// before, else the one the version asks for where it is known already
+// (nix --version is not run for it: one process more), else the one
+// without --json-format, which every release up to now takes. When nix
+// refuses the form chosen, the other one is tried, and kept.
 func (n *Nix) Closure(ctx context.Context, paths ...string) ([]PathInfo, error) {
-	args := append([]string{"path-info", "-r", "--json"}, paths...)
-	res, err := n.Run.Run(ctx, command.Cmd{Argv: n.argv(args...)})
+	n.mu.Lock()
+	format := n.version != nil && n.version.Has(PathInfoJSONFormat)
+	if n.pathInfoFormat != nil {
+		format = *n.pathInfoFormat
+	}
+	n.mu.Unlock()
+	run := func(format bool) (command.Result, error) {
+		return n.Run.Run(ctx, command.Cmd{Argv: n.argv(append(ClosureArgs(format), paths...)...)})
+	}
+	res, err := run(format)
+	if err != nil && RefusesJSONFormat(err) {
+		format = !format
+		res, err = run(format)
+	}
 	if err != nil {
 		return nil, err
 	}
+	n.mu.Lock()
+	n.pathInfoFormat = &format
+	n.mu.Unlock()
 	return ParsePathInfo(res.Stdout)
 }
 

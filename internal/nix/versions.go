@@ -1,10 +1,13 @@
 package nix
 
 import (
+	"errors"
 	"fmt"
 	"regexp"
 	"strconv"
 	"strings"
+
+	"github.com/skiffdeploy/skiff/internal/command"
 )
 
 // This file is the one place that names the differences between Nix
@@ -53,10 +56,19 @@ var (
 		After:   `nix config show; "show-config" is a deprecated alias that warns on standard error`,
 		Handled: "ConfigShowArgs; ReadBuildConfig tries the other form when the first one fails",
 	}
+	// PathInfoJSONFormat: nix path-info's --json-format.
+	PathInfoJSONFormat = Difference{
+		Name: "path-info-json-format", Since: Version{Major: 2, Minor: 33},
+		Before: "nix path-info has no --json-format and refuses it",
+		After: "--json without --json-format warns that the flag will be required (\"will become an error in a future release\"); " +
+			"--json-format 1 prints the object keyed by store path, with version and storeDir in each record",
+		Handled: "ClosureArgs (--json-format 1 where the version is known to have it); Closure, and the build host's read, " +
+			"try the other form when nix refuses the one chosen (RefusesJSONFormat)",
+	}
 )
 
 // Differences lists every Difference, oldest first.
-var Differences = []Difference{BuildPrintOutPaths, DerivedPathOutputs, PathInfoObject, ConfigShow}
+var Differences = []Difference{BuildPrintOutPaths, DerivedPathOutputs, PathInfoObject, ConfigShow, PathInfoJSONFormat}
 
 // LixBase is the Nix release Lix forked from: a Lix of any version behaves
 // like it for every Difference (Lix numbers its releases 2.90 and up).
@@ -128,4 +140,32 @@ func ConfigShowArgs(v Version) []string {
 		return []string{"config", "show", "--json"}
 	}
 	return []string{"show-config", "--json"}
+}
+
+// ClosureArgs is the nix subcommand that prints the records of the
+// closures of the paths that follow it as JSON, in the shape ParsePathInfo
+// reads: with "--json-format 1" when format is set (PathInfoJSONFormat).
+func ClosureArgs(format bool) []string {
+	if format {
+		return []string{"path-info", "-r", "--json", "--json-format", "1"}
+	}
+	return []string{"path-info", "-r", "--json"}
+}
+
+// RefusesJSONFormat reports whether err is nix path-info refusing the form
+// ClosureArgs chose: a release before PathInfoJSONFormat that does not
+// know --json-format, or a later one that requires it. Its standard error
+// then has an "error:" line naming the flag (a warning about it, even one
+// that says it will become an error, is no refusal).
+func RefusesJSONFormat(err error) bool {
+	var ce *command.Error
+	if !errors.As(err, &ce) {
+		return false
+	}
+	for _, l := range strings.Split(ce.Stderr, "\n") {
+		if strings.HasPrefix(strings.TrimSpace(l), "error:") && strings.Contains(l, "json-format") {
+			return true
+		}
+	}
+	return false
 }

@@ -20,6 +20,7 @@ var (
 	nix226 = "nix (Nix) 2.26.3\n"
 	lix291 = "nix (Lix, like Nix) 2.91.1\n"
 	det36  = "nix (Determinate Nix 3.6.2) 2.29.0\n"
+	nix234 = "nix (Nix) 2.34.8\n"
 )
 
 func mustVersion(t *testing.T, out string) Version {
@@ -54,13 +55,14 @@ func TestParseVersion(t *testing.T) {
 // Which releases behave the new way of each Difference: one row per
 // Difference, one column per release.
 func TestDifferencesByRelease(t *testing.T) {
-	releases := []string{nix28, nix218, nix226, lix291, det36}
+	releases := []string{nix28, nix218, nix226, lix291, det36, nix234}
 	want := map[string][]bool{
-		//                        2.8    2.18   2.26  Lix    Det 2.29
-		BuildPrintOutPaths.Name: {false, true, true, true, true},
-		DerivedPathOutputs.Name: {false, true, true, true, true},
-		PathInfoObject.Name:     {false, false, true, false, true},
-		ConfigShow.Name:         {false, false, true, false, true},
+		//                        2.8    2.18   2.26  Lix    Det 2.29  2.34
+		BuildPrintOutPaths.Name: {false, true, true, true, true, true},
+		DerivedPathOutputs.Name: {false, true, true, true, true, true},
+		PathInfoObject.Name:     {false, false, true, false, true, true},
+		ConfigShow.Name:         {false, false, true, false, true, true},
+		PathInfoJSONFormat.Name: {false, false, false, false, false, true},
 	}
 	if len(want) != len(Differences) {
 		t.Fatalf("%d rows for %d differences: every Difference needs a row", len(want), len(Differences))
