@@ -116,6 +116,46 @@ in
       example = "builder@build1.example.com";
       description = "Where the host's system is built (`[USER@]HOST` over ssh); null means the deploying machine.";
     };
+    # colmena's other per-host settings, so that a hive's configurations
+    # evaluate unchanged with this module.
+    buildOnTarget = mkOption {
+      type = types.bool;
+      default = false;
+      description = ''
+        Build the host's system on the host itself (colmena's setting): the
+        derivations go to the host, which builds them, and nothing is copied
+        from the deploying machine. The host is then its own build host, as
+        with buildHost; set one of the two. `skiff build` still builds here.
+      '';
+    };
+    privilegeEscalationCommand = mkOption {
+      type = types.listOf types.str;
+      default = [ "sudo" "-H" "--" ];
+      description = ''
+        How a login other than root gains root (colmena's setting). skiff
+        runs sudo its own way (`sudo -n`, or its askpass wrapper with
+        --ask-sudo-password), so a command that is not sudo is refused before
+        any host is touched.
+      '';
+    };
+    allowLocalDeployment = mkOption {
+      type = types.bool;
+      default = false;
+      description = ''
+        colmena's guard for `colmena apply-local`, accepted so that hives
+        evaluate unchanged. skiff deploys the machine it runs on only when
+        asked with `skiff deploy --local`, and does not read this setting.
+      '';
+    };
+    replaceUnknownProfiles = mkOption {
+      type = types.bool;
+      default = true;
+      description = ''
+        colmena's setting, accepted so that hives evaluate unchanged and not
+        read: skiff always adds a generation to the system profile, as
+        nixos-rebuild does, and keeps who deployed what (`skiff history`).
+      '';
+    };
     healthChecks = mkOption {
       default = { };
       description = "Checks run after activation; when one fails, the host returns to its previous system.";

@@ -26,7 +26,7 @@ func newBuild(g *globals) *cobra.Command {
 		Short: "Build the hosts' systems here, touching no host",
 		Long: `Build evaluates the selected hosts with one nix eval and builds their
 systems with one nix build on this machine, exactly as deploy does, and
-connects to no host (no ssh at all; deployment.buildHost is not used). A
+connects to no host (no ssh at all; deployment.buildHost and buildOnTarget are not used). A
 host whose platform this machine cannot build is refused, as in deploy.
 Hosts are chosen by name, glob and @tag, as arguments or with --on;
 without any, every host of the flake is built.

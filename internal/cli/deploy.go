@@ -55,7 +55,8 @@ nix-darwin hosts (darwinConfigurations.HOST) deploy in the same run: their
 system profile gets the new generation, then activate-user (as the login
 user, where the system has it) and activate (as root) run; switch only.
 A host whose platform this machine cannot build is refused before the
-build; --build-host (or deployment.buildHost) builds on another machine.
+build; --build-host (or deployment.buildHost) builds on another machine,
+deployment.buildOnTarget on the host itself.
 
 Modes (as nixos-rebuild):
   switch        new generation, boot default, activate now (default)

@@ -64,3 +64,38 @@ func TestBuildHostMixedRun(t *testing.T) {
 	r = skiffOn(t, l, "deploy", "armb", "--build-host", "-oProxyCommand=x", "--flake", flake("2"))
 	wantCode(t, r, 2)
 }
+
+// colmena's deployment.buildOnTarget: an aarch64-linux host whose own nix
+// builds its platform (as a Raspberry Pi builds its own system) is built
+// on itself, from a deploying machine that cannot build aarch64-linux;
+// nothing is copied from here and the system never lands in this
+// machine's store. colmena's other settings evaluate as they are, and a
+// privilegeEscalationCommand that is not sudo is refused before any host
+// is touched.
+func TestBuildOnTargetBuildsOnTheHostItself(t *testing.T) {
+	l := newLab(t, lab.HostSpec{Name: "bot1", ExtraNixConf: "extra-platforms = aarch64-linux"})
+	colmena := `deployment.allowLocalDeployment = false; deployment.replaceUnknownProfiles = true; `
+	flake := writeFlake(t, host("bot1", fmt.Sprintf(`generation = %d; system = "aarch64-linux"; deployment.buildOnTarget = true; `+
+		`deployment.privilegeEscalationCommand = [ "sudo" "-H" "--" ]; `, unbuilt())+colmena))
+	r := skiffOn(t, l, "-x", "deploy", "--flake", flake)
+	wantCode(t, r, 0)
+	wantContains(t, "progress", r.stderr, "building 1 system(s) on root@bot1", "bot1: copy: nothing to copy")
+	sys := execIn(t, l, "bot1", "readlink", "/run/current-system")
+	if !strings.Contains(sys, "nixos-system-bot1") || profileOf(t, l, "bot1") != "system-1-link" {
+		t.Fatalf("bot1 runs %q, profile %q", sys, profileOf(t, l, "bot1"))
+	}
+	if err := exec.Command("nix-store", "--check-validity", sys).Run(); err == nil {
+		t.Errorf("bot1's system %s was stored on the deploying machine", sys)
+	}
+	if n := traced(r.stderr, "nix", " build "); n != 0 {
+		t.Errorf("the deploying machine ran nix build %d time(s):\n%s", n, r.stderr)
+	}
+
+	doas := writeFlake(t, host("bot1", fmt.Sprintf(`generation = %d; deployment.targetUser = "deploy"; deployment.privilegeEscalationCommand = [ "doas" ];`, unbuilt())))
+	r = skiffOn(t, l, "-x", "deploy", "--flake", doas)
+	wantCode(t, r, 2)
+	wantContains(t, "errors", r.stderr, `bot1: deployment.privilegeEscalationCommand "doas" is not sudo`, "skiff: hint: skiff gains root through sudo only")
+	if n := traced(r.stderr, "ssh", ""); n != 0 {
+		t.Errorf("a refused setting touched the host (%d ssh commands):\n%s", n, r.stderr)
+	}
+}

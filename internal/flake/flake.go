@@ -70,6 +70,13 @@ type Settings struct {
 	// BuildHost, when set, builds the host's system there instead of on
 	// the deploying machine (an ssh destination, like targetHost).
 	BuildHost string `json:"buildHost"`
+	// BuildOnTarget (colmena's) builds the host's system on the host
+	// itself: the host is its own build host.
+	BuildOnTarget bool `json:"buildOnTarget"`
+	// PrivilegeEscalationCommand (colmena's) is how a login other than
+	// root gains root. skiff runs sudo its own way (sudo -n, or its
+	// askpass wrapper), so only a sudo command is taken.
+	PrivilegeEscalationCommand []string `json:"privilegeEscalationCommand"`
 	// HealthChecks run after activation, before the new system is kept.
 	HealthChecks HealthChecks `json:"healthChecks"`
 	// Keys are the host's secrets (colmena's deployment.keys), by
@@ -310,6 +317,14 @@ func (h Host) check() error {
 	if d.BuildHost != "" && !buildHostRE.MatchString(d.BuildHost) {
 		return fault.New(h.Name, fault.Usage, "deployment.buildHost must be a host name or an address, optionally with USER@",
 			"invalid deployment.buildHost %q", d.BuildHost)
+	}
+	if d.BuildOnTarget && d.BuildHost != "" {
+		return fault.New(h.Name, fault.Usage, "set one of them: buildOnTarget builds on the host itself, buildHost on another machine",
+			"deployment.buildOnTarget and deployment.buildHost are both set")
+	}
+	if c := d.PrivilegeEscalationCommand; len(c) > 0 && c[0] != "sudo" {
+		return fault.New(h.Name, fault.Usage, "skiff gains root through sudo only (sudo -n, or --ask-sudo-password): remove deployment.privilegeEscalationCommand, or make it [ \"sudo\" ... ], and let the login use sudo",
+			"deployment.privilegeEscalationCommand %q is not sudo", strings.Join(c, " "))
 	}
 	if d.TargetUser != "" && !userRE.MatchString(d.TargetUser) {
 		return fault.New(h.Name, fault.Usage, "deployment.targetUser must be a user name",

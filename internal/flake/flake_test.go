@@ -54,6 +54,10 @@ func TestHostCheckRefusesHostileSettings(t *testing.T) {
 		{TargetPort: 70000},
 		{TargetUser: "root;id"},
 		{TargetUser: "-l"},
+		// colmena's settings skiff cannot honour.
+		{PrivilegeEscalationCommand: []string{"doas"}},
+		{PrivilegeEscalationCommand: []string{"run0", "--"}},
+		{BuildOnTarget: true, BuildHost: "builder"},
 	} {
 		h := base
 		h.Deployment = d
@@ -62,9 +66,14 @@ func TestHostCheckRefusesHostileSettings(t *testing.T) {
 		}
 	}
 	h := base
-	h.Deployment = Settings{TargetHost: "10.0.0.5", TargetPort: 2222, TargetUser: "deploy"}
-	if err := h.check(); err != nil {
-		t.Error(err)
+	for _, d := range []Settings{
+		{TargetHost: "10.0.0.5", TargetPort: 2222, TargetUser: "deploy"},
+		{TargetUser: "deploy", PrivilegeEscalationCommand: []string{"sudo", "-H", "--"}, BuildOnTarget: true},
+	} {
+		h.Deployment = d
+		if err := h.check(); err != nil {
+			t.Errorf("%+v refused: %v", d, err)
+		}
 	}
 }
 

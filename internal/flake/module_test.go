@@ -149,8 +149,8 @@ func sortedKeys[V any](m map[string]V) []string {
 }
 
 // declaredNotRead are options the module declares that skiff does not
-// read (none so far).
-var declaredNotRead []string
+// read: colmena's, declared so that hives evaluate unchanged.
+var declaredNotRead = []string{"allowLocalDeployment", "replaceUnknownProfiles"}
 
 // TestModuleDeclaresWhatSkiffReads fails when nix/module.nix and the
 // settings skiff decodes (Settings, HealthChecks) name different options.
@@ -184,6 +184,8 @@ func TestModuleDeclaresWhatSkiffReads(t *testing.T) {
 	wantTypes := map[string]string{
 		"targetHost": "nullOr(strMatching)", "targetPort": "nullOr(port)", "targetUser": "strMatching",
 		"tags": "listOf(str)", "critical": "bool", "buildHost": "nullOr(strMatching)",
+		"buildOnTarget": "bool", "privilegeEscalationCommand": "listOf(str)",
+		"allowLocalDeployment": "bool", "replaceUnknownProfiles": "bool",
 		"healthChecks": "submodule", "healthChecks.commands": "listOf(strMatching)",
 		"healthChecks.urls": "listOf(strMatching)", "healthChecks.timeout": "between",
 		"keys": "attrsOf(submodule)", "keys.*.name": "str", "keys.*.text": "nullOr(str)",
@@ -215,7 +217,7 @@ func TestModuleDefaultsMeanNoSettings(t *testing.T) {
 	if err := json.Unmarshal(b, &got); err != nil {
 		t.Fatalf("skiff cannot decode the module's defaults %s: %v", b, err)
 	}
-	want := Settings{TargetUser: "root", HealthChecks: HealthChecks{Timeout: 10}}
+	want := Settings{TargetUser: "root", HealthChecks: HealthChecks{Timeout: 10}, PrivilegeEscalationCommand: []string{"sudo", "-H", "--"}}
 	if diff := cmp.Diff(want, got, cmpopts.EquateEmpty()); diff != "" {
 		t.Errorf("module defaults decode to (-want +got):\n%s", diff)
 	}

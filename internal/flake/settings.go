@@ -83,6 +83,8 @@ func decodeSettings(host string, raw json.RawMessage) (Settings, error) {
 		{"tags", &s.Tags, tList},
 		{"critical", &s.Critical, tBool},
 		{"buildHost", &s.BuildHost, tString},
+		{"buildOnTarget", &s.BuildOnTarget, tBool},
+		{"privilegeEscalationCommand", &s.PrivilegeEscalationCommand, tList},
 	}
 	for _, f := range fields {
 		if err := decodeField(host, "deployment."+f.key, m[f.key], f.dst, f.want); err != nil {

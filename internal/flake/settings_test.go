@@ -14,10 +14,11 @@ import (
 
 func TestDecodeSettings(t *testing.T) {
 	got, err := decodeSettings("web1", json.RawMessage(`{"targetHost":"10.0.0.5","targetPort":2222,"targetUser":"deploy","tags":["web","eu"],"critical":true,`+
-		`"buildHost":"builder","healthChecks":{"commands":["true"],"urls":["http://x/"],"timeout":5},"keys":{"a":{"keyCommand":["pass","show","a"],"user":"deploy","uploadAt":"post-activation"},"b":{"text":"x","name":"b.pem","destDir":"/var/keys","permissions":"0640","group":"keys","keyFile":null}},"targetPort2":"x"}`))
+		`"buildHost":"builder","buildOnTarget":false,"privilegeEscalationCommand":["sudo","-H","--"],"allowLocalDeployment":true,"replaceUnknownProfiles":false,"healthChecks":{"commands":["true"],"urls":["http://x/"],"timeout":5},"keys":{"a":{"keyCommand":["pass","show","a"],"user":"deploy","uploadAt":"post-activation"},"b":{"text":"x","name":"b.pem","destDir":"/var/keys","permissions":"0640","group":"keys","keyFile":null}},"targetPort2":"x"}`))
 	text := "x"
 	want := Settings{TargetHost: "10.0.0.5", TargetPort: 2222, TargetUser: "deploy", Tags: []string{"web", "eu"}, Critical: true, BuildHost: "builder",
-		HealthChecks: HealthChecks{Commands: []string{"true"}, URLs: []string{"http://x/"}, Timeout: 5},
+		PrivilegeEscalationCommand: []string{"sudo", "-H", "--"},
+		HealthChecks:               HealthChecks{Commands: []string{"true"}, URLs: []string{"http://x/"}, Timeout: 5},
 		Keys: map[string]keys.Spec{
 			"a": {Name: "a", KeyCommand: []string{"pass", "show", "a"}, DestDir: "/run/keys", User: "deploy", Group: "root", Permissions: "0600", UploadAt: "post-activation"},
 			"b": {Name: "b.pem", Text: &text, DestDir: "/var/keys", User: "root", Group: "keys", Permissions: "0640", UploadAt: "pre-activation"},
@@ -49,6 +50,8 @@ func TestDecodeSettingsNamesTheWrongType(t *testing.T) {
 		{`{"tags":["web",1]}`, `element 2 of deployment.tags must be a string, not an integer (1)`},
 		{`{"critical":"yes"}`, `deployment.critical must be a boolean, not a string ("yes")`},
 		{`{"buildHost":{"host":"b"}}`, `deployment.buildHost must be a string, not an attribute set`},
+		{`{"buildOnTarget":"yes"}`, `deployment.buildOnTarget must be a boolean, not a string ("yes")`},
+		{`{"privilegeEscalationCommand":"sudo -H --"}`, `deployment.privilegeEscalationCommand must be a list of strings, not a string ("sudo -H --")`},
 		{`{"healthChecks":["true"]}`, `deployment.healthChecks must be an attribute set { commands; urls; timeout; }, not a list`},
 		{`{"healthChecks":{"commands":"true"}}`, `deployment.healthChecks.commands must be a list of strings, not a string ("true")`},
 		{`{"healthChecks":{"urls":[null]}}`, `element 1 of deployment.healthChecks.urls must be a string, not null`},

@@ -17,7 +17,8 @@ import (
 	"github.com/skiffdeploy/skiff/internal/transport"
 )
 
-// Build hosts (--build-host B, or deployment.buildHost per host): the flake
+// Build hosts (--build-host B, or deployment.buildHost per host, or the
+// host itself with deployment.buildOnTarget): the flake
 // is evaluated here; the derivations go to B with nix-copy-closure; B builds
 // them with nix-store --realise (so B's own nix.conf decides what it can
 // build: its system, extra-platforms, builders); skiff reads the closure
@@ -44,7 +45,11 @@ func (r *run) builderConn(dest string) *remote.Host {
 	if c, ok := r.builders[dest]; ok {
 		return c
 	}
-	c := &remote.Host{Name: dest, Conn: &transport.SSH{Target: builderTarget(dest), Options: r.SSH, Run: r.Runner, Name: dest}}
+	t, ok := r.builderTargets[dest]
+	if !ok {
+		t = builderTarget(dest)
+	}
+	c := &remote.Host{Name: dest, Conn: &transport.SSH{Target: t, Options: r.SSH, Run: r.Runner, Name: dest}}
 	r.builders[dest] = c
 	return c
 }

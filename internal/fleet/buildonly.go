@@ -22,8 +22,9 @@ type Built struct {
 
 // Build evaluates the selected hosts with one nix eval and builds their
 // systems on this machine with one nix build, exactly as a deploy does,
-// and touches no host: no ssh connection is opened and deployment.buildHost
-// is not used. A host whose platform this machine cannot build is refused
+// and touches no host: no ssh connection is opened, and neither
+// deployment.buildHost nor buildOnTarget is used. A host whose platform
+// this machine cannot build is refused
 // before the build, as in a deploy. Failures of single hosts are in their
 // Built.Err; the error is for the run (evaluation, bad selectors).
 func Build(ctx context.Context, o Options) ([]Built, error) {

@@ -89,10 +89,13 @@ type run struct {
 	connectTime  map[string]time.Duration
 	refused      map[string]bool         // hosts refused before the build
 	builders     map[string]*remote.Host // build hosts by destination
-	builtOn      map[string]*remote.Host // host → the build host that built its system
-	waits        map[string]*activationWait
-	keys         map[string][]keys.Key // read by readKeys; never logged
-	masters      map[string]master     // speculative connections kept
+	// builderTargets are the build hosts that are targets themselves
+	// (deployment.buildOnTarget), reached as their deploy reaches them.
+	builderTargets map[string]transport.Target
+	builtOn        map[string]*remote.Host // host → the build host that built its system
+	waits          map[string]*activationWait
+	keys           map[string][]keys.Key // read by readKeys; never logged
+	masters        map[string]master     // speculative connections kept
 	// probeSessions: the probe opens each host's session (a deploy);
 	// sessions holds those a host's deploy has not taken yet.
 	probeSessions bool
@@ -112,7 +115,7 @@ func newRun(o Options) *run {
 	return &run{Options: o, conns: map[string]*remote.Host{}, states: map[string]remote.State{},
 		built: map[string]bool{}, closures: map[string][]*nix.PathInfo{}, lastClosures: map[string][]*nix.PathInfo{}, errs: map[string]error{},
 		connectTime: map[string]time.Duration{}, refused: map[string]bool{},
-		builders: map[string]*remote.Host{}, builtOn: map[string]*remote.Host{}, masters: map[string]master{}, sessions: map[string]*remote.Session{}, unprobed: map[string]bool{}}
+		builders: map[string]*remote.Host{}, builderTargets: map[string]transport.Target{}, builtOn: map[string]*remote.Host{}, masters: map[string]master{}, sessions: map[string]*remote.Session{}, unprobed: map[string]bool{}}
 }
 
 func (r *run) report(host string, phase Phase, format string, args ...any) {
@@ -170,6 +173,16 @@ func prepare(ctx context.Context, o Options, build, probeSessions bool) (*Sessio
 		r.Safety.NoLockoutProof = true
 		for i := range hosts {
 			hosts[i].Deployment.BuildHost = "" // built here, where it runs
+		}
+	} else {
+		// deployment.buildOnTarget (colmena's): the host is its own
+		// build host, reached as its deploy reaches it.
+		for i := range hosts {
+			if d := &hosts[i].Deployment; d.BuildOnTarget && d.BuildHost == "" {
+				t := TargetOf(hosts[i], o.User)
+				d.BuildHost = t.String()
+				r.builderTargets[d.BuildHost] = t
+			}
 		}
 	}
 	for _, h := range hosts {

@@ -139,6 +139,6 @@ func NativeSystem() string {
 // can.
 func CannotBuildHint(system string) string {
 	return fmt.Sprintf("emulate it on this machine (NixOS: boot.binfmt.emulatedSystems = [ \"%s\" ]; elsewhere qemu-user binfmt and \"extra-platforms = %s\" in nix.conf), "+
-		"or build elsewhere: --build-host BUILDER (or deployment.buildHost) or a remote builder with --nix-option builders='ssh://BUILDER %s'",
+		"or build elsewhere: --build-host BUILDER (or deployment.buildHost; deployment.buildOnTarget where the host builds its own platform) or a remote builder with --nix-option builders='ssh://BUILDER %s'",
 		system, system, system)
 }
