@@ -153,14 +153,10 @@ func (r *run) buildOn(ctx context.Context, dest string, hosts []flake.Host) {
 	// The closures, with sizes, as the build host has them, in the form
 	// of nix path-info that every release up to now takes, else in the
 	// other (nix.PathInfoJSONFormat).
-	read := func(format bool) (command.Result, error) {
-		argv := append([]string{"nix", "--extra-experimental-features", "nix-command"}, nix.ClosureArgs(format)...)
-		return b.Conn.Command(ctx, transport.Exec{Argv: append(argv, built...)})
-	}
-	res, err := read(false)
-	if err != nil && nix.RefusesJSONFormat(err) {
-		res, err = read(true)
-	}
+	res, _, err := nix.AskClosure(func(sub []string) (command.Result, error) {
+		argv := append(append([]string{"nix", "--extra-experimental-features", "nix-command"}, sub...), built...)
+		return b.Conn.Command(ctx, transport.Exec{Argv: argv})
+	}, false)
 	if err != nil {
 		failAll(builderFault(dest, err, "read the closures on build host "+dest, ""))
 		return

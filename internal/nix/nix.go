@@ -178,14 +178,9 @@ func (n *Nix) Closure(ctx context.Context, paths ...string) ([]PathInfo, error) 
 		format = *n.pathInfoFormat
 	}
 	n.mu.Unlock()
-	run := func(format bool) (command.Result, error) {
-		return n.Run.Run(ctx, command.Cmd{Argv: n.argv(append(ClosureArgs(format), paths...)...)})
-	}
-	res, err := run(format)
-	if err != nil && RefusesJSONFormat(err) {
-		format = !format
-		res, err = run(format)
-	}
+	res, format, err := AskClosure(func(sub []string) (command.Result, error) {
+		return n.Run.Run(ctx, command.Cmd{Argv: n.argv(append(sub, paths...)...)})
+	}, format)
 	if err != nil {
 		return nil, err
 	}
@@ -193,6 +188,20 @@ func (n *Nix) Closure(ctx context.Context, paths ...string) ([]PathInfo, error) 
 	n.pathInfoFormat = &format
 	n.mu.Unlock()
 	return ParsePathInfo(res.Stdout)
+}
+
+// AskClosure asks for closure records (ParsePathInfo reads its output)
+// with run, which runs nix with the subcommand it is given (ClosureArgs)
+// followed by the store paths: on this machine, or on a build host. It
+// asks in the form format says and, when nix refuses that form
+// (RefusesJSONFormat), in the other; it returns the form that answered.
+func AskClosure(run func(sub []string) (command.Result, error), format bool) (command.Result, bool, error) {
+	res, err := run(ClosureArgs(format))
+	if err != nil && RefusesJSONFormat(err) {
+		format = !format
+		res, err = run(ClosureArgs(format))
+	}
+	return res, format, err
 }
 
 // CopyArgs is the argv of "nix copy" sending paths to store URL.

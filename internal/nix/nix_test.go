@@ -179,3 +179,44 @@ func TestClosureTakesTheFormThisNixTakes(t *testing.T) {
 		t.Errorf("nix %v ran path-info %d times, %d with the flag; want 3 and 1:\n%s", has, runs, flagged, trace.String())
 	}
 }
+
+// AskClosure (the build host's read, and Closure's): the form asked
+// first, and the other one only when nix refuses the first, once.
+func TestAskClosureTakesTheOtherFormOnRefusal(t *testing.T) {
+	refuse := func(stderr string) error {
+		return &command.Error{Argv: []string{"nix"}, ExitCode: 1, Stderr: stderr, Err: errors.New("exit status 1")}
+	}
+	for _, tc := range []struct {
+		name     string
+		nix      func(flagged bool) error // nil: answers
+		first    bool
+		want     []bool // the forms asked, in order
+		wantForm bool
+		wantErr  bool
+	}{
+		{"a release without the flag, asked without", func(f bool) error { return nil }, false, []bool{false}, false, false},
+		{"a release without the flag, asked with", func(f bool) error {
+			if f {
+				return refuse("error: unrecognised flag '--json-format'")
+			}
+			return nil
+		}, true, []bool{true, false}, false, false},
+		{"a release that requires it", func(f bool) error {
+			if !f {
+				return refuse("error: '--json' requires '--json-format'")
+			}
+			return nil
+		}, false, []bool{false, true}, true, false},
+		{"an invalid path", func(f bool) error { return refuse("error: path '/nix/store/x-y' is not valid") }, false, []bool{false}, false, true},
+	} {
+		var asked []bool
+		_, form, err := AskClosure(func(sub []string) (command.Result, error) {
+			flagged := strings.Contains(strings.Join(sub, " "), "--json-format 1")
+			asked = append(asked, flagged)
+			return command.Result{Stdout: []byte("{}")}, tc.nix(flagged)
+		}, tc.first)
+		if !cmp.Equal(asked, tc.want) || (err != nil) != tc.wantErr || (err == nil && form != tc.wantForm) {
+			t.Errorf("%s: asked %v, form %v, err %v; want %v, %v, error %v", tc.name, asked, form, err, tc.want, tc.wantForm, tc.wantErr)
+		}
+	}
+}

@@ -62,8 +62,8 @@ var (
 		Before: "nix path-info has no --json-format and refuses it",
 		After: "--json without --json-format warns that the flag will be required (\"will become an error in a future release\"); " +
 			"--json-format 1 prints the object keyed by store path, with version and storeDir in each record",
-		Handled: "ClosureArgs (--json-format 1 where the version is known to have it); Closure, and the build host's read, " +
-			"try the other form when nix refuses the one chosen (RefusesJSONFormat)",
+		Handled: "ClosureArgs (--json-format 1 where the version is known to have it); AskClosure (Closure's, and the build host's read) " +
+			"tries the other form when nix refuses the one chosen (RefusesJSONFormat)",
 	}
 )
 
