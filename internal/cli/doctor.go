@@ -93,7 +93,11 @@ func runDoctor(ctx context.Context, g *globals, o doctorOptions, selectors []str
 	}
 	var list []doctor.Target
 	for i, h := range hosts {
-		list = append(list, doctor.Target{Name: h.Name, Target: targets[i], System: h.System, BuildSystem: h.BuildSystem})
+		t := doctor.Target{Name: h.Name, Target: targets[i], System: h.System, BuildSystem: h.BuildSystem, BuiltOn: h.Deployment.BuildHost}
+		if h.Deployment.BuildOnTarget && t.BuiltOn == "" {
+			t.BuiltOn = "the host itself (deployment.buildOnTarget)"
+		}
+		list = append(list, t)
 	}
 	fmt.Fprintf(g.stderr, "skiff: doctor: checking %d host(s)\n", len(list))
 	reports := doctor.Run(ctx, doctor.Options{SSH: sshOpts, Runner: run, Nix: g.nix(run), Timeout: o.timeout, Parallel: o.parallel,

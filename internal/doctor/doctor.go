@@ -50,6 +50,10 @@ type Target struct {
 	// BuildSystem is the platform the system's derivation is built on,
 	// when it differs from System; empty means System.
 	BuildSystem string
+	// BuiltOn is where the system is built when not on this machine (a
+	// build host, or the host itself: deployment.buildOnTarget); this
+	// machine's platforms then do not matter.
+	BuiltOn string
 }
 
 // Options configure a diagnosis.

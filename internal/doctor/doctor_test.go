@@ -113,3 +113,21 @@ func TestChecksReadTheLoginsFacts(t *testing.T) {
 		t.Errorf("disk: %+v", d)
 	}
 }
+
+// A system built on a build host, or on the host itself
+// (deployment.buildOnTarget), does not depend on what this machine can
+// build: the local-build check skips it, without reading nix's
+// configuration.
+func TestLocalBuildSkipsASystemBuiltElsewhere(t *testing.T) {
+	for _, on := range []string{"builder@bld1", "the host itself (deployment.buildOnTarget)"} {
+		s := newSession(Options{}, &localBuild{}, Target{Name: "pi1", Target: transport.Target{Host: "pi1"}, System: "aarch64-linux", BuiltOn: on})
+		f := checkLocalBuild(t.Context(), s)
+		if f.Status != Skip || f.Detail != "built on "+on+", not here" {
+			t.Errorf("%s: %+v", on, f)
+		}
+	}
+	s := newSession(Options{}, &localBuild{}, Target{Name: "pi1", Target: transport.Target{Host: "pi1"}, System: "aarch64-linux"})
+	if f := checkLocalBuild(t.Context(), s); f.Status == Skip {
+		t.Errorf("a system built here was skipped: %+v", f)
+	}
+}

@@ -31,6 +31,9 @@ func (l *localBuild) get(ctx context.Context) (nix.BuildConfig, error) {
 }
 
 func checkLocalBuild(ctx context.Context, s *session) Finding {
+	if s.t.BuiltOn != "" {
+		return skip("built on %s, not here", s.t.BuiltOn)
+	}
 	build := s.t.BuildSystem
 	if build == "" {
 		build = s.t.System
