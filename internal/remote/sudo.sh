@@ -49,6 +49,9 @@ printf '%s\n' "$pw" | sudo -S -p '' -- sh -c 'exec <"$1" && shift && exec "$@"' 
 rc=$?
 pw=
 # The command has ended: a feeder still waiting for input (or for a reader,
-# when sudo refused) has nothing left to do.
-if [ -n "${feeder-}" ]; then kill "$feeder" 2>/dev/null; fi
+# when sudo refused) has nothing left to do. SIGKILL: a TERM that reaches
+# the feeder before its new subshell has reset the traps it inherited
+# (this shell traps TERM) is caught and then dropped, and the feeder would
+# wait for ever to open the FIFO, holding the session's output open.
+if [ -n "${feeder-}" ]; then kill -9 "$feeder" 2>/dev/null; fi
 exit "$rc"

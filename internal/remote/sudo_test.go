@@ -3,11 +3,14 @@ package remote
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -120,6 +123,9 @@ func TestSudoScript(t *testing.T) {
 				c := exec.CommandContext(ctx, shell, append([]string{"-c", sudoScript, "skiff-sudo", tc.input}, cmd...)...)
 				c.Env = []string{"PATH=" + bin + ":" + os.Getenv("PATH"), "TMPDIR=" + tmp, "FAKE_SUDO=" + tc.sudo, "FAKE_PASSWORD=" + testPassword}
 				c.Stdin = strings.NewReader(testPassword + "\n" + tc.stdin)
+				// A process of the script left holding its output would
+				// hold Run for ever: fail instead.
+				c.WaitDelay = 10 * time.Second
 				var stdout, stderr bytes.Buffer
 				c.Stdout, c.Stderr = &stdout, &stderr
 				err := c.Run()
@@ -141,8 +147,41 @@ func TestSudoScript(t *testing.T) {
 				if left, _ := os.ReadDir(tmp); len(left) > 0 {
 					t.Errorf("left behind in TMPDIR: %v", left)
 				}
+				if left := processesWith("TMPDIR=" + tmp); len(left) > 0 {
+					t.Errorf("processes of the script outlive it: %v", left)
+				}
 			})
 		}
+
+		// A refused sudo with input to feed: the feeder, which waits for
+		// a reader that never comes, is killed even when it does not
+		// heed TERM. A feeder that the kill reaches before its subshell
+		// has reset the TERM trap it inherited drops the TERM (a race
+		// that left it waiting for ever, holding the script's output
+		// open); here the script starts with TERM ignored, which its
+		// feeder inherits, so that every round plays that instant.
+		t.Run(shell+"/refused, the feeder deaf to TERM", func(t *testing.T) {
+			for i := 0; i < 3; i++ {
+				tmp := t.TempDir()
+				c := exec.Command("sh", append([]string{"-c", `trap "" TERM; exec "$@"`, "sh", shell, "-c", sudoScript, "skiff-sudo", "stdin"}, cmd...)...)
+				c.Env = []string{"PATH=" + bin + ":" + os.Getenv("PATH"), "TMPDIR=" + tmp, "FAKE_SUDO=refuse", "FAKE_PASSWORD=" + testPassword}
+				c.Stdin = strings.NewReader(testPassword + "\nx\n")
+				c.WaitDelay = 10 * time.Second
+				var out bytes.Buffer
+				c.Stdout, c.Stderr = &out, &out
+				err := c.Run()
+				if left := processesWith("TMPDIR=" + tmp); len(left) > 0 {
+					for _, p := range left {
+						pid, _ := strconv.Atoi(strings.Fields(p)[0])
+						_ = syscall.Kill(pid, syscall.SIGKILL)
+					}
+					t.Fatalf("round %d: processes of the script outlive it (%v): %v", i, err, left)
+				}
+				if errors.Is(err, exec.ErrWaitDelay) {
+					t.Fatalf("round %d: a process of the script held its output open", i)
+				}
+			}
+		})
 
 		// A command that ends while its input stays open (the lock keeper
 		// reads one line): the script ends too, without waiting for the
@@ -182,4 +221,28 @@ func TestSudoScriptPassesShellcheck(t *testing.T) {
 	if err != nil {
 		t.Errorf("shellcheck sudo.sh: %v\n%s", err, out)
 	}
+}
+
+// processesWith lists the processes whose environment holds kv (a test's
+// own TMPDIR=DIR marks the processes of what it ran).
+func processesWith(kv string) []string {
+	var found []string
+	dirs, _ := os.ReadDir("/proc")
+	for _, d := range dirs {
+		if _, err := strconv.Atoi(d.Name()); err != nil {
+			continue
+		}
+		env, err := os.ReadFile(filepath.Join("/proc", d.Name(), "environ"))
+		if err != nil {
+			continue
+		}
+		for _, e := range bytes.Split(env, []byte{0}) {
+			if string(e) == kv {
+				cmd, _ := os.ReadFile(filepath.Join("/proc", d.Name(), "cmdline"))
+				found = append(found, d.Name()+" "+string(bytes.ReplaceAll(cmd, []byte{0}, []byte{' '})))
+				break
+			}
+		}
+	}
+	return found
 }
