@@ -133,9 +133,9 @@ in
       default = [ "sudo" "-H" "--" ];
       description = ''
         How a login other than root gains root (colmena's setting). skiff
-        runs sudo its own way (`sudo -n`, or its askpass wrapper with
-        --ask-sudo-password), so a command that is not sudo is refused before
-        any host is touched.
+        runs sudo its own way (`sudo -n`, or with --ask-sudo-password its
+        wrapper that hands sudo the password), so a command that is not sudo
+        is refused before any host is touched.
       '';
     };
     allowLocalDeployment = mkOption {

@@ -74,8 +74,8 @@ type Settings struct {
 	// itself: the host is its own build host.
 	BuildOnTarget bool `json:"buildOnTarget"`
 	// PrivilegeEscalationCommand (colmena's) is how a login other than
-	// root gains root. skiff runs sudo its own way (sudo -n, or its
-	// askpass wrapper), so only a sudo command is taken.
+	// root gains root. skiff runs sudo its own way (sudo -n, or the
+	// --ask-sudo-password wrapper), so only a sudo command is taken.
 	PrivilegeEscalationCommand []string `json:"privilegeEscalationCommand"`
 	// HealthChecks run after activation, before the new system is kept.
 	HealthChecks HealthChecks `json:"healthChecks"`
