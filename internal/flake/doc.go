@@ -1,6 +1,9 @@
 // Package flake evaluates a flake once for everything a run needs: the
 // names of its hosts and, for the selected ones, their deployment settings,
-// platform and toplevel derivation.
+// platform and toplevel derivation. Hosts are the configurations of
+// nixosConfigurations, darwinConfigurations and colmena's evaluated hive
+// (colmenaHive.nodes, what colmena.lib.makeHive returns), so that a
+// colmena flake deploys as it is.
 //
 // Host settings live in each configuration, as colmena users know them:
 // nixosConfigurations.NAME.config.deployment = { targetHost; targetPort;

@@ -95,8 +95,12 @@ type HealthChecks struct {
 
 // Host is one evaluated configuration.
 type Host struct {
-	Name       string
-	Kind       string // KindNixOS or KindDarwin
+	Name string
+	Kind string // KindNixOS or KindDarwin
+	// Attr is the flake attribute of its configuration:
+	// nixosConfigurations.NAME, darwinConfigurations.NAME, or
+	// colmenaHive.nodes.NAME (colmena's evaluated hive).
+	Attr       string
 	Deployment Settings
 	DrvPath    string
 	OutPath    string
@@ -121,6 +125,9 @@ type evalResult struct {
 	Tags  map[string]json.RawMessage `json:"tags"` // checked by tagsOf
 	Hosts map[string]json.RawMessage `json:"hosts"`
 	Both  []string                   `json:"both"` // names in both nixos- and darwinConfigurations
+	// RawHive: the flake has colmena's hive as written (outputs.colmena)
+	// and not colmena's evaluation of it (outputs.colmenaHive).
+	RawHive bool `json:"rawHive"`
 }
 
 type evalHost struct {
@@ -131,6 +138,7 @@ type evalHost struct {
 	OutPath    string  `json:"out"` // not outPath: toJSON turns such sets into strings
 	System     *string `json:"system"`
 	Kind       string  `json:"kind"`
+	From       string  `json:"from"` // nixosConfigurations, darwinConfigurations or colmenaHive.nodes
 	Build      *string `json:"buildSystem"`
 	// NotSystem: the configuration has no config.system.build.toplevel.
 	NotSystem bool `json:"notSystem"`
@@ -151,7 +159,7 @@ func evalExpr(sels []Selector) string {
 		js, _ = json.Marshal(sels)
 	}
 	return "let flake = builtins.getFlake (builtins.getEnv \"" + FlakeEnv + "\"); " +
-		"nixos = flake.nixosConfigurations or {}; darwin = flake.darwinConfigurations or {}; " +
+		"own = flake.nixosConfigurations or {}; hive = (flake.colmenaHive or {}).nodes or {}; nixos = hive // own; darwin = flake.darwinConfigurations or {}; " +
 		"cfgs = darwin // nixos; " +
 		"sels = builtins.fromJSON ''" + string(js) + "''; " +
 		"names = builtins.attrNames cfgs; " +
@@ -164,12 +172,13 @@ func evalExpr(sels []Selector) string {
 		// attribute, which evalError reads back from the trace; its
 		// values are forced inside it (all strings, cheap).
 		"one = name: let cfg = builtins.getAttr name cfgs; kind = if builtins.hasAttr name nixos then \"nixos\" else \"darwin\"; " +
-		"in builtins.addErrorContext \"" + contextMark + "${kind}Configurations.${name}\" (" +
-		"if !(cfg ? config.system.build.toplevel) then { inherit kind; notSystem = true; } else " +
+		"from = if builtins.hasAttr name own || kind == \"darwin\" then \"${kind}Configurations\" else \"colmenaHive.nodes\"; " +
+		"in builtins.addErrorContext \"" + contextMark + "${from}.${name}\" (" +
+		"if !(cfg ? config.system.build.toplevel) then { inherit kind from; notSystem = true; } else " +
 		"let c = cfg.config; p = c.nixpkgs or {}; t = c.system.build.toplevel; r = { " +
-		"inherit kind; deployment = builtins.addErrorContext \"" + contextMark + deploymentMark + "${kind}Configurations.${name}\" (builtins.toJSON (keyFilesAsStrings (c.deployment or {}))); drvPath = t.drvPath; out = t.outPath; buildSystem = t.system or null; " +
+		"inherit kind from; deployment = builtins.addErrorContext \"" + contextMark + deploymentMark + "${from}.${name}\" (builtins.toJSON (keyFilesAsStrings (c.deployment or {}))); drvPath = t.drvPath; out = t.outPath; buildSystem = t.system or null; " +
 		"system = (p.hostPlatform or {}).system or p.system or null; }; in builtins.deepSeq r r); " +
-		"in { inherit names; both = builtins.filter (n: builtins.hasAttr n darwin) (builtins.attrNames nixos); " +
+		"in { inherit names; rawHive = flake ? colmena && !(flake ? colmenaHive); both = builtins.filter (n: builtins.hasAttr n darwin) (builtins.attrNames nixos); " +
 		"tags = if hasTags then builtins.listToAttrs (map (n: { name = n; value = tagsOf n; }) names) else {}; " +
 		"hosts = builtins.listToAttrs (map (n: { name = n; value = one n; }) pick); }"
 }
@@ -189,7 +198,11 @@ func Evaluate(ctx context.Context, n *nix.Nix, ref Ref, selectors []string) ([]H
 	}
 	sort.Strings(res.Names)
 	if len(res.Names) == 0 {
-		return nil, fault.New("", fault.Usage, "define nixosConfigurations.NAME (or darwinConfigurations.NAME) in the flake", "the flake %s defines no hosts", ref.URL)
+		hint := "define nixosConfigurations.NAME (or darwinConfigurations.NAME) in the flake"
+		if res.RawHive {
+			hint = "the flake has a colmena hive (outputs.colmena): add colmena's evaluation of it, \"colmenaHive = colmena.lib.makeHive self.colmena;\" (colmena 0.5), to its outputs, and skiff deploys its nodes; or " + hint
+		}
+		return nil, fault.New("", fault.Usage, hint, "the flake %s defines no hosts", ref.URL)
 	}
 	if len(res.Both) > 0 {
 		return nil, fault.New("", fault.Usage, "give each host one configuration: rename one of them",
@@ -212,7 +225,7 @@ func Evaluate(ctx context.Context, n *nix.Nix, ref Ref, selectors []string) ([]H
 		if err := json.Unmarshal(raw, &eh); err != nil {
 			return nil, fmt.Errorf("evaluate %s: %w", name, err)
 		}
-		h := Host{Name: name, Kind: KindNixOS, DrvPath: eh.DrvPath, OutPath: eh.OutPath}
+		h := Host{Name: name, Kind: KindNixOS, Attr: attrOf(eh.From, name), DrvPath: eh.DrvPath, OutPath: eh.OutPath}
 		if eh.Kind == KindDarwin {
 			h.Kind = KindDarwin
 		}
@@ -224,8 +237,8 @@ func Evaluate(ctx context.Context, n *nix.Nix, ref Ref, selectors []string) ([]H
 		}
 		if eh.NotSystem {
 			return nil, fault.New(name, fault.Eval,
-				fmt.Sprintf("define %s with nixpkgs.lib.nixosSystem (or nix-darwin's darwinSystem); see nix's own error with \"%s\"", attrOf(h.Kind, name), evalCommand(ref, attrOf(h.Kind, name)+toplevelAttr)),
-				"%s is not a NixOS system: it has no config.system.build.toplevel", attrOf(h.Kind, name))
+				fmt.Sprintf("define %s with nixpkgs.lib.nixosSystem (or nix-darwin's darwinSystem); see nix's own error with \"%s\"", h.Attr, evalCommand(ref, h.Attr+toplevelAttr)),
+				"%s is not a NixOS system: it has no config.system.build.toplevel", h.Attr)
 		}
 		if h.Deployment, err = decodeSettings(name, json.RawMessage(eh.Deployment)); err != nil {
 			return nil, err
@@ -377,20 +390,22 @@ const contextMark = "skiff: evaluating "
 const deploymentMark = "the deployment settings of "
 
 // contextRE finds the contexts in nix's trace.
-var contextRE = regexp.MustCompile(`(?m)` + regexp.QuoteMeta(contextMark) + `(` + deploymentMark + `)?(nixos|darwin)Configurations\.([A-Za-z0-9_.-]+)\s*$`)
+var contextRE = regexp.MustCompile(`(?m)` + regexp.QuoteMeta(contextMark) + `(` + deploymentMark + `)?(nixosConfigurations|darwinConfigurations|colmenaHive\.nodes)\.([A-Za-z0-9_.-]+)\s*$`)
 
 // toplevelAttr is the attribute of a configuration that skiff builds.
 const toplevelAttr = ".config.system.build.toplevel"
 
-// attrOf is the flake attribute of a configuration of kind.
-func attrOf(kind, name string) string {
+// attrOf is the flake attribute of configuration name in the flake
+// output from (nixosConfigurations, darwinConfigurations or
+// colmenaHive.nodes; empty means nixosConfigurations).
+func attrOf(from, name string) string {
 	if strings.Contains(name, ".") {
 		name = `"` + name + `"`
 	}
-	if kind == KindDarwin {
-		return "darwinConfigurations." + name
+	if from == "" {
+		from = "nixosConfigurations"
 	}
-	return "nixosConfigurations." + name
+	return from + "." + name
 }
 
 // evalCommand is a nix eval of attr in the flake, as a hint prints it: it
@@ -448,13 +463,10 @@ func evalError(err error, ref Ref) error {
 		}
 	}
 	if m != nil && ValidName(m[3]) {
-		kind, name := KindNixOS, m[3]
-		if m[2] == "darwin" {
-			kind = KindDarwin
-		}
-		attr := attrOf(kind, name) + toplevelAttr
+		name := m[3]
+		attr := attrOf(m[2], name) + toplevelAttr
 		if m[1] != "" {
-			attr = attrOf(kind, name) + ".config.deployment"
+			attr = attrOf(m[2], name) + ".config.deployment"
 		}
 		return fault.Wrap(err, name, fault.Eval,
 			fmt.Sprintf("fix the configuration; see nix's own error with \"%s\" (add --show-trace for the whole trace)", evalCommand(ref, attr)),

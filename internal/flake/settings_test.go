@@ -89,6 +89,10 @@ func TestEvalErrorNamesTheHost(t *testing.T) {
 			"       … while evaluating attribute 'targetHost'\n         at /nix/store/7zwfgkq0d3dkcqlxhhy4aja3f4dzvd4s-source/flake.nix:4:9:\n\n       error: web2 has no address\n",
 			"web2", "cannot evaluate nixosConfigurations.web2.config.deployment: error: web2 has no address; at /srv/infra/flake.nix:4:9",
 			features + " '/srv/infra#nixosConfigurations.web2.config.deployment'"},
+		// A node of colmena's evaluated hive.
+		{"error: no disk\n\n       … skiff: evaluating colmenaHive.nodes.db1\n",
+			"db1", "cannot evaluate colmenaHive.nodes.db1.config.system.build.toplevel: error: no disk",
+			features + " '/srv/infra#colmenaHive.nodes.db1.config.system.build.toplevel'"},
 		{"error: syntax error, unexpected end of file\n\n       at /nix/store/7zwfgkq0d3dkcqlxhhy4aja3f4dzvd4s-source/flake.nix:5:15:\n",
 			"", "cannot evaluate flake /srv/infra: error: syntax error, unexpected end of file; at /srv/infra/flake.nix:5:15",
 			features + " '/srv/infra#nixosConfigurations' --apply builtins.attrNames"},
