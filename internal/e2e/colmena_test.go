@@ -28,7 +28,8 @@ func writeFlakeOutputs(t *testing.T, outputs string) string {
 // options and their defaults), beside nixosConfigurations, which wins for
 // a name both define. A flake with only colmena's hive as written
 // (outputs.colmena) is refused before any host is touched, with the line
-// to add.
+// to add; one whose hive's meta.allowApplyAll is false refuses a deploy
+// that names no host.
 func TestColmenaHiveDeploysAsItIs(t *testing.T) {
 	l := newLab(t, lab.HostSpec{Name: "ch1"}, lab.HostSpec{Name: "ch2"})
 	// colmena's defaults for every deployment option, as makeHive's
@@ -63,6 +64,26 @@ func TestColmenaHiveDeploysAsItIs(t *testing.T) {
 	r = skiffOn(t, l, "deploy", "--flake", broken)
 	wantCode(t, r, 1)
 	wantContains(t, "errors", r.stderr, "ch1: cannot evaluate colmenaHive.nodes.ch1", "no disk for ch1")
+
+	// meta.allowApplyAll = false: a deploy must name its hosts; other
+	// commands need not.
+	guarded := writeFlakeOutputs(t, `
+    colmenaHive = {
+      meta = { allowApplyAll = false; };
+      nodes.ch1 = lib.mkSystem { name = "ch1"; generation = 4; `+defaults("ch1", `"hive"`)+` };
+    };`)
+	r = skiffOn(t, l, "-x", "deploy", "--flake", guarded)
+	wantCode(t, r, 2)
+	wantContains(t, "errors", r.stderr, "the flake allows no deploy to every host at once", "colmenaHive.meta.allowApplyAll is false")
+	for _, line := range strings.Split(r.stderr, "\n") {
+		if strings.HasPrefix(line, "+ ssh ") && strings.Contains(line, " -- ") || strings.HasPrefix(line, "+ session") {
+			t.Errorf("a refused deploy ran a command on a host: %s", line)
+		}
+	}
+	r = skiffOn(t, l, "deploy", "ch1", "--flake", guarded)
+	wantCode(t, r, 0)
+	r = skiffOn(t, l, "status", "--flake", guarded)
+	wantCode(t, r, 0)
 
 	raw := writeFlakeOutputs(t, `colmena = { meta = { }; ch1 = { ... }: { }; };`)
 	r = skiffOn(t, l, "-x", "deploy", "--flake", raw)

@@ -128,6 +128,9 @@ type evalResult struct {
 	// RawHive: the flake has colmena's hive as written (outputs.colmena)
 	// and not colmena's evaluation of it (outputs.colmenaHive).
 	RawHive bool `json:"rawHive"`
+	// AllowApplyAll is colmena's meta.allowApplyAll, from colmenaHive
+	// (nil without one).
+	AllowApplyAll *bool `json:"allowApplyAll"`
 }
 
 type evalHost struct {
@@ -178,7 +181,7 @@ func evalExpr(sels []Selector) string {
 		"let c = cfg.config; p = c.nixpkgs or {}; t = c.system.build.toplevel; r = { " +
 		"inherit kind from; deployment = builtins.addErrorContext \"" + contextMark + deploymentMark + "${from}.${name}\" (builtins.toJSON (keyFilesAsStrings (c.deployment or {}))); drvPath = t.drvPath; out = t.outPath; buildSystem = t.system or null; " +
 		"system = (p.hostPlatform or {}).system or p.system or null; }; in builtins.deepSeq r r); " +
-		"in { inherit names; rawHive = flake ? colmena && !(flake ? colmenaHive); both = builtins.filter (n: builtins.hasAttr n darwin) (builtins.attrNames nixos); " +
+		"in { inherit names; rawHive = flake ? colmena && !(flake ? colmenaHive); allowApplyAll = ((flake.colmenaHive or {}).meta or {}).allowApplyAll or null; both = builtins.filter (n: builtins.hasAttr n darwin) (builtins.attrNames nixos); " +
 		"tags = if hasTags then builtins.listToAttrs (map (n: { name = n; value = tagsOf n; }) names) else {}; " +
 		"hosts = builtins.listToAttrs (map (n: { name = n; value = one n; }) pick); }"
 }
@@ -188,6 +191,18 @@ func evalExpr(sels []Selector) string {
 // eval. No selector selects every host. A selector that matches no host is
 // a usage error.
 func Evaluate(ctx context.Context, n *nix.Nix, ref Ref, selectors []string) ([]Host, error) {
+	return evaluate(ctx, n, ref, selectors, false)
+}
+
+// EvaluateToDeploy is Evaluate for a deploy: a colmena hive that allows
+// no deploy without a selection (colmenaHive.meta.allowApplyAll = false,
+// against deploying to the whole fleet by mistake) refuses one that names
+// no host, as colmena apply does.
+func EvaluateToDeploy(ctx context.Context, n *nix.Nix, ref Ref, selectors []string) ([]Host, error) {
+	return evaluate(ctx, n, ref, selectors, true)
+}
+
+func evaluate(ctx context.Context, n *nix.Nix, ref Ref, selectors []string, deploy bool) ([]Host, error) {
 	sels, err := ParseSelectors(selectors)
 	if err != nil {
 		return nil, err
@@ -195,6 +210,10 @@ func Evaluate(ctx context.Context, n *nix.Nix, ref Ref, selectors []string) ([]H
 	var res evalResult
 	if err := n.EvalExprJSON(ctx, evalExpr(sels), []string{FlakeEnv + "=" + ref.URL}, &res); err != nil {
 		return nil, evalError(err, ref)
+	}
+	if deploy && len(sels) == 0 && res.AllowApplyAll != nil && !*res.AllowApplyAll {
+		return nil, fault.New("", fault.Usage, "name the hosts to deploy: HOST, GLOB or @TAG (the flake's colmenaHive.meta.allowApplyAll is false)",
+			"the flake allows no deploy to every host at once")
 	}
 	sort.Strings(res.Names)
 	if len(res.Names) == 0 {

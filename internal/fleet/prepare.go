@@ -158,7 +158,11 @@ func prepare(ctx context.Context, o Options, build, probeSessions bool) (*Sessio
 	// The hosts' connections open while the flake is evaluated, where an
 	// earlier run says where they go.
 	sp := r.speculate(ctx)
-	hosts, err := flake.Evaluate(ctx, o.Nix, o.Flake, o.Hosts)
+	evaluate := flake.Evaluate
+	if probeSessions { // a deploy
+		evaluate = flake.EvaluateToDeploy
+	}
+	hosts, err := evaluate(ctx, o.Nix, o.Flake, o.Hosts)
 	if err != nil {
 		sp.settle(r, nil)
 		return nil, err
