@@ -36,6 +36,9 @@
       # typed and documented; skiff also reads plain attributes without them.
       nixosModules.default = ./nix/module.nix;
       darwinModules.default = ./nix/module.nix;
+      # For the nodes of a colmena hive, whose evaluation declares the
+      # rest: skiff's own settings only (critical, buildHost, healthChecks).
+      nixosModules.colmena = ./nix/colmena.nix;
 
       devShells = forAllSystems (pkgs: {
         default = pkgs.mkShell {

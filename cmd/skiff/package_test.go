@@ -100,7 +100,7 @@ in {
   devShells = builtins.mapAttrs (s: d: d.default.packages) outputs.devShells;
   package = { inherit (pkg) pname version vendorHash subPackages ldflags env doCheck postInstall; src = pkg.src.fileset; };
   overlay = (outputs.overlays.default (pkgsFor "aarch64-darwin") { }).skiff.outPath;
-  modules = [ (toString outputs.nixosModules.default) (toString outputs.darwinModules.default) ];
+  modules = [ (toString outputs.nixosModules.default) (toString outputs.darwinModules.default) (toString outputs.nixosModules.colmena) ];
 }
 `
 
@@ -177,8 +177,8 @@ func TestFlakeOutputs(t *testing.T) {
 		t.Errorf("overlays.default gives skiff = %q", s.Overlay)
 	}
 	module := filepath.Join(root, "nix", "module.nix")
-	if diff := cmp.Diff([]string{module, module}, s.Modules); diff != "" {
-		t.Errorf("nixosModules.default, darwinModules.default (-want +got):\n%s", diff)
+	if diff := cmp.Diff([]string{module, module, filepath.Join(root, "nix", "colmena.nix")}, s.Modules); diff != "" {
+		t.Errorf("nixosModules.default, darwinModules.default, nixosModules.colmena (-want +got):\n%s", diff)
 	}
 }
 

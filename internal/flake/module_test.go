@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -111,8 +112,14 @@ func nixEvalJSON(t *testing.T, expr string, env []string, out any) {
 // moduleOptions evaluates nix/module.nix's deployment options with the stub lib.
 func moduleOptions(t *testing.T) map[string]optionDesc {
 	t.Helper()
+	return moduleOptionsOf(t, "module.nix")
+}
+
+// moduleOptionsOf is moduleOptions for the module nix/FILE.
+func moduleOptionsOf(t *testing.T, file string) map[string]optionDesc {
+	t.Helper()
 	needNix(t)
-	path, err := filepath.Abs(filepath.Join("..", "..", "nix", "module.nix"))
+	path, err := filepath.Abs(filepath.Join("..", "..", "nix", file))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,7 +127,7 @@ func moduleOptions(t *testing.T) map[string]optionDesc {
 	nixEvalJSON(t, stubLib, []string{"SKIFF_MODULE=" + path}, &top)
 	d, ok := top["deployment"]
 	if !ok || d.Options == nil {
-		t.Fatalf("nix/module.nix declares no options.deployment group: %v", top)
+		t.Fatalf("nix/%s declares no options.deployment group: %v", file, top)
 	}
 	return d.Options
 }
@@ -262,6 +269,32 @@ func TestModulePatternsAgreeWithChecks(t *testing.T) {
 			if got[setting][i] != skiff {
 				t.Errorf("deployment.%s = %q: module accepts %v, skiff accepts %v", setting, v, got[setting][i], skiff)
 			}
+		}
+	}
+}
+
+// colmenaDeclares are the deployment options colmena's own evaluation
+// declares (its src/nix/hive/options.nix, deploymentOptions).
+var colmenaDeclares = []string{"allowLocalDeployment", "buildOnTarget", "keys", "privilegeEscalationCommand",
+	"replaceUnknownProfiles", "tags", "targetHost", "targetPort", "targetUser"}
+
+// nix/colmena.nix declares, for a colmena hive's nodes, exactly the
+// settings skiff reads that colmena does not declare, as nix/module.nix
+// declares them: with colmena's, every setting skiff reads, and none twice.
+func TestColmenaModuleDeclaresWhatColmenaLacks(t *testing.T) {
+	all, extra := moduleOptions(t), moduleOptionsOf(t, "colmena.nix")
+	var want []string
+	for _, name := range jsonNames(Settings{}) {
+		if !slices.Contains(colmenaDeclares, name) {
+			want = append(want, name)
+		}
+	}
+	if diff := cmp.Diff(want, sortedKeys(extra)); diff != "" {
+		t.Errorf("nix/colmena.nix declares (-want +declared):\n%s", diff)
+	}
+	for name, o := range extra {
+		if diff := cmp.Diff(all[name], o); diff != "" {
+			t.Errorf("deployment.%s differs from nix/module.nix's (-module.nix +colmena.nix):\n%s", name, diff)
 		}
 	}
 }
