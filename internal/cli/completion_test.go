@@ -137,6 +137,15 @@ func TestCompleteHostsFromFlake(t *testing.T) {
 	if want := "db1\ttags: db\ndb2\ttags: db\n:4\n"; out != want || evals != 1 {
 		t.Errorf("after editing flake.nix: %d nix evaluations (want 1), output:\n%s", evals, out)
 	}
+	// The nodes of a colmena hive (colmenaHive) are hosts too.
+	hive := strings.Replace(edited, "      nixosConfigurations = {", "      colmenaHive.nodes.dbc = host \"dbc\" { deployment.tags = [ \"db\" ]; };\n      nixosConfigurations = {", 1)
+	if err := os.WriteFile(filepath.Join(fleet, "flake.nix"), []byte(hive), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, evals = complete("deploy", "db")
+	if want := "db1\ttags: db\ndb2\ttags: db\ndbc\ttags: db\n:4\n"; out != want || evals != 1 {
+		t.Errorf("with a colmena hive: %d nix evaluations (want 1), output:\n%s", evals, out)
+	}
 	files, _ := filepath.Glob(filepath.Join(cache, "skiff", "hosts-*.json"))
 	if len(files) != 1 {
 		t.Errorf("cache holds %d files for one flake, want 1: %v", len(files), files)
