@@ -151,6 +151,14 @@ type evalHost struct {
 // the evaluation expression (data is never interpolated into it).
 const FlakeEnv = "SKIFF_FLAKE"
 
+// configsExpr binds, inside a let where flake is the flake, where its
+// hosts come from: own (nixosConfigurations), hive (the nodes of colmena's
+// evaluated hive, colmenaHive), nixos (both; nixosConfigurations wins a
+// name both define), darwin (darwinConfigurations) and cfgs (all of them).
+// Every evaluation that names hosts uses it (evalExpr, namesExpr).
+const configsExpr = "own = flake.nixosConfigurations or {}; hive = (flake.colmenaHive or {}).nodes or {}; nixos = hive // own; " +
+	"darwin = flake.darwinConfigurations or {}; cfgs = darwin // nixos; "
+
 // evalExpr selects configurations of nixosConfigurations and
 // darwinConfigurations (either may be missing) and projects what skiff
 // needs, so the whole fleet is evaluated by one nix eval. The selectors are
@@ -162,8 +170,7 @@ func evalExpr(sels []Selector) string {
 		js, _ = json.Marshal(sels)
 	}
 	return "let flake = builtins.getFlake (builtins.getEnv \"" + FlakeEnv + "\"); " +
-		"own = flake.nixosConfigurations or {}; hive = (flake.colmenaHive or {}).nodes or {}; nixos = hive // own; darwin = flake.darwinConfigurations or {}; " +
-		"cfgs = darwin // nixos; " +
+		configsExpr +
 		"sels = builtins.fromJSON ''" + string(js) + "''; " +
 		"names = builtins.attrNames cfgs; " +
 		"tagsOf = n: let t = ((builtins.getAttr n cfgs).config.deployment or {}).tags or []; in if builtins.isList t then t else []; " +

@@ -15,10 +15,8 @@ type Named struct {
 
 // namesExpr reads only the names of the configurations and their
 // deployment.tags: no toplevel is evaluated, so it costs a fraction of a
-// deploy's evaluation. The configurations are Evaluate's: colmena's hive's
-// nodes, darwinConfigurations, nixosConfigurations.
-const namesExpr = "let flake = builtins.getFlake (builtins.getEnv \"" + FlakeEnv + "\"); " +
-	"cfgs = ((flake.colmenaHive or {}).nodes or {}) // (flake.darwinConfigurations or {}) // (flake.nixosConfigurations or {}); " +
+// deploy's evaluation. The configurations are Evaluate's (configsExpr).
+const namesExpr = "let flake = builtins.getFlake (builtins.getEnv \"" + FlakeEnv + "\"); " + configsExpr +
 	"in map (n: { name = n; tags = ((builtins.getAttr n cfgs).config.deployment or {}).tags or []; }) (builtins.attrNames cfgs)"
 
 // Names evaluates the flake's host names and their tags, sorted by name,

@@ -164,7 +164,8 @@ func ParsePathInfo(data []byte) ([]PathInfo, error) {
 }
 
 // Closure returns every store path in the closures of paths with its NAR
-// size, from one "nix path-info -r --json" call.
+// size, from one "nix path-info -r --json" call (two when nix refuses the
+// first form it is asked in).
 //
 // The form of nix path-info (PathInfoJSONFormat, ClosureArgs) is the one that worked
 // before, else the one the version asks for where it is known already
