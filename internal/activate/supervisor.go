@@ -32,6 +32,24 @@ type Options struct {
 	// NoLockoutProof confirms without a fresh connection: the host is
 	// this machine (skiff deploy --local), there is no ssh to lose.
 	NoLockoutProof bool
+	// Given is which of the above the command line set: a host's own
+	// setting in the flake gives way to those (ForHost).
+	Given Given
+}
+
+// Given names the options a host's own settings can also set.
+type Given struct{ MagicRollback, ConfirmTimeout bool }
+
+// ForHost is o with a host's own magic rollback and confirm window (nil,
+// 0: the host sets none) where the command line did not set them.
+func (o Options) ForHost(magic *bool, confirm time.Duration) Options {
+	if magic != nil && !o.Given.MagicRollback {
+		o.MagicRollback = *magic
+	}
+	if confirm > 0 && !o.Given.ConfirmTimeout {
+		o.ConfirmTimeout = confirm
+	}
+	return o
 }
 
 // DefaultConfirmTimeout is the confirm window when none is set.

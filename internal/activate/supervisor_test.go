@@ -109,3 +109,23 @@ func TestScriptsTakeDataAsArguments(t *testing.T) {
 		}
 	}
 }
+
+// A host's own magic rollback and confirm window (deploy-rs's) apply
+// where the command line did not set them, and only there.
+func TestOptionsForHost(t *testing.T) {
+	no := false
+	o := Options{MagicRollback: true, ConfirmTimeout: DefaultConfirmTimeout}
+	if got := o.ForHost(nil, 0); got.MagicRollback != true || got.Confirm() != DefaultConfirmTimeout {
+		t.Errorf("no host setting: got %+v", got)
+	}
+	if got := o.ForHost(&no, 45*time.Second); got.MagicRollback || got.Confirm() != 45*time.Second {
+		t.Errorf("host settings: got %+v", got)
+	}
+	o.Given = Given{MagicRollback: true, ConfirmTimeout: true}
+	if got := o.ForHost(&no, 45*time.Second); !got.MagicRollback || got.Confirm() != DefaultConfirmTimeout {
+		t.Errorf("the command line's flags: got %+v", got)
+	}
+	if !o.MagicRollback {
+		t.Error("ForHost changed the options it was called on")
+	}
+}

@@ -66,6 +66,7 @@ Modes (as nixos-rebuild):
 
 ` + exitCodeHelp,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			givenSafety(cmd.Flags(), &safety)
 			if !o.local {
 				return runDeploy(cmd.Context(), g, o, safety, args)
 			}

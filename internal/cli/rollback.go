@@ -34,6 +34,7 @@ nothing is built; the flake gives the hosts' addresses and health checks.
 ` + exitCodeHelp,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			givenSafety(cmd.Flags(), &safety)
 			return runRollback(cmd.Context(), g, o, safety, args)
 		},
 	}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 
@@ -77,6 +78,15 @@ type Settings struct {
 	// root gains root. skiff runs sudo its own way (sudo -n, or the
 	// --ask-sudo-password wrapper), so only a sudo command is taken.
 	PrivilegeEscalationCommand []string `json:"privilegeEscalationCommand"`
+	// MagicRollback and ConfirmTimeout (seconds) are deploy-rs's: the
+	// host's own --magic-rollback and --confirm-timeout, which the
+	// command line's flags, when given, override (nil, 0: unset). They
+	// come from deploy-rs only, not from deployment.*.
+	MagicRollback  *bool `json:"-"`
+	ConfirmTimeout int   `json:"-"`
+	// OtherProfiles are the profiles of the host's deploy-rs node other
+	// than its system, which skiff does not deploy.
+	OtherProfiles []string `json:"-"`
 	// HealthChecks run after activation, before the new system is kept.
 	HealthChecks HealthChecks `json:"healthChecks"`
 	// Keys are the host's secrets (colmena's deployment.keys), by
@@ -128,6 +138,9 @@ type evalResult struct {
 	// RawHive: the flake has colmena's hive as written (outputs.colmena)
 	// and not colmena's evaluation of it (outputs.colmenaHive).
 	RawHive bool `json:"rawHive"`
+	// DeployRsOnly are deploy-rs nodes with no configuration of their
+	// name: skiff finds a node's system by its name.
+	DeployRsOnly []string `json:"deployRsOnly"`
 	// AllowApplyAll is colmena's meta.allowApplyAll, from colmenaHive
 	// (nil without one).
 	AllowApplyAll *bool `json:"allowApplyAll"`
@@ -143,6 +156,9 @@ type evalHost struct {
 	Kind       string  `json:"kind"`
 	From       string  `json:"from"` // nixosConfigurations, darwinConfigurations or colmenaHive.nodes
 	Build      *string `json:"buildSystem"`
+	// DeployRs is the settings of the deploy-rs node of the same name
+	// (outputs.deploy.nodes.NAME) as JSON text, when there is one.
+	DeployRs *string `json:"deployRs"`
 	// NotSystem: the configuration has no config.system.build.toplevel.
 	NotSystem bool `json:"notSystem"`
 }
@@ -158,6 +174,22 @@ const FlakeEnv = "SKIFF_FLAKE"
 // Every evaluation that names hosts uses it (evalExpr, namesExpr).
 const configsExpr = "own = flake.nixosConfigurations or {}; hive = (flake.colmenaHive or {}).nodes or {}; nixos = hive // own; " +
 	"darwin = flake.darwinConfigurations or {}; cfgs = darwin // nixos; "
+
+// deployRsExpr binds, inside evalExpr's let, what skiff reads of a
+// deploy-rs flake (outputs.deploy): drNodes, its nodes, and drOf NAME, the
+// settings of node NAME's system profile as deploy-rs merges them (deploy,
+// then the node, then profiles.system; each level wins over the one
+// before), with the names of the node's profiles. Only the settings skiff
+// knows are read: a profile's path (deploy-rs's activation wrapper around
+// the system) is never evaluated, the system comes from the configuration
+// of the same name.
+const deployRsExpr = "drAll = if builtins.isAttrs (flake.deploy or null) then flake.deploy else {}; " +
+	"drNodes = if builtins.isAttrs (drAll.nodes or null) then drAll.nodes else {}; " +
+	"drKnown = builtins.listToAttrs (map (k: { name = k; value = null; }) [ \"hostname\" \"sshUser\" \"user\" \"sshOpts\" \"magicRollback\" \"confirmTimeout\" " +
+	"\"remoteBuild\" \"sudo\" \"profilePath\" \"autoRollback\" \"interactiveSudo\" ]); " +
+	"drPick = s: if builtins.isAttrs s then builtins.intersectAttrs drKnown s else {}; " +
+	"drOf = name: let node = builtins.getAttr name drNodes; ps = if builtins.isAttrs node && builtins.isAttrs (node.profiles or null) then node.profiles else {}; " +
+	"in drPick drAll // drPick node // drPick (ps.system or null) // { profiles = builtins.attrNames ps; }; "
 
 // evalExpr selects configurations of nixosConfigurations and
 // darwinConfigurations (either may be missing) and projects what skiff
@@ -177,6 +209,7 @@ func evalExpr(sels []Selector) string {
 		"matches = n: s: if s.kind == \"name\" then n == s.value else if s.kind == \"glob\" then builtins.match s.regex n != null else builtins.elem s.value (tagsOf n); " +
 		"pick = if sels == null then names else builtins.filter (n: builtins.any (matches n) sels) names; " +
 		"hasTags = sels != null && builtins.any (s: s.kind == \"tag\") sels; " +
+		deployRsExpr +
 		keyFilesExpr +
 		// Each host is evaluated under an error context naming its
 		// attribute, which evalError reads back from the trace; its
@@ -187,8 +220,9 @@ func evalExpr(sels []Selector) string {
 		"if !(cfg ? config.system.build.toplevel) then { inherit kind from; notSystem = true; } else " +
 		"let c = cfg.config; p = c.nixpkgs or {}; t = c.system.build.toplevel; r = { " +
 		"inherit kind from; deployment = builtins.addErrorContext \"" + contextMark + deploymentMark + "${from}.${name}\" (builtins.toJSON (keyFilesAsStrings (c.deployment or {}))); drvPath = t.drvPath; out = t.outPath; buildSystem = t.system or null; " +
+		"deployRs = if builtins.hasAttr name drNodes then builtins.addErrorContext \"" + contextMark + deployRsMark + "deploy.nodes.${name}\" (builtins.toJSON (drOf name)) else null; " +
 		"system = (p.hostPlatform or {}).system or p.system or null; }; in builtins.deepSeq r r); " +
-		"in { inherit names; rawHive = flake ? colmena && !(flake ? colmenaHive); allowApplyAll = ((flake.colmenaHive or {}).meta or {}).allowApplyAll or null; both = builtins.filter (n: builtins.hasAttr n darwin) (builtins.attrNames nixos); " +
+		"in { inherit names; deployRsOnly = builtins.filter (n: !(builtins.hasAttr n cfgs)) (builtins.attrNames drNodes); rawHive = flake ? colmena && !(flake ? colmenaHive); allowApplyAll = ((flake.colmenaHive or {}).meta or {}).allowApplyAll or null; both = builtins.filter (n: builtins.hasAttr n darwin) (builtins.attrNames nixos); " +
 		"tags = if hasTags then builtins.listToAttrs (map (n: { name = n; value = tagsOf n; }) names) else {}; " +
 		"hosts = builtins.listToAttrs (map (n: { name = n; value = one n; }) pick); }"
 }
@@ -225,6 +259,9 @@ func evaluate(ctx context.Context, n *nix.Nix, ref Ref, selectors []string, depl
 	sort.Strings(res.Names)
 	if len(res.Names) == 0 {
 		hint := "define nixosConfigurations.NAME (or darwinConfigurations.NAME) in the flake"
+		if len(res.DeployRsOnly) > 0 {
+			hint = fmt.Sprintf("skiff deploys a deploy-rs node (deploy.nodes.NAME) with the configuration of the same name: define nixosConfigurations.%s (the one its profiles.system.path activates)", res.DeployRsOnly[0])
+		}
 		if res.RawHive {
 			hint = "the flake has a colmena hive (outputs.colmena): add colmena's evaluation of it, \"colmenaHive = colmena.lib.makeHive self.colmena;\" (colmena 0.5), to its outputs, and skiff deploys its nodes; or " + hint
 		}
@@ -269,6 +306,15 @@ func evaluate(ctx context.Context, n *nix.Nix, ref Ref, selectors []string, depl
 		if h.Deployment, err = decodeSettings(name, json.RawMessage(eh.Deployment)); err != nil {
 			return nil, err
 		}
+		if eh.DeployRs != nil {
+			d, err := decodeDeployRs(name, json.RawMessage(*eh.DeployRs))
+			if err != nil {
+				return nil, err
+			}
+			if err := applyDeployRs(name, d, &h.Deployment); err != nil {
+				return nil, err
+			}
+		}
 		if err := h.check(); err != nil {
 			return nil, err
 		}
@@ -285,6 +331,10 @@ func checkMatched(sels []Selector, res evalResult) error {
 		switch s.Kind {
 		case "name":
 			if _, ok := res.Hosts[s.Value]; !ok {
+				if slices.Contains(res.DeployRsOnly, s.Value) {
+					return fault.New("", fault.Usage, fmt.Sprintf("skiff deploys a deploy-rs node with the configuration of the same name: define nixosConfigurations.%s (the system its profiles.system.path activates); %s", s.Value, known),
+						"deploy.nodes.%s has no configuration of its name in the flake", s.Value)
+				}
 				return fault.New("", fault.Usage, known, "unknown host %q in the flake", s.Value)
 			}
 		case "glob":
@@ -415,8 +465,12 @@ const contextMark = "skiff: evaluating "
 // being evaluated.
 const deploymentMark = "the deployment settings of "
 
+// deployRsMark follows contextMark when a deploy-rs node's settings are
+// being evaluated.
+const deployRsMark = "the deploy-rs settings of "
+
 // contextRE finds the contexts in nix's trace.
-var contextRE = regexp.MustCompile(`(?m)` + regexp.QuoteMeta(contextMark) + `(` + deploymentMark + `)?(nixosConfigurations|darwinConfigurations|colmenaHive\.nodes)\.([A-Za-z0-9_.-]+)\s*$`)
+var contextRE = regexp.MustCompile(`(?m)` + regexp.QuoteMeta(contextMark) + `(` + deploymentMark + `|` + deployRsMark + `)?(nixosConfigurations|darwinConfigurations|colmenaHive\.nodes|deploy\.nodes)\.([A-Za-z0-9_.-]+)\s*$`)
 
 // toplevelAttr is the attribute of a configuration that skiff builds.
 const toplevelAttr = ".config.system.build.toplevel"
@@ -491,7 +545,10 @@ func evalError(err error, ref Ref) error {
 	if m != nil && ValidName(m[3]) {
 		name := m[3]
 		attr := attrOf(m[2], name) + toplevelAttr
-		if m[1] != "" {
+		switch {
+		case m[1] == deployRsMark:
+			attr = attrOf(m[2], name)
+		case m[1] != "":
 			attr = attrOf(m[2], name) + ".config.deployment"
 		}
 		return fault.Wrap(err, name, fault.Eval,

@@ -40,13 +40,20 @@ func (r *run) activate(ctx context.Context, c *remote.Host, h flake.Host, st rem
 		return Failed, err
 	}
 	defer r.postActivationKeys(ctx, c, h, &status, &err)
-	if r.Mode == Switch && r.Safety.MagicRollback {
+	if r.Mode == Switch && r.safety(h).MagicRollback {
 		if st.Current != "" {
-			return r.supervised(ctx, c, h.Name, activate.Plan{New: h.OutPath, Old: st.Current}, checksOf(h), st, res, r.endEarly(h, end))
+			return r.supervised(ctx, c, h, activate.Plan{New: h.OutPath, Old: st.Current}, checksOf(h), st, res, r.endEarly(h, end))
 		}
 		r.report(h.Name, PhaseActivate, "no running system to return to: plain switch for this first deploy")
 	}
 	return r.plainActivate(ctx, c, h, st, res, end)
+}
+
+// safety is the safety options for host h: the command line's, with the
+// host's own magic rollback and confirm window from the flake where the
+// command line did not set them.
+func (r *run) safety(h flake.Host) activate.Options {
+	return r.Safety.ForHost(h.Deployment.MagicRollback, time.Duration(h.Deployment.ConfirmTimeout)*time.Second)
 }
 
 // BriefLockWait bounds how long a deploy waits for a brief holder of the
@@ -129,10 +136,11 @@ func previous(st remote.State) string {
 // end, when set, is the end of the deploy, sent alongside the proof (see
 // activate.Remote.EndAlongside): it runs on the host once the supervisor
 // has ended, and costs no round trip of its own.
-func (r *run) supervised(ctx context.Context, c *remote.Host, name string, plan activate.Plan, checks activate.Checks, st remote.State, res *Result, end *hostEnd) (Status, error) {
-	window := r.Safety.Confirm() + checks.Budget()
+func (r *run) supervised(ctx context.Context, c *remote.Host, h flake.Host, plan activate.Plan, checks activate.Checks, st remote.State, res *Result, end *hostEnd) (Status, error) {
+	name, safety := h.Name, r.safety(h)
+	window := safety.Confirm() + checks.Budget()
 	confirms := "confirms over a new ssh connection"
-	if r.Safety.NoLockoutProof {
+	if safety.NoLockoutProof {
 		confirms = "confirms on this machine"
 	}
 	r.waitOf(name).set("skiff waits for switch-to-configuration test to end on the host, then checks the host and "+confirms+
@@ -155,7 +163,7 @@ func (r *run) supervised(ctx context.Context, c *remote.Host, name string, plan 
 	if end != nil {
 		proving = func() { target.EndAlongside(plan, func() { end.send(ctx, r, c) }) }
 	}
-	out, err := activate.Run(ctx, target, plan, r.Safety, checks, before, activate.Hooks{
+	out, err := activate.Run(ctx, target, plan, safety, checks, before, activate.Hooks{
 		Proving: proving,
 		Output: func(l string) {
 			if tail = append(tail, l); len(tail) > supervisorTail {
@@ -646,14 +654,14 @@ func (r *run) rollbackHost(ctx context.Context, h flake.Host, to int) Result {
 		from = fmt.Sprintf("%s (profile at generation %d)", st.Current, st.Generation)
 	}
 	r.report(h.Name, PhaseActivate, "switching from %s to generation %d (%s)", from, target.Number, target.Path)
-	if h.Darwin() || !r.Safety.MagicRollback || st.Current == "" {
+	if h.Darwin() || !r.safety(h).MagicRollback || st.Current == "" {
 		status, err := r.switchTo(ctx, c, h, st, target, &res)
 		if status == Deployed {
 			r.report(h.Name, PhaseActivate, "switched from %s to generation %d (%s)", from, target.Number, target.Path)
 		}
 		return finish(status, err)
 	}
-	status, err := r.supervised(ctx, c, h.Name, activate.Plan{New: target.Path, Old: st.Current, Generation: target.Number}, checksOf(h), st, &res, nil)
+	status, err := r.supervised(ctx, c, h, activate.Plan{New: target.Path, Old: st.Current, Generation: target.Number}, checksOf(h), st, &res, nil)
 	if status == Deployed {
 		r.report(h.Name, PhaseActivate, "switched from %s to generation %d (%s)", from, target.Number, target.Path)
 	}

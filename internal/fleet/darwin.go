@@ -67,7 +67,8 @@ func (r *run) activateDarwin(ctx context.Context, c *remote.Host, h flake.Host, 
 		r.report(h.Name, PhaseActivate, "no previous nix-darwin system: activating the built system directly (no darwin-rebuild needed)")
 	}
 	checks := checksOf(h)
-	proof := r.Safety.MagicRollback && !r.Safety.NoLockoutProof
+	safety := r.safety(h)
+	proof := safety.MagicRollback && !safety.NoLockoutProof
 	if proof || len(checks.Commands)+len(checks.URLs) > 0 {
 		end = nil // the host is needed after the activation
 	}
@@ -92,7 +93,7 @@ func (r *run) activateDarwin(ctx context.Context, c *remote.Host, h flake.Host, 
 			"see the activation output above; fix the configuration and deploy again",
 			"nix-darwin %s exited with %d", ch.Step, ch.ExitCode))
 	}
-	if r.Safety.MagicRollback && r.Safety.NoLockoutProof {
+	if safety.MagicRollback && safety.NoLockoutProof {
 		r.report(h.Name, PhaseActivate, "no ssh to lose: the lockout proof is skipped")
 	} else if proof {
 		if _, err := c.RunPriv(ctx, "prove access over a new connection", true, "true"); err != nil {

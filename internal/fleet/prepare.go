@@ -169,6 +169,11 @@ func prepare(ctx context.Context, o Options, build, probeSessions bool) (*Sessio
 	}
 	r.hosts = hosts
 	r.report("", PhaseEval, "evaluated %d host(s) in %s", len(hosts), since(start))
+	for _, h := range hosts {
+		if p := h.Deployment.OtherProfiles; len(p) > 0 && probeSessions {
+			r.report(h.Name, PhaseEval, "the deploy-rs node's other profiles (%s) are not deployed: skiff deploys its system", strings.Join(p, ", "))
+		}
+	}
 	var local transport.Target
 	if o.Local {
 		if local, err = transport.LocalTarget(); err != nil {
