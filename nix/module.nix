@@ -147,6 +147,27 @@ in
         asked with `skiff deploy --local`, and does not read this setting.
       '';
     };
+    sshOptions = mkOption {
+      type = types.listOf types.str;
+      default = [ ];
+      example = [ "-p" "2222" ];
+      description = ''
+        Extra ssh arguments (colmena's setting). skiff hands ssh no argument
+        from the flake but a port (`-p N`, `-o Port=N`), which it takes as
+        targetPort; any other option is refused, with the ~/.ssh/config
+        lines that say the same to skiff's ssh. Options that turn host key
+        checking off are refused for what they are.
+      '';
+    };
+    noSubstitute = mkOption {
+      type = types.bool;
+      default = false;
+      description = ''
+        colmena's setting, accepted so that hives evaluate unchanged and not
+        read: skiff lets a host fetch from its substituters only when asked
+        with `skiff deploy --use-substitutes`.
+      '';
+    };
     replaceUnknownProfiles = mkOption {
       type = types.bool;
       default = true;

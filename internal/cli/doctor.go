@@ -66,6 +66,13 @@ func hostTargets(ctx context.Context, g *globals, run *command.Runner, ref flake
 	if err != nil {
 		return nil, nil, err
 	}
+	hosts, local, err := flake.OverSSH(hosts, selectors)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, h := range local {
+		fmt.Fprintf(g.stderr, "skiff: %s: left out: its deployment.targetHost is null, so it is deployed only on itself\n", h.Name)
+	}
 	targets := make([]transport.Target, len(hosts))
 	for i, h := range hosts {
 		targets[i] = fleet.TargetOf(h, user)

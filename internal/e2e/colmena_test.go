@@ -85,6 +85,46 @@ func TestColmenaHiveDeploysAsItIs(t *testing.T) {
 	r = skiffOn(t, l, "status", "--flake", guarded)
 	wantCode(t, r, 0)
 
+	// A node whose targetHost is null is deployed only on itself
+	// (colmena's local-only node): left out of a deploy of every host,
+	// refused when named. colmena's sshOptions give a port; another
+	// option is refused before any host is touched.
+	local := func(sshOptions string) string {
+		return writeFlakeOutputs(t, `
+    colmenaHive = {
+      meta = { };
+      nodes = {
+        ch1 = lib.mkSystem { name = "ch1"; generation = 6; deployment = { targetHost = "ch1"; targetPort = null; targetUser = "root"; sshOptions = `+sshOptions+`; tags = [ ]; }; };
+        laptop = lib.mkSystem { name = "laptop"; generation = 6; deployment = { targetHost = null; targetPort = null; targetUser = "root"; allowLocalDeployment = true; tags = [ ]; }; };
+      };
+    };`)
+	}
+	r = skiffOn(t, l, "-x", "deploy", "--flake", local(`[ "-p" "22" ]`))
+	wantCode(t, r, 0)
+	wantContains(t, "output", r.stderr, "laptop: eval: left out: its deployment.targetHost is null", "skiff deploy --local laptop")
+	wantContains(t, "summary", r.stdout, "ch1", "deployed")
+	if strings.Contains(r.stdout, "laptop") {
+		t.Errorf("the local-only node was deployed over ssh:\n%s", r.stdout)
+	}
+	port := false
+	for _, line := range strings.Split(r.stderr, "\n") {
+		port = port || strings.HasPrefix(line, "+ ssh ") && strings.Contains(line, " -p 22 ") && strings.Contains(line, "root@ch1")
+	}
+	if !port {
+		t.Errorf("no ssh command took sshOptions' port:\n%s", r.stderr)
+	}
+	r = skiffOn(t, l, "deploy", "laptop", "--flake", local(`[ ]`))
+	wantCode(t, r, 2)
+	wantContains(t, "errors", r.stderr, "laptop: deployment.targetHost is null", `skiff deploy --local laptop`)
+	r = skiffOn(t, l, "-x", "deploy", "--flake", local(`[ "-o" "StrictHostKeyChecking=accept-new" ]`))
+	wantCode(t, r, 2)
+	wantContains(t, "errors", r.stderr, "ch1: deployment.sshOptions", "never turns host key checking off")
+	for _, line := range strings.Split(r.stderr, "\n") {
+		if strings.HasPrefix(line, "+ ssh ") && strings.Contains(line, " -- ") || strings.HasPrefix(line, "+ session") {
+			t.Errorf("a refused deploy ran a command on a host: %s", line)
+		}
+	}
+
 	raw := writeFlakeOutputs(t, `colmena = { meta = { }; ch1 = { ... }: { }; };`)
 	r = skiffOn(t, l, "-x", "deploy", "--flake", raw)
 	wantCode(t, r, 2)

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"os"
+	"os/user"
 	"strconv"
 	"strings"
 
@@ -90,7 +92,17 @@ func decodeDeployRs(host string, raw json.RawMessage) (deployRs, error) {
 // defaults). What skiff cannot do as deploy-rs would is refused, with what
 // to write instead; settings that only tune deploy-rs's own workings
 // (fastConnection, activationTimeout, tempPath) are not read.
-func applyDeployRs(host string, d deployRs, s *Settings) error {
+//
+// A node without sshUser (at any level) logs in as deploy-rs does: as
+// localUser, the user running skiff here.
+func applyDeployRs(host string, d deployRs, s *Settings, localUser string) error {
+	if d.SSHUser == "" {
+		if !userRE.MatchString(localUser) {
+			return deployRsError(host, "set sshUser in the node (or deploy.sshUser for every node) to the login to use",
+				"deploy-rs logs in as the user running it when sshUser is unset, and this user's name %q is not one skiff can pass to ssh", localUser)
+		}
+		d.SSHUser = localUser
+	}
 	if d.Hostname != "" {
 		if !hostRE.MatchString(d.Hostname) || strings.HasPrefix(d.Hostname, "-") {
 			return deployRsError(host, "deploy-rs's hostname must be a host name or an address",
@@ -98,12 +110,10 @@ func applyDeployRs(host string, d deployRs, s *Settings) error {
 		}
 		s.TargetHost = d.Hostname
 	}
-	if d.SSHUser != "" {
-		if !userRE.MatchString(d.SSHUser) {
-			return deployRsError(host, "deploy-rs's sshUser must be a user name", "invalid deploy-rs sshUser %q", d.SSHUser)
-		}
-		s.TargetUser = d.SSHUser
+	if !userRE.MatchString(d.SSHUser) {
+		return deployRsError(host, "deploy-rs's sshUser must be a user name", "invalid deploy-rs sshUser %q", d.SSHUser)
 	}
+	s.TargetUser = d.SSHUser
 	if d.User != "" && d.User != "root" {
 		return deployRsError(host, "remove user from the system profile, or set it to \"root\": skiff activates a system as root (through sudo when sshUser is not root)",
 			"deploy-rs's user %q would activate the system as a user that is not root", d.User)
@@ -137,6 +147,38 @@ func applyDeployRs(host string, d deployRs, s *Settings) error {
 		}
 	}
 	return nil
+}
+
+// takeSSHOptions takes the port of a host's deployment.sshOptions
+// (colmena's) as its targetPort, and refuses any other option, as
+// deploy-rs's sshOpts.
+func takeSSHOptions(h *Host) error {
+	d := &h.Deployment
+	dest := d.TargetHost
+	if dest == "" {
+		dest = h.Name
+	}
+	port, err := sshOptsPort(d.SSHOptions, dest)
+	if err != nil {
+		return fault.New(h.Name, fault.Usage, err.hint, "deployment.sshOptions: %s", err.msg)
+	}
+	if port != 0 && d.TargetPort != 0 && port != d.TargetPort {
+		return fault.New(h.Name, fault.Usage, "set the port once: deployment.targetPort, or a port in deployment.sshOptions",
+			"deployment.sshOptions gives port %d, deployment.targetPort %d", port, d.TargetPort)
+	}
+	if port != 0 {
+		d.TargetPort = port
+	}
+	return nil
+}
+
+// localUserName is the name of the user running skiff, as deploy-rs
+// takes it for a node without sshUser.
+func localUserName() string {
+	if u, err := user.Current(); err == nil && u.Username != "" {
+		return u.Username
+	}
+	return os.Getenv("USER")
 }
 
 // optsError is what is wrong with a deploy-rs sshOpts, and what to do.

@@ -57,7 +57,7 @@ func TestApplyDeployRs(t *testing.T) {
 	s := base
 	d := deployRs{Hostname: "10.0.0.5", SSHUser: "deploy", User: "root", SSHOpts: []string{"-p", "2222"}, MagicRollback: &no,
 		ConfirmTimeout: 60, RemoteBuild: true, Sudo: "sudo -u", Profiles: []string{"home", "system"}}
-	if err := applyDeployRs("web1", d, &s); err != nil {
+	if err := applyDeployRs("web1", d, &s, "alice"); err != nil {
 		t.Fatal(err)
 	}
 	want := Settings{TargetHost: "10.0.0.5", TargetUser: "deploy", TargetPort: 2222, Tags: []string{"web"}, BuildOnTarget: true,
@@ -65,13 +65,19 @@ func TestApplyDeployRs(t *testing.T) {
 	if !reflect.DeepEqual(s, want) {
 		t.Errorf("got %+v\nwant %+v", s, want)
 	}
-	// What a node leaves unset keeps the configuration's settings.
+	// What a node leaves unset keeps the configuration's settings, but
+	// the login: without sshUser, deploy-rs logs in as the local user.
 	s = base
-	if err := applyDeployRs("web1", deployRs{MagicRollback: &yes, Profiles: []string{"system"}}, &s); err != nil {
+	if err := applyDeployRs("web1", deployRs{MagicRollback: &yes, Profiles: []string{"system"}}, &s, "alice"); err != nil {
 		t.Fatal(err)
 	}
-	if s.TargetHost != "old" || s.TargetUser != "root" || s.MagicRollback == nil || !*s.MagicRollback || s.OtherProfiles != nil {
+	if s.TargetHost != "old" || s.TargetUser != "alice" || s.MagicRollback == nil || !*s.MagicRollback || s.OtherProfiles != nil {
 		t.Errorf("unset settings changed: %+v", s)
+	}
+	s = base
+	err := applyDeployRs("web1", deployRs{}, &s, "Alice Smith")
+	if fe, ok := fault.As(err); !ok || !strings.Contains(fe.Msg, `this user's name "Alice Smith"`) || !strings.Contains(fe.Hint, "set sshUser") {
+		t.Errorf("a local user name ssh cannot take: got %v", err)
 	}
 
 	for _, tc := range []struct {
@@ -88,7 +94,7 @@ func TestApplyDeployRs(t *testing.T) {
 		{deployRs{SSHOpts: []string{"-o", "StrictHostKeyChecking=no"}}, "never turns host key checking off"},
 	} {
 		s := base
-		err := applyDeployRs("web1", tc.d, &s)
+		err := applyDeployRs("web1", tc.d, &s, "alice")
 		fe, ok := fault.As(err)
 		if !ok || fe.Class != fault.Usage || fe.Host != "web1" || !strings.Contains(fe.Msg, tc.want) || fe.Hint == "" {
 			t.Errorf("%+v: got %v, want a usage error on web1 with %q", tc.d, err, tc.want)
@@ -189,5 +195,57 @@ func TestEvaluateReadsDeployRsNodes(t *testing.T) {
 	if !ok || fe.Class != fault.Eval || fe.Host != "web1" || !strings.Contains(fe.Msg, "cannot evaluate deploy.nodes.web1: error: no address for web1") ||
 		!strings.Contains(fe.Hint, "#deploy.nodes.web1'") {
 		t.Errorf("an error in a node: got %+v", fe)
+	}
+}
+
+// colmena's deployment.sshOptions: a port is taken as targetPort, any
+// other option refused, and two different ports are refused.
+func TestTakeSSHOptions(t *testing.T) {
+	h := Host{Name: "web1", Deployment: Settings{SSHOptions: []string{"-p", "2222"}}}
+	if err := takeSSHOptions(&h); err != nil || h.Deployment.TargetPort != 2222 {
+		t.Errorf("got port %d, %v; want 2222", h.Deployment.TargetPort, err)
+	}
+	h = Host{Name: "web1", Deployment: Settings{TargetPort: 2222, SSHOptions: []string{"-oPort=2222"}}}
+	if err := takeSSHOptions(&h); err != nil || h.Deployment.TargetPort != 2222 {
+		t.Errorf("the same port twice: got port %d, %v", h.Deployment.TargetPort, err)
+	}
+	for _, tc := range []struct {
+		d    Settings
+		want string
+	}{
+		{Settings{TargetPort: 22, SSHOptions: []string{"-p", "2222"}}, "deployment.sshOptions gives port 2222, deployment.targetPort 22"},
+		{Settings{SSHOptions: []string{"-i", "key"}}, `deployment.sshOptions: "-i" is not taken`},
+		{Settings{TargetHost: "10.0.0.5", SSHOptions: []string{"-o", "UserKnownHostsFile=/dev/null"}}, "never turns host key checking off"},
+	} {
+		h := Host{Name: "web1", Deployment: tc.d}
+		err := takeSSHOptions(&h)
+		fe, ok := fault.As(err)
+		if !ok || fe.Class != fault.Usage || fe.Host != "web1" || !strings.Contains(fe.Msg, tc.want) || fe.Hint == "" {
+			t.Errorf("%+v: got %v, want %q", tc.d, err, tc.want)
+		}
+	}
+}
+
+// A colmena node whose targetHost is null is deployed only on itself: it
+// is left out of a selection, and refused when named or alone.
+func TestOverSSH(t *testing.T) {
+	hosts := []Host{{Name: "web1"}, {Name: "laptop", LocalOnly: true}, {Name: "web2"}}
+	remote, local, err := OverSSH(hosts, nil)
+	if err != nil || len(remote) != 2 || remote[0].Name != "web1" || remote[1].Name != "web2" || len(local) != 1 || local[0].Name != "laptop" {
+		t.Errorf("every host: got %v, %v, %v", remote, local, err)
+	}
+	for _, tc := range []struct {
+		hosts []Host
+		sels  []string
+		want  string
+	}{
+		{hosts, []string{"web1", "laptop"}, "deployment.targetHost is null: this colmena node is deployed only on itself"},
+		{hosts[1:2], []string{"lap*"}, "every selected host has deployment.targetHost = null (deployed only on itself): laptop"},
+	} {
+		_, _, err := OverSSH(tc.hosts, tc.sels)
+		fe, ok := fault.As(err)
+		if !ok || fe.Class != fault.Usage || !strings.Contains(fe.Msg, tc.want) || !strings.Contains(fe.Hint, "skiff deploy --local") {
+			t.Errorf("%v: got %v, want %q", tc.sels, err, tc.want)
+		}
 	}
 }

@@ -78,6 +78,9 @@ type Settings struct {
 	// root gains root. skiff runs sudo its own way (sudo -n, or the
 	// --ask-sudo-password wrapper), so only a sudo command is taken.
 	PrivilegeEscalationCommand []string `json:"privilegeEscalationCommand"`
+	// SSHOptions (colmena's) are extra ssh arguments: skiff takes a port
+	// from them (as TargetPort) and refuses any other (TakeSSHOptions).
+	SSHOptions []string `json:"sshOptions"`
 	// MagicRollback and ConfirmTimeout (seconds) are deploy-rs's: the
 	// host's own --magic-rollback and --confirm-timeout, which the
 	// command line's flags, when given, override (nil, 0: unset). They
@@ -115,6 +118,9 @@ type Host struct {
 	DrvPath    string
 	OutPath    string
 	System     string // platform the host runs, e.g. x86_64-linux
+	// LocalOnly: the host is a colmena node whose deployment.targetHost
+	// is null, which colmena deploys only on the host itself (OverSSH).
+	LocalOnly bool
 	// BuildSystem is the platform the toplevel derivation is built on
 	// (its "system" attribute): what decides which machine can build it.
 	BuildSystem string
@@ -275,6 +281,7 @@ func evaluate(ctx context.Context, n *nix.Nix, ref Ref, selectors []string, depl
 		return nil, err
 	}
 	var hosts []Host
+	var localUser string // looked up for the first deploy-rs node
 	for _, name := range res.Names {
 		raw, ok := res.Hosts[name]
 		if !ok {
@@ -306,22 +313,70 @@ func evaluate(ctx context.Context, n *nix.Nix, ref Ref, selectors []string, depl
 		if h.Deployment, err = decodeSettings(name, json.RawMessage(eh.Deployment)); err != nil {
 			return nil, err
 		}
+		if err := takeSSHOptions(&h); err != nil {
+			return nil, err
+		}
 		if eh.DeployRs != nil {
 			d, err := decodeDeployRs(name, json.RawMessage(*eh.DeployRs))
 			if err != nil {
 				return nil, err
 			}
-			if err := applyDeployRs(name, d, &h.Deployment); err != nil {
+			if localUser == "" {
+				localUser = localUserName()
+			}
+			if err := applyDeployRs(name, d, &h.Deployment, localUser); err != nil {
 				return nil, err
 			}
 		}
 		if err := h.check(); err != nil {
 			return nil, err
 		}
+		// colmena's module always gives a hive node's targetHost (its
+		// name by default): none is an explicit null.
+		h.LocalOnly = eh.From == "colmenaHive.nodes" && h.Deployment.TargetHost == ""
 		h.Deployment.Keys = keyFilesInFlake(h.Deployment.Keys, ref)
 		hosts = append(hosts, h)
 	}
 	return hosts, nil
+}
+
+// OverSSH splits the selected hosts into those reached over ssh and those
+// deployed only on themselves (LocalOnly: colmena's targetHost = null),
+// which colmena apply leaves out too. A local-only host named on the
+// command line, or a selection of local-only hosts only, is refused.
+func OverSSH(hosts []Host, selectors []string) (remote, local []Host, err error) {
+	sels, err := ParseSelectors(selectors)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, h := range hosts {
+		if !h.LocalOnly {
+			remote = append(remote, h)
+			continue
+		}
+		hint := fmt.Sprintf("deploy it on the host itself with \"skiff deploy --local %s\", or give it a deployment.targetHost", h.Name)
+		for _, s := range sels {
+			if s.Kind == "name" && s.Value == h.Name {
+				return nil, nil, fault.New(h.Name, fault.Usage, hint,
+					"deployment.targetHost is null: this colmena node is deployed only on itself, not over ssh")
+			}
+		}
+		local = append(local, h)
+	}
+	if len(remote) == 0 && len(local) > 0 {
+		return nil, nil, fault.New("", fault.Usage, "deploy each on itself with \"skiff deploy --local NAME\", or give them a deployment.targetHost",
+			"every selected host has deployment.targetHost = null (deployed only on itself): %s", strings.Join(hostNames(local), ", "))
+	}
+	return remote, local, nil
+}
+
+// hostNames are the hosts' names.
+func hostNames(hosts []Host) []string {
+	names := make([]string, len(hosts))
+	for i, h := range hosts {
+		names[i] = h.Name
+	}
+	return names
 }
 
 // checkMatched refuses selectors that match no host, naming what exists.

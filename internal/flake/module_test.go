@@ -157,7 +157,7 @@ func sortedKeys[V any](m map[string]V) []string {
 
 // declaredNotRead are options the module declares that skiff does not
 // read: colmena's, declared so that hives evaluate unchanged.
-var declaredNotRead = []string{"allowLocalDeployment", "replaceUnknownProfiles"}
+var declaredNotRead = []string{"allowLocalDeployment", "noSubstitute", "replaceUnknownProfiles"}
 
 // TestModuleDeclaresWhatSkiffReads fails when nix/module.nix and the
 // settings skiff decodes (Settings, HealthChecks) name different options.
@@ -192,7 +192,7 @@ func TestModuleDeclaresWhatSkiffReads(t *testing.T) {
 		"targetHost": "nullOr(strMatching)", "targetPort": "nullOr(port)", "targetUser": "strMatching",
 		"tags": "listOf(str)", "critical": "bool", "buildHost": "nullOr(strMatching)",
 		"buildOnTarget": "bool", "privilegeEscalationCommand": "listOf(str)",
-		"allowLocalDeployment": "bool", "replaceUnknownProfiles": "bool",
+		"allowLocalDeployment": "bool", "replaceUnknownProfiles": "bool", "sshOptions": "listOf(str)", "noSubstitute": "bool",
 		"healthChecks": "submodule", "healthChecks.commands": "listOf(strMatching)",
 		"healthChecks.urls": "listOf(strMatching)", "healthChecks.timeout": "between",
 		"keys": "attrsOf(submodule)", "keys.*.name": "str", "keys.*.text": "nullOr(str)",
@@ -274,9 +274,10 @@ func TestModulePatternsAgreeWithChecks(t *testing.T) {
 }
 
 // colmenaDeclares are the deployment options colmena's own evaluation
-// declares (its src/nix/hive/options.nix, deploymentOptions).
-var colmenaDeclares = []string{"allowLocalDeployment", "buildOnTarget", "keys", "privilegeEscalationCommand",
-	"replaceUnknownProfiles", "tags", "targetHost", "targetPort", "targetUser"}
+// declares (its src/nix/hive/options.nix, deploymentOptions; sshOptions
+// and noSubstitute since colmena 0.5's successors).
+var colmenaDeclares = []string{"allowLocalDeployment", "buildOnTarget", "keys", "noSubstitute", "privilegeEscalationCommand",
+	"replaceUnknownProfiles", "sshOptions", "tags", "targetHost", "targetPort", "targetUser"}
 
 // nix/colmena.nix declares, for a colmena hive's nodes, exactly the
 // settings skiff reads that colmena does not declare, as nix/module.nix

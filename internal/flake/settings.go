@@ -85,6 +85,7 @@ func decodeSettings(host string, raw json.RawMessage) (Settings, error) {
 		{"buildHost", &s.BuildHost, tString},
 		{"buildOnTarget", &s.BuildOnTarget, tBool},
 		{"privilegeEscalationCommand", &s.PrivilegeEscalationCommand, tList},
+		{"sshOptions", &s.SSHOptions, tList},
 	}
 	for _, f := range fields {
 		if err := decodeField(host, "deployment."+f.key, m[f.key], f.dst, f.want); err != nil {

@@ -167,8 +167,18 @@ func prepare(ctx context.Context, o Options, build, probeSessions bool) (*Sessio
 		sp.settle(r, nil)
 		return nil, err
 	}
-	r.hosts = hosts
 	r.report("", PhaseEval, "evaluated %d host(s) in %s", len(hosts), since(start))
+	if !o.Local {
+		var onItself []flake.Host
+		if hosts, onItself, err = flake.OverSSH(hosts, o.Hosts); err != nil {
+			sp.settle(r, nil)
+			return nil, err
+		}
+		for _, h := range onItself {
+			r.report(h.Name, PhaseEval, "left out: its deployment.targetHost is null, so it is deployed only on itself (skiff deploy --local %s, there)", h.Name)
+		}
+	}
+	r.hosts = hosts
 	for _, h := range hosts {
 		if p := h.Deployment.OtherProfiles; len(p) > 0 && probeSessions {
 			r.report(h.Name, PhaseEval, "the deploy-rs node's other profiles (%s) are not deployed: skiff deploys its system", strings.Join(p, ", "))
