@@ -149,6 +149,7 @@ func TestEvaluateReadsDeployRsNodes(t *testing.T) {
       };
       nodes.web2 = { hostname = "web2.example.com"; sshUser = "deploy"; profiles.system.path = throw "evaluated"; };
       nodes.lonely = { hostname = "lonely"; profiles.system.path = throw "evaluated"; };
+      nodes.homeOnly = { hostname = "laptop"; profiles.home.path = throw "evaluated"; };
     };
   };
 }
@@ -160,7 +161,13 @@ func TestEvaluateReadsDeployRsNodes(t *testing.T) {
 	defer cancel()
 	n := &nix.Nix{Run: &command.Runner{}}
 	ref := Ref{URL: dir, Dir: dir}
-	hosts, err := Evaluate(ctx, n, ref, nil)
+	// Every host: the node whose system has no configuration of its
+	// name is not left behind in silence.
+	_, err := Evaluate(ctx, n, ref, nil)
+	if fe, ok := fault.As(err); !ok || fe.Class != fault.Usage || !strings.Contains(fe.Msg, "deploy.nodes.lonely has a system profile and no configuration of its name") {
+		t.Errorf("every host, with a node without its configuration: got %v", err)
+	}
+	hosts, err := Evaluate(ctx, n, ref, []string{"web1", "web2", "plain"})
 	if err != nil {
 		t.Fatal(err)
 	}

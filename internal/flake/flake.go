@@ -144,8 +144,10 @@ type evalResult struct {
 	// RawHive: the flake has colmena's hive as written (outputs.colmena)
 	// and not colmena's evaluation of it (outputs.colmenaHive).
 	RawHive bool `json:"rawHive"`
-	// DeployRsOnly are deploy-rs nodes with no configuration of their
-	// name: skiff finds a node's system by its name.
+	// DeployRsOnly are deploy-rs nodes with a system profile and no
+	// configuration of their name: skiff finds a node's system by its
+	// name. (A node without a system profile, home-manager's only, is
+	// none of skiff's business.)
 	DeployRsOnly []string `json:"deployRsOnly"`
 	// AllowApplyAll is colmena's meta.allowApplyAll, from colmenaHive
 	// (nil without one).
@@ -194,6 +196,7 @@ const deployRsExpr = "drAll = if builtins.isAttrs (flake.deploy or null) then fl
 	"drKnown = builtins.listToAttrs (map (k: { name = k; value = null; }) [ \"hostname\" \"sshUser\" \"user\" \"sshOpts\" \"magicRollback\" \"confirmTimeout\" " +
 	"\"remoteBuild\" \"sudo\" \"profilePath\" \"autoRollback\" \"interactiveSudo\" ]); " +
 	"drPick = s: if builtins.isAttrs s then builtins.intersectAttrs drKnown s else {}; " +
+	"drHasSystem = name: let node = builtins.getAttr name drNodes; in builtins.isAttrs node && builtins.isAttrs (node.profiles or null) && node.profiles ? system; " +
 	"drOf = name: let node = builtins.getAttr name drNodes; ps = if builtins.isAttrs node && builtins.isAttrs (node.profiles or null) then node.profiles else {}; " +
 	"in drPick drAll // drPick node // drPick (ps.system or null) // { profiles = builtins.attrNames ps; }; "
 
@@ -228,7 +231,7 @@ func evalExpr(sels []Selector) string {
 		"inherit kind from; deployment = builtins.addErrorContext \"" + contextMark + deploymentMark + "${from}.${name}\" (builtins.toJSON (keyFilesAsStrings (c.deployment or {}))); drvPath = t.drvPath; out = t.outPath; buildSystem = t.system or null; " +
 		"deployRs = if builtins.hasAttr name drNodes then builtins.addErrorContext \"" + contextMark + deployRsMark + "deploy.nodes.${name}\" (builtins.toJSON (drOf name)) else null; " +
 		"system = (p.hostPlatform or {}).system or p.system or null; }; in builtins.deepSeq r r); " +
-		"in { inherit names; deployRsOnly = builtins.filter (n: !(builtins.hasAttr n cfgs)) (builtins.attrNames drNodes); rawHive = flake ? colmena && !(flake ? colmenaHive); allowApplyAll = ((flake.colmenaHive or {}).meta or {}).allowApplyAll or null; both = builtins.filter (n: builtins.hasAttr n darwin) (builtins.attrNames nixos); " +
+		"in { inherit names; deployRsOnly = builtins.filter (n: !(builtins.hasAttr n cfgs) && drHasSystem n) (builtins.attrNames drNodes); rawHive = flake ? colmena && !(flake ? colmenaHive); allowApplyAll = ((flake.colmenaHive or {}).meta or {}).allowApplyAll or null; both = builtins.filter (n: builtins.hasAttr n darwin) (builtins.attrNames nixos); " +
 		"tags = if hasTags then builtins.listToAttrs (map (n: { name = n; value = tagsOf n; }) names) else {}; " +
 		"hosts = builtins.listToAttrs (map (n: { name = n; value = one n; }) pick); }"
 }
@@ -276,6 +279,12 @@ func evaluate(ctx context.Context, n *nix.Nix, ref Ref, selectors []string, depl
 	if len(res.Both) > 0 {
 		return nil, fault.New("", fault.Usage, "give each host one configuration: rename one of them",
 			"the flake defines %s both in nixosConfigurations and in darwinConfigurations", strings.Join(res.Both, ", "))
+	}
+	if len(sels) == 0 && len(res.DeployRsOnly) > 0 {
+		sort.Strings(res.DeployRsOnly)
+		n := res.DeployRsOnly[0]
+		return nil, fault.New("", fault.Usage, fmt.Sprintf("skiff deploys a deploy-rs node with the configuration of its name: name the node as the nixosConfigurations entry its profiles.system.path activates (or define nixosConfigurations.%s), or select the hosts to work on", n),
+			"deploy.nodes.%s has a system profile and no configuration of its name in the flake", strings.Join(res.DeployRsOnly, ", deploy.nodes."))
 	}
 	if err := checkMatched(sels, res); err != nil {
 		return nil, err
