@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -66,11 +67,22 @@ func TestDeployConnectsWhileEvaluating(t *testing.T) {
 		t.Errorf("first run of a flake opened a speculative connection (nothing is known yet):\n%s", strings.Join(m, "\n"))
 	}
 
-	rewriteFlake(t, dir, host("spec1", "generation = 2;"))
-	logins := fleet.Host("spec1").Logins("root")
-	r = skiff(t, "-x", "deploy", "spec1", "--magic-rollback=false", "--flake", dir)
-	wantCode(t, r, 0)
-	wantContains(t, "summary", r.stdout, "1 -> 2")
+	// Which comes first, the connection or the knowledge that the system
+	// is built, is a race: on a loaded machine the connection may win,
+	// and the probe reads the state before the session starts. The fast
+	// order must come within three deploys.
+	var logins, gen int
+	for gen = 2; ; gen++ {
+		rewriteFlake(t, dir, host("spec1", fmt.Sprintf("generation = %d;", gen)))
+		logins = fleet.Host("spec1").Logins("root")
+		r = skiff(t, "-x", "deploy", "spec1", "--magic-rollback=false", "--flake", dir)
+		wantCode(t, r, 0)
+		wantContains(t, "summary", r.stdout, fmt.Sprintf("%d -> %d", gen-1, gen))
+		if _, first := sessionOf(r.stderr, "root@spec1"); strings.Contains(first, "lock ") || gen == 4 {
+			break
+		}
+		t.Logf("generation %d: the session did not start with the lock (the connection won the race); deploying again", gen)
+	}
 	m := masterLines(r.stderr)
 	if len(m) != 1 || !strings.HasSuffix(m[0], " -N root@spec1") {
 		t.Fatalf("want one speculative connection to root@spec1, got:\n%s", strings.Join(m, "\n"))
@@ -90,7 +102,7 @@ func TestDeployConnectsWhileEvaluating(t *testing.T) {
 	if _, first := sessionOf(r.stderr, "root@spec1"); !strings.Contains(first, "lock 6") || !strings.Contains(first, "\ninput 1\n") || len(runRequestRE.FindAllString(first, -1)) != 1 || !strings.Contains(first, "booted=") {
 		t.Errorf("the session's command does not carry the lock, the state read and the store query; it ends:\n%s", first)
 	}
-	// The host lacks generation 2 (the last deploy left it generation 1):
+	// The host lacks the new generation (the last deploy left it the one before):
 	// the copy's import starts with the deploy's first round trip, before
 	// the store query has answered.
 	imp, copying := importLine(r.stderr), strings.Index(r.stderr, "spec1: copy: copying")
@@ -133,28 +145,28 @@ func TestDeployConnectsWhileEvaluating(t *testing.T) {
 		t.Errorf("an up-to-date deploy left a GC root or the lock on the host: %q", out)
 	}
 
-	// Generation 1 activated by hand behind skiff's back: the links say
-	// the host is not up to date, the whole probe follows (one round
-	// trip more), and the deploy activates generation 2 again.
-	inHost(t, "spec1", "/nix/var/nix/profiles/system-1-link/bin/switch-to-configuration", "test")
+	// The generation before activated by hand behind skiff's back: the
+	// links say the host is not up to date, the whole probe follows (one
+	// round trip more), and the deploy activates the last one again.
+	inHost(t, "spec1", fmt.Sprintf("/nix/var/nix/profiles/system-%d-link/bin/switch-to-configuration", gen-1), "test")
 	r = skiff(t, "-x", "deploy", "spec1", "--magic-rollback=false", "--flake", dir)
 	wantCode(t, r, 0)
-	wantContains(t, "progress", r.stderr, "; profile at generation 2, running ", "switch-to-configuration switch")
+	wantContains(t, "progress", r.stderr, fmt.Sprintf("; profile at generation %d, running ", gen), "switch-to-configuration switch")
 	if linksRead(r.stderr, "root@spec1") == "" {
 		t.Errorf("the probe did not read the links first:\n%s", r.stderr)
 	}
 	if strings.Contains(r.stdout, "up to date") {
-		t.Errorf("a host running generation 1 was found up to date:\n%s", r.stdout)
+		t.Errorf("a host running generation %d was found up to date:\n%s", gen-1, r.stdout)
 	}
-	if cur, prof := inHost(t, "spec1", "readlink", "/run/current-system"), inHost(t, "spec1", "readlink", "/nix/var/nix/profiles/system-2-link"); cur != prof {
-		t.Errorf("running %q, want generation 2 (%q)", cur, prof)
+	if cur, prof := inHost(t, "spec1", "readlink", "/run/current-system"), inHost(t, "spec1", "readlink", fmt.Sprintf("/nix/var/nix/profiles/system-%d-link", gen)); cur != prof {
+		t.Errorf("running %q, want generation %d (%q)", cur, gen, prof)
 	}
 
 	// The flake now reaches spec1 as deploy: the guess (root) is wrong.
-	rewriteFlake(t, dir, host("spec1", `generation = 3; deployment.targetUser = "deploy";`))
+	rewriteFlake(t, dir, host("spec1", fmt.Sprintf(`generation = %d; deployment.targetUser = "deploy";`, gen+1)))
 	r = skiff(t, "-x", "deploy", "spec1", "--magic-rollback=false", "--flake", dir)
 	wantCode(t, r, 0)
-	wantContains(t, "summary", r.stdout, "2 -> 3")
+	wantContains(t, "summary", r.stdout, fmt.Sprintf("%d -> %d", gen, gen+1))
 	m = masterLines(r.stderr)
 	if len(m) != 1 || !strings.HasSuffix(m[0], " -N root@spec1") {
 		t.Fatalf("want one speculative connection to root@spec1 (last run's target), got:\n%s", strings.Join(m, "\n"))
@@ -168,7 +180,7 @@ func TestDeployConnectsWhileEvaluating(t *testing.T) {
 		}
 	}
 	// The next run guesses deploy@spec1.
-	rewriteFlake(t, dir, host("spec1", `generation = 4; deployment.targetUser = "deploy";`))
+	rewriteFlake(t, dir, host("spec1", fmt.Sprintf(`generation = %d; deployment.targetUser = "deploy";`, gen+2)))
 	r = skiff(t, "-x", "deploy", "spec1", "--magic-rollback=false", "--flake", dir)
 	wantCode(t, r, 0)
 	if m := masterLines(r.stderr); len(m) != 1 || !strings.HasSuffix(m[0], " -N deploy@spec1") {
