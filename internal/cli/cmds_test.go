@@ -12,6 +12,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/spf13/cobra"
+
+	"github.com/skiffdeploy/skiff/internal/fault"
 )
 
 // Every command that names hosts takes --on, with the same meaning as its
@@ -204,6 +206,56 @@ func TestReleaseBuildStampsVersionAndRevision(t *testing.T) {
 		}
 		if want := "skiff v0.0.0-test (revision feedc0de"; !strings.HasPrefix(string(out), want) {
 			t.Errorf("skiff %s printed %q, want %q...", arg, out, want)
+		}
+	}
+}
+
+// Host arguments written as flake references (nixos-rebuild's --flake
+// .#web1, deploy-rs's deploy .#web1) give the flake and the selection.
+func TestFlakeReferencesAmongTheHosts(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		args  []string
+		hosts []string
+		flake string
+		err   string
+	}{
+		{args: []string{"web1"}, hosts: []string{"web1"}, flake: "."},
+		{args: []string{".#web1"}, hosts: []string{"web1"}, flake: "."},
+		{args: []string{".#web1", "--on", "@db"}, hosts: []string{"web1", "@db"}, flake: "."},
+		{args: []string{dir + "#web*", dir + "#db1"}, hosts: []string{"web*", "db1"}, flake: dir},
+		{args: []string{"."}, hosts: []string{}, flake: "."},
+		{args: []string{dir + "#"}, hosts: []string{}, flake: dir},
+		{args: []string{"--flake", ".#web1"}, hosts: []string{"web1"}, flake: "."},
+		{args: []string{"--flake", dir + "#web1", "db1"}, hosts: []string{"web1", "db1"}, flake: dir},
+		{args: []string{"--flake", dir, dir + "/#web1"}, hosts: []string{"web1"}, flake: dir + "/"},
+		{args: []string{"github:org/infra#web1"}, hosts: []string{"web1"}, flake: "github:org/infra"},
+		{args: []string{".#web1", "--", "ls", "/etc#x"}, hosts: []string{"web1", "ls", "/etc#x"}, flake: "."},
+		{args: []string{"--flake", dir, ".#web1"}, err: "two flakes: " + dir + " (--flake) and . (argument \".#web1\")"},
+		{args: []string{"github:org/a#web1", "github:org/b#web2"}, err: "two flakes"},
+	} {
+		var hosts []string
+		var flake string
+		root := &cobra.Command{Use: "skiff", SilenceErrors: true, SilenceUsage: true}
+		root.PersistentFlags().StringVar(&flake, "flake", ".", "")
+		root.AddCommand(withOn(&cobra.Command{Use: "x [HOST...]", RunE: func(cmd *cobra.Command, args []string) error {
+			hosts = args
+			return nil
+		}}))
+		root.SetArgs(append([]string{"x"}, tc.args...))
+		err := root.Execute()
+		if tc.err != "" {
+			fe, ok := fault.As(err)
+			if !ok || fe.Class != fault.Usage || !strings.Contains(fe.Msg, tc.err) {
+				t.Errorf("%q: got %v, want a usage error with %q", tc.args, err, tc.err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("%q: %v", tc.args, err)
+		}
+		if diff := cmp.Diff(tc.hosts, hosts); diff != "" || flake != tc.flake {
+			t.Errorf("%q: flake %q (want %q), hosts (-want +got):\n%s", tc.args, flake, tc.flake, diff)
 		}
 	}
 }

@@ -1,7 +1,13 @@
 package cli
 
 import (
+	"fmt"
+	"path/filepath"
+	"strings"
+
 	"github.com/spf13/cobra"
+
+	"github.com/skiffdeploy/skiff/internal/fault"
 )
 
 // withOn gives c the --on flag every command that names hosts shares:
@@ -15,18 +21,122 @@ func withOn(c *cobra.Command) *cobra.Command {
 		c.Annotations = map[string]string{}
 	}
 	c.Annotations[namesHosts] = "true"
+	// The flake references among the host arguments are read once: the
+	// first read takes the fragment off --flake.
+	var hosts []string
+	var read error
+	done := false
+	hostsOf := func(cmd *cobra.Command, args []string) ([]string, error) {
+		if !done {
+			hosts, read = flakeHosts(cmd, joinOn(cmd, args, on))
+			done = true
+		}
+		return hosts, read
+	}
 	validate := c.Args
 	c.Args = func(cmd *cobra.Command, args []string) error {
-		if validate == nil {
-			return nil
+		hosts, err := hostsOf(cmd, args)
+		if err != nil || validate == nil {
+			return err
 		}
-		return validate(cmd, joinOn(cmd, args, on))
+		return validate(cmd, hosts)
 	}
 	runE := c.RunE
 	c.RunE = func(cmd *cobra.Command, args []string) error {
-		return runE(cmd, joinOn(cmd, args, on))
+		hosts, err := hostsOf(cmd, args)
+		if err != nil {
+			return err
+		}
+		return runE(cmd, hosts)
 	}
 	return c
+}
+
+// flakeHosts reads the host arguments written as flake references, the
+// way nixos-rebuild (--flake .#web1) and deploy-rs (deploy .#web1) take
+// them: FLAKE#SELECTOR gives the flake and a host selector, a flake alone
+// (".", a path, a URL) the flake and every host. --flake may carry a
+// fragment too. The flake so given becomes --flake's value; two different
+// flakes are refused. Host arguments after "--" are left alone.
+func flakeHosts(cmd *cobra.Command, args []string) ([]string, error) {
+	flag := cmd.Flag("flake")
+	if flag == nil {
+		return args, nil
+	}
+	var flake, from string // the flake named, and where
+	var out []string
+	take := func(ref, where string) error {
+		if ref == "" {
+			ref = "."
+		}
+		if flake != "" && !sameFlake(flake, ref) {
+			return fault.New("", fault.Usage, "name one flake: --flake PATH, or FLAKE#HOST arguments with the same FLAKE",
+				"two flakes: %s (%s) and %s (%s)", flake, from, ref, where)
+		}
+		flake, from = ref, where
+		return nil
+	}
+	if v := flag.Value.String(); strings.Contains(v, "#") {
+		ref, sel, _ := strings.Cut(v, "#")
+		if err := take(ref, "--flake"); err != nil {
+			return nil, err
+		}
+		if sel != "" {
+			out = append(out, sel)
+		}
+	} else if flag.Changed {
+		flake, from = v, "--flake"
+	}
+	n := len(args)
+	if dash := cmd.ArgsLenAtDash(); dash >= 0 {
+		n = len(args) - (len(cmd.Flags().Args()) - dash)
+	}
+	for i, a := range args {
+		if i >= n || !flakeLike(a) {
+			out = append(out, a)
+			continue
+		}
+		ref, sel, _ := strings.Cut(a, "#")
+		if err := take(ref, fmt.Sprintf("argument %q", a)); err != nil {
+			return nil, err
+		}
+		if sel != "" {
+			out = append(out, sel)
+		}
+	}
+	if flake != "" && flake != flag.Value.String() {
+		if err := flag.Value.Set(flake); err != nil {
+			return nil, err
+		}
+	}
+	if out == nil {
+		out = []string{}
+	}
+	return out, nil
+}
+
+// flakeLike reports whether a host argument is a flake reference: it has
+// a fragment (#), or is "." or a path or URL (a host name, glob or tag
+// has no '/' or ':').
+func flakeLike(a string) bool {
+	return strings.Contains(a, "#") || a == "." || strings.ContainsAny(a, "/:")
+}
+
+// sameFlake reports whether two flake references name the same flake: a
+// local path the same directory.
+func sameFlake(a, b string) bool {
+	if a == b {
+		return true
+	}
+	local := func(s string) bool {
+		return !strings.Contains(s, ":") || strings.HasPrefix(s, "/") || strings.HasPrefix(s, ".")
+	}
+	if local(a) && local(b) {
+		x, errA := filepath.Abs(a)
+		y, errB := filepath.Abs(b)
+		return errA == nil && errB == nil && x == y
+	}
+	return false
 }
 
 // namesHosts is the annotation withOn sets on the commands that name hosts.

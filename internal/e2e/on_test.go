@@ -31,6 +31,19 @@ func TestOnSelectsHostsOfStatusAndGenerations(t *testing.T) {
 		t.Errorf("status --on @db, want db1 only:\n%s", r.stdout)
 	}
 
+	// Hosts written as flake references, as nixos-rebuild and deploy-rs
+	// take them.
+	r = skiff(t, "status", dir+"#web1", "--on", "@db")
+	wantCode(t, r, 0)
+	if lines := strings.Split(strings.TrimSpace(r.stdout), "\n"); len(lines) != 3 || !strings.HasPrefix(lines[1], "db1 ") || !strings.HasPrefix(lines[2], "web1 ") {
+		t.Errorf("status DIR#web1 --on @db, want db1 and web1:\n%s", r.stdout)
+	}
+	r = skiff(t, "status", "--flake", dir+"#web2", "--json")
+	wantCode(t, r, 0)
+	if got := parseStatus(t, r.stdout); len(got) != 1 || !got["web2"].Reachable {
+		t.Errorf("status --flake DIR#web2: %+v", got)
+	}
+
 	r = skiff(t, "generations", "web2", "--on", "db1", "--json", "--flake", dir)
 	wantCode(t, r, 0)
 	var gens struct {
