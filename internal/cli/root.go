@@ -105,7 +105,7 @@ builds locally, copies only the store paths a host lacks, and activates.
 	root.Flags().Bool("version", false, "print skiff's version and exit (as \"skiff version\")")
 	f := root.PersistentFlags()
 	f.BoolVarP(&g.trace, "trace", "x", false, "print every external command (local and remote) before running it")
-	f.StringVar(&g.flake, "flake", ".", "the flake `PATH` (or flake reference) holding nixosConfigurations")
+	f.StringVar(&g.flake, "flake", ".", "the flake `PATH` (or flake reference) holding nixosConfigurations; PATH#HOST also selects HOST, as nixos-rebuild takes it")
 	f.StringVarP(&g.sshConfig, "ssh-config", "F", "", "an ssh client configuration `FILE` used instead of ~/.ssh/config (for ssh and nix copy alike)")
 	f.StringArrayVarP(&g.sshOptions, "ssh-option", "o", nil, "an extra ssh option `KEY=VALUE` (repeatable; for ssh and nix copy alike)")
 	f.StringArrayVar(&g.nixOptions, "nix-option", nil, "a nix setting `NAME=VALUE` for local nix commands (repeatable)")
