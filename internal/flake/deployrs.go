@@ -56,11 +56,7 @@ func decodeDeployRs(host string, raw json.RawMessage) (deployRs, error) {
 	if err := json.Unmarshal(raw, &m); err != nil || len(bytes.TrimSpace(raw)) == 0 || bytes.TrimSpace(raw)[0] != '{' {
 		return d, deployRsError(host, "", "deploy.nodes.%s must be %s, not %s", host, tSet, nixType(raw))
 	}
-	for _, f := range []struct {
-		key  string
-		dst  any
-		want string
-	}{
+	err := decodeFields(host, "deploy-rs's ", m, []field{
 		{"hostname", &d.Hostname, tString},
 		{"sshUser", &d.SSHUser, tString},
 		{"user", &d.User, tString},
@@ -73,15 +69,13 @@ func decodeDeployRs(host string, raw json.RawMessage) (deployRs, error) {
 		{"autoRollback", &d.AutoRollback, tBool},
 		{"interactiveSudo", &d.InteractiveSudo, tBool},
 		{"profiles", &d.Profiles, tList},
-	} {
-		raw := m[f.key]
-		if isNull(raw) {
-			continue
+	})
+	if err != nil {
+		fe, ok := fault.As(err)
+		if !ok {
+			return d, err
 		}
-		if err := decodeField(host, "deploy-rs's "+f.key, raw, f.dst, f.want); err != nil {
-			fe, _ := fault.As(err)
-			return d, deployRsError(host, "", "%s (deploy.nodes.%s, or the deploy or profiles.system level)", fe.Msg, host)
-		}
+		return d, deployRsError(host, "", "%s (deploy.nodes.%s, or the deploy or profiles.system level)", fe.Msg, host)
 	}
 	return d, nil
 }

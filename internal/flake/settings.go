@@ -72,11 +72,7 @@ func decodeSettings(host string, raw json.RawMessage) (Settings, error) {
 	if err := json.Unmarshal(raw, &m); err != nil || bytes.TrimSpace(raw)[0] != '{' {
 		return s, settingError(host, "deployment", tSet, raw)
 	}
-	fields := []struct {
-		key  string
-		dst  any
-		want string
-	}{
+	fields := []field{
 		{"targetHost", &s.TargetHost, tString},
 		{"targetPort", &s.TargetPort, tInt + " (a port number)"},
 		{"targetUser", &s.TargetUser, tString},
@@ -87,10 +83,8 @@ func decodeSettings(host string, raw json.RawMessage) (Settings, error) {
 		{"privilegeEscalationCommand", &s.PrivilegeEscalationCommand, tList},
 		{"sshOptions", &s.SSHOptions, tList},
 	}
-	for _, f := range fields {
-		if err := decodeField(host, "deployment."+f.key, m[f.key], f.dst, f.want); err != nil {
-			return s, err
-		}
+	if err := decodeFields(host, "deployment.", m, fields); err != nil {
+		return s, err
 	}
 	var err error
 	if s.Keys, err = decodeKeys(host, m["keys"]); err != nil {
@@ -104,20 +98,30 @@ func decodeSettings(host string, raw json.RawMessage) (Settings, error) {
 	if err := json.Unmarshal(hc, &hm); err != nil || bytes.TrimSpace(hc)[0] != '{' {
 		return s, settingError(host, "deployment.healthChecks", tSet+" { commands; urls; timeout; }", hc)
 	}
-	for _, f := range []struct {
-		key  string
-		dst  any
-		want string
-	}{
+	return s, decodeFields(host, "deployment.healthChecks.", hm, []field{
 		{"commands", &s.HealthChecks.Commands, tList},
 		{"urls", &s.HealthChecks.URLs, tList},
 		{"timeout", &s.HealthChecks.Timeout, tInt + " (seconds)"},
-	} {
-		if err := decodeField(host, "deployment.healthChecks."+f.key, hm[f.key], f.dst, f.want); err != nil {
-			return s, err
+	})
+}
+
+// field is one setting to decode: its key, where it goes, and the type
+// it must have as the errors name it.
+type field struct {
+	key  string
+	dst  any
+	want string
+}
+
+// decodeFields decodes each of fields from m, naming a wrong one as
+// prefix+key.
+func decodeFields(host, prefix string, m map[string]json.RawMessage, fields []field) error {
+	for _, f := range fields {
+		if err := decodeField(host, prefix+f.key, m[f.key], f.dst, f.want); err != nil {
+			return err
 		}
 	}
-	return s, nil
+	return nil
 }
 
 func isNull(raw json.RawMessage) bool {
