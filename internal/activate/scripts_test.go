@@ -49,6 +49,8 @@ type supHost struct {
 	dir  string // the supervisor's state dir
 	env  []string
 	done chan error // the supervisor's exit
+	// extra are arguments after the profile (INSTALL).
+	extra []string
 }
 
 func newSupHost(t *testing.T) *supHost {
@@ -63,7 +65,7 @@ func newSupHost(t *testing.T) *supHost {
 	for _, sys := range []string{"new", "old"} {
 		// The exit code of "ACTION" comes from the file SYS.ACTION.rc.
 		h.write(sys+"/bin/switch-to-configuration", fmt.Sprintf(`#!/bin/sh
-echo "%[1]s $1" >>%[2]q
+echo "%[1]s $1${NIXOS_INSTALL_BOOTLOADER:+ install=$NIXOS_INSTALL_BOOTLOADER}" >>%[2]q
 rc=0
 [ -f %[3]q/%[1]s.$1.rc ] && read -r rc <%[3]q/%[1]s.$1.rc
 exit "$rc"
@@ -95,8 +97,9 @@ func (h *supHost) profile() string { return filepath.Join(h.root, "prof", "syste
 // start runs script (the supervisor, possibly edited) under dash.
 func (h *supHost) start(script string, window int, gen string) *exec.Cmd {
 	h.t.Helper()
-	cmd := exec.Command(needTool(h.t, "dash"), "-c", script, "skiff-supervisor", h.dir,
-		filepath.Join(h.root, "new"), filepath.Join(h.root, "old"), fmt.Sprint(window), gen, h.profile())
+	args := append([]string{"-c", script, "skiff-supervisor", h.dir,
+		filepath.Join(h.root, "new"), filepath.Join(h.root, "old"), fmt.Sprint(window), gen, h.profile()}, h.extra...)
+	cmd := exec.Command(needTool(h.t, "dash"), args...)
 	cmd.Env = h.env
 	if err := cmd.Start(); err != nil {
 		h.t.Fatal(err)
@@ -201,6 +204,28 @@ func TestSupervisorCommitsOnTheDeployersWord(t *testing.T) {
 				t.Errorf("pid file left behind: %v", err)
 			}
 		})
+	}
+}
+
+// INSTALL 1: switch-to-configuration runs with NIXOS_INSTALL_BOOTLOADER=1,
+// as nixos-rebuild --install-bootloader runs it, in the boot step that
+// makes the new system the boot default (test ignores it).
+func TestSupervisorInstallsTheBootLoaderWhenAsked(t *testing.T) {
+	h := newSupHost(t)
+	h.extra = []string{"1"}
+	h.start(Supervisor, 30, "")
+	if s := h.waitState(20*time.Second, activated); s != "activated 0" {
+		t.Fatalf("state %q, want activated 0", s)
+	}
+	if err := h.decide("commit"); err != nil {
+		t.Fatal(err)
+	}
+	if s := h.final(20 * time.Second); s != "committed system-2-link" {
+		t.Errorf("state %q, want committed", s)
+	}
+	want := []string{"new test install=1", "nix-env --set " + filepath.Join(h.root, "new"), "new boot install=1"}
+	if d := cmp.Diff(want, h.calls()); d != "" {
+		t.Errorf("calls (-want +got):\n%s", d)
 	}
 }
 

@@ -75,6 +75,9 @@ type Plan struct {
 	// Generation, when > 0, commits by switching the profile to that
 	// existing generation (skiff rollback) instead of adding one.
 	Generation int
+	// InstallBootloader (re)installs the boot loader as the commit makes
+	// the new system the boot default (NIXOS_INSTALL_BOOTLOADER=1).
+	InstallBootloader bool
 }
 
 // NewID returns a fresh activation id.
@@ -117,8 +120,9 @@ func (p Plan) validate() error {
 // as positional arguments, never inside the script.
 var (
 	// Supervisor is the script that owns the rollback decision on the
-	// host. Arguments: DIR NEW OLD WINDOW_SECONDS GENERATION (OLD and
-	// GENERATION may be empty). Its state file holds one line:
+	// host. Arguments: DIR NEW OLD WINDOW_SECONDS GENERATION [PROFILE
+	// [INSTALL]] (OLD and GENERATION may be empty; INSTALL 1 reinstalls the
+	// boot loader in the boot steps). Its state file holds one line:
 	// "activating", "activated RC", "committing", "committed
 	// PROFILE_LINK", "rolling-back REASON", "rolled-back RC REASON" or
 	// "stranded REASON" (no previous system). Its window is counted on the
@@ -188,6 +192,9 @@ func LaunchArgv(p Plan, systemd bool) ([]string, error) {
 		gen = strconv.Itoa(p.Generation)
 	}
 	args := []string{p.StateDir(), p.New, p.Old, strconv.Itoa(p.windowSeconds()), gen}
+	if p.InstallBootloader {
+		args = append(args, "", "1") // the system profile, and INSTALL
+	}
 	if systemd {
 		// Nothing on the unit's command line has a "$" (validate).
 		argv := []string{"sh", "-c", launchFileScript, "sh", p.StateDir(), Supervisor,

@@ -52,6 +52,15 @@ func TestLaunchArgvPicksSystemdRunOrSetsid(t *testing.T) {
 	if rb[len(rb)-1] != "41" {
 		t.Errorf("rollback to a generation passes %q, want 41", rb[len(rb)-1])
 	}
+	// --install-bootloader: the profile argument (empty: the system
+	// profile), then INSTALL.
+	p.InstallBootloader = true
+	for _, systemd := range []bool{true, false} {
+		argv, _ := LaunchArgv(p, systemd)
+		if d := cmp.Diff([]string{"41", "", "1"}, argv[len(argv)-3:]); d != "" {
+			t.Errorf("systemd %v: the last arguments (-want +got):\n%s", systemd, d)
+		}
+	}
 }
 
 func TestLaunchArgvRefusesBadPlans(t *testing.T) {

@@ -29,8 +29,10 @@ type deployOptions struct {
 	substitute bool
 	cache      string
 	local      bool
-	plan       planOptions
-	reboot     rebootOptions
+	// installBootloader: nixos-rebuild's --install-bootloader.
+	installBootloader bool
+	plan              planOptions
+	reboot            rebootOptions
 }
 
 func newDeploy(g *globals) *cobra.Command {
@@ -96,6 +98,7 @@ Modes (as nixos-rebuild):
 	f.BoolVar(&o.substitute, "use-substitutes", false, "let each host fetch what it can from its own substituters (nix copy --substitute-on-destination)")
 	f.StringVar(&o.cache, "cache", "", "push every system once to the binary cache `URL` (e.g. file:///srv/cache?secret-key=/etc/nix/cache.sec), then copy with --use-substitutes; the hosts must have the cache among their substituters")
 	f.StringVar(&o.buildHost, "build-host", "", "build every host's system on `[USER@]HOST` (over ssh) instead of here; overrides deployment.buildHost")
+	f.BoolVar(&o.installBootloader, "install-bootloader", false, "(re)install each NixOS host's boot loader as the new system becomes its boot default (switch, boot), as nixos-rebuild --install-bootloader does; hosts already running the system are activated again")
 	f.BoolVar(&o.local, "local", false, "deploy nixosConfigurations.NAME (or darwinConfigurations.NAME) to this machine, without ssh (sudo when not root); NAME defaults to this machine's host name")
 	addRebootFlags(f, &o.reboot)
 	addPlanFlags(f, &o.plan)
@@ -129,6 +132,10 @@ func runDeploy(ctx context.Context, g *globals, o deployOptions, safety activate
 	if err := o.reboot.check(mode); err != nil {
 		return err
 	}
+	if o.installBootloader && !mode.MakesGeneration() {
+		return fault.New("", fault.Usage, "install the boot loader with --mode switch (the default) or --mode boot",
+			"--install-bootloader and --mode %s do not go together: %s makes no boot default", mode, mode)
+	}
 	rc, err := g.reach(hosts)
 	if err != nil {
 		return err
@@ -155,30 +162,31 @@ func runDeploy(ctx context.Context, g *globals, o deployOptions, safety activate
 	out := screen.output(o.json)
 	start := time.Now()
 	results, err := fleet.Deploy(ctx, fleet.Options{
-		Flake:          ref,
-		Hosts:          hosts,
-		Mode:           mode,
-		User:           o.targetUser,
-		SSH:            sshOpts,
-		Parallel:       o.parallel,
-		Force:          o.force,
-		Canary:         o.canary,
-		FailFast:       o.failFast,
-		GC:             o.gc,
-		GCKeep:         o.gcKeep,
-		BuildHost:      o.buildHost,
-		UseSubstitutes: o.substitute,
-		Cache:          o.cache,
-		SudoPassword:   password,
-		Runner:         run,
-		Nix:            g.nix(run),
-		Reporter:       red.Reporter(out.reporter),
-		BeforeDeploy:   beforeDeploy,
-		Safety:         safety,
-		Local:          o.local,
-		Reboot:         o.reboot.reboot,
-		RebootTimeout:  o.reboot.timeout,
-		Targets:        newTargetCache(ref),
+		Flake:             ref,
+		Hosts:             hosts,
+		Mode:              mode,
+		User:              o.targetUser,
+		SSH:               sshOpts,
+		Parallel:          o.parallel,
+		Force:             o.force || o.installBootloader,
+		Canary:            o.canary,
+		FailFast:          o.failFast,
+		GC:                o.gc,
+		GCKeep:            o.gcKeep,
+		BuildHost:         o.buildHost,
+		UseSubstitutes:    o.substitute,
+		Cache:             o.cache,
+		SudoPassword:      password,
+		Runner:            run,
+		Nix:               g.nix(run),
+		Reporter:          red.Reporter(out.reporter),
+		BeforeDeploy:      beforeDeploy,
+		Safety:            safety,
+		Local:             o.local,
+		Reboot:            o.reboot.reboot,
+		InstallBootloader: o.installBootloader,
+		RebootTimeout:     o.reboot.timeout,
+		Targets:           newTargetCache(ref),
 	})
 	out.close()
 	results, err = red.Results(results), red.Error(err)

@@ -42,7 +42,7 @@ func (r *run) activate(ctx context.Context, c *remote.Host, h flake.Host, st rem
 	defer r.postActivationKeys(ctx, c, h, &status, &err)
 	if r.Mode == Switch && r.safety(h).MagicRollback {
 		if st.Current != "" {
-			return r.supervised(ctx, c, h, activate.Plan{New: h.OutPath, Old: st.Current}, checksOf(h), st, res, r.endEarly(h, end))
+			return r.supervised(ctx, c, h, activate.Plan{New: h.OutPath, Old: st.Current, InstallBootloader: r.InstallBootloader}, checksOf(h), st, res, r.endEarly(h, end))
 		}
 		r.report(h.Name, PhaseActivate, "no running system to return to: plain switch for this first deploy")
 	}
@@ -320,7 +320,8 @@ func (r *run) plainActivate(ctx context.Context, c *remote.Host, h flake.Host, s
 		res.NewGen = 0
 		r.report(h.Name, PhaseProfile, "%s creates no generation; the boot default stays generation %d", r.Mode, st.Generation)
 	}
-	change := remote.Change{Toplevel: h.OutPath, Action: string(r.Mode), NewGeneration: r.Mode.MakesGeneration(), Before: st}
+	change := remote.Change{Toplevel: h.OutPath, Action: string(r.Mode), NewGeneration: r.Mode.MakesGeneration(), Before: st,
+		InstallBootloader: r.InstallBootloader && r.Mode.MakesGeneration()}
 	ch, err := r.change(ctx, c, h.Name, change, fmt.Sprintf("switch-to-configuration %s", r.Mode), r.endEarly(h, end))
 	res.FailedUnits = ch.FailedUnits
 	if ch.ProfileErr != nil {

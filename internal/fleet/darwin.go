@@ -63,6 +63,9 @@ func (r *run) activateDarwin(ctx context.Context, c *remote.Host, h flake.Host, 
 		return Failed, err
 	}
 	defer r.postActivationKeys(ctx, c, h, &status, &err)
+	if r.InstallBootloader {
+		r.report(h.Name, PhaseActivate, "nix-darwin has no boot loader: --install-bootloader changes nothing here")
+	}
 	if st.Current == "" && st.Profile == "" {
 		r.report(h.Name, PhaseActivate, "no previous nix-darwin system: activating the built system directly (no darwin-rebuild needed)")
 	}

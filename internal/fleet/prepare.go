@@ -65,6 +65,10 @@ type Options struct {
 	// (0 means DefaultRebootTimeout), until it runs the new system (reboot.go).
 	Reboot        bool
 	RebootTimeout time.Duration
+	// InstallBootloader (re)installs each NixOS host's boot loader as the
+	// new system becomes its boot default (switch, boot), as
+	// nixos-rebuild --install-bootloader does.
+	InstallBootloader bool
 	// Targets, when set, guesses each selected host's ssh target from an
 	// earlier run, so that its connection opens while the flake is
 	// evaluated, and records the evaluated ones (see TargetCache).

@@ -42,6 +42,10 @@ type Change struct {
 	// Before is what the host ran and booted before: what a failed
 	// activation returns to.
 	Before State
+	// InstallBootloader (re)installs the boot loader as the activation
+	// makes a boot default (NixOS switch and boot:
+	// NIXOS_INSTALL_BOOTLOADER=1).
+	InstallBootloader bool
 }
 
 // Changed is how a Change ended.
@@ -101,6 +105,9 @@ func (h *Host) StartChange(ctx context.Context, c Change, out io.Writer, mark fu
 	w := &changeWriter{out: out, mark: mark}
 	argv := h.priv("sh", "-c", plainScript, "skiff-activate", kind, Profile, c.Toplevel, c.Action, gen,
 		strconv.Itoa(c.Before.Generation), c.Before.Profile, c.Before.Current)
+	if c.InstallBootloader {
+		argv = append(argv, "1")
+	}
 	what := "activate " + c.Toplevel
 	return &PendingChange{h: h, c: c, w: w, p: h.start(ctx, what, transport.Exec{Argv: argv, Stream: w})}
 }

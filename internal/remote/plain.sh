@@ -5,7 +5,7 @@
 # session still holds the deploy lock (its release waits behind this
 # command). restore.sh's functions come first.
 #
-# Arguments: KIND PROFILE NEW ACTION GEN OLDGEN OLDPROFILE OLDCURRENT
+# Arguments: KIND PROFILE NEW ACTION GEN OLDGEN OLDPROFILE OLDCURRENT [INSTALL]
 #   KIND        nixos (NEW/bin/switch-to-configuration ACTION) or darwin
 #               (NEW/activate-user where it exists, then NEW/activate)
 #   GEN         "new": a new generation for NEW (nix-env --set); a number:
@@ -14,6 +14,9 @@
 #   OLDGEN      the profile's generation before (0: none)
 #   OLDPROFILE  the system the profile pointed at before (may be empty)
 #   OLDCURRENT  the system running before (may be empty)
+#   INSTALL     1: (re)install the boot loader as switch-to-configuration
+#               makes a boot default (NIXOS_INSTALL_BOOTLOADER=1, as
+#               nixos-rebuild --install-bootloader)
 #
 # It reports on standard output, between the activation's own lines
 # (standard error goes there too), lines starting with "skiff-activate: ":
@@ -29,6 +32,7 @@
 # It exits with the activation's code.
 set -u
 kind=$1 P=$2 new=$3 action=$4 gen=$5 oldgen=$6 oldprofile=$7 oldcurrent=$8
+if [ "${9-}" = 1 ]; then export NIXOS_INSTALL_BOOTLOADER=1; fi
 say() { printf 'skiff-activate: %s\n' "$*"; }
 
 # setprofile ARGS...: nix-env -p PROFILE ARGS, its error lines reported.

@@ -47,7 +47,7 @@ func fakeSystem(t *testing.T, dir, name string, code int) string {
 			t.Fatal(err)
 		}
 	}
-	step(filepath.Join(sys, "bin", "switch-to-configuration"), name+" $1")
+	step(filepath.Join(sys, "bin", "switch-to-configuration"), name+" $1${NIXOS_INSTALL_BOOTLOADER:+ install=$NIXOS_INSTALL_BOOTLOADER}")
 	step(filepath.Join(sys, "activate"), name+" activate")
 	return sys
 }
@@ -70,6 +70,7 @@ func TestPlainActivationUnderDash(t *testing.T) {
 		code     int    // the new system's activation exit code
 		full     bool   // --set fails: no space left
 		first    bool   // no previous system
+		install  bool   // INSTALL 1 (--install-bootloader)
 		wantLog  []string
 		wantLink string // the profile after; "" none
 		want     Changed
@@ -99,6 +100,9 @@ func TestPlainActivationUnderDash(t *testing.T) {
 		{name: "rollback to an existing generation, undone", action: "switch", gen: "1", code: 2,
 			wantLog:  []string{"nix-env --switch-generation 1", "new switch", "nix-env --switch-generation 2", "old boot", "old test"},
 			wantLink: "system-2-link", want: Changed{Activation: Activation{ExitCode: 2}, Step: "switch-to-configuration", RolledBack: true}},
+		{name: "the boot loader installed", action: "switch", gen: "new", install: true,
+			wantLog:  []string{"nix-env --set NEW", "new switch install=1"},
+			wantLink: "system-2-link", want: Changed{Generation: 2, Step: "switch-to-configuration"}},
 		{name: "darwin", darwin: true, gen: "new",
 			wantLog:  []string{"nix-env --set NEW", "new activate"},
 			wantLink: "system-2-link", want: Changed{Generation: 2, Step: "activate"}},
@@ -143,8 +147,12 @@ func TestPlainActivationUnderDash(t *testing.T) {
 			if tc.darwin {
 				kind, action = "darwin", "switch"
 			}
-			cmd := exec.Command("dash", "-c", plainScript, "skiff-activate", kind, P, newSys, action, tc.gen,
-				itoa(before.Generation), before.Profile, before.Current)
+			args := []string{"-c", plainScript, "skiff-activate", kind, P, newSys, action, tc.gen,
+				itoa(before.Generation), before.Profile, before.Current}
+			if tc.install {
+				args = append(args, "1")
+			}
+			cmd := exec.Command("dash", args...)
 			cmd.Env = append(os.Environ(), "PATH="+bin+":"+os.Getenv("PATH"))
 			rolled := 0
 			w := &changeWriter{out: &strings.Builder{}, mark: func(verb, _ string) {

@@ -9,7 +9,8 @@
 # failed (here the running system is left unchanged); 4 units failed (the new system
 # is active); 11 lock held; 100 incompatible init-interface-version.
 # The boot loader entry is the symlink /nix/var/lab/boot-default, which the lab boots
-# when a host starts again.
+# when a host starts again; with NIXOS_INSTALL_BOOTLOADER=1, switch and boot also
+# append the system to /nix/var/lab/bootloader-installs (the loader installed).
 set -u
 set -f
 PATH=/usr/bin:/bin
@@ -79,6 +80,12 @@ if [ "$action" = switch ] || [ "$action" = boot ]; then
 	if [ $? -ne 0 ]; then
 		echo "Failed to install bootloader" >&2
 		exit 1
+	fi
+	# NixOS's boot loader scripts install the loader itself (not only its
+	# entries) when asked to: the lab keeps a record of each time.
+	if [ "${NIXOS_INSTALL_BOOTLOADER-}" = 1 ]; then
+		echo "installing the boot loader..."
+		echo "$out" >>/nix/var/lab/bootloader-installs
 	fi
 fi
 if [ "$action" = boot ]; then

@@ -1,10 +1,14 @@
 # shellcheck shell=sh
 # skiff's activation supervisor: owns the rollback decision on the host.
-# Arguments: DIR NEW OLD WINDOW_SECONDS GENERATION [PROFILE] (OLD and
-# GENERATION may be empty; PROFILE defaults to the system profile).
+# Arguments: DIR NEW OLD WINDOW_SECONDS GENERATION [PROFILE [INSTALL]]
+# (OLD and GENERATION may be empty; PROFILE defaults to the system
+# profile; INSTALL 1 (re)installs the boot loader where a step makes a
+# boot default, as nixos-rebuild --install-bootloader does).
 # Package remote's restore.sh functions come first.
 set -u
 dir=$1 new=$2 old=$3 window=$4 gen=$5 P=${6:-/nix/var/nix/profiles/system}
+# switch-to-configuration reads it in its boot steps; test ignores it.
+if [ "${7-}" = 1 ]; then export NIXOS_INSTALL_BOOTLOADER=1; fi
 exec </dev/null >>"$dir/log" 2>&1
 echo $$ >"$dir/pid"
 # Events instead of polls, where launch.sh made the FIFOs: each change of
