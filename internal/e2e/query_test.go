@@ -38,6 +38,9 @@ func TestStoreQueryAsksWhatTheLastSystemLacks(t *testing.T) {
 			t.Fatalf("no store query in the session command of root@qb1 in 3 deploys")
 		}
 		rewriteFlake(t, dir, host("qb1", fmt.Sprintf("generation = %d;", gen)))
+		// Built first: on a fresh store the build would race the
+		// connection, and the race is not what this test is about.
+		wantCode(t, skiffOn(t, l, "build", "--flake", dir), 0)
 		r = skiffOn(t, l, "-x", "deploy", "--magic-rollback=false", "--json", "--flake", dir)
 		wantCode(t, r, 0)
 		if gen > 2 {
