@@ -13,4 +13,10 @@
 // checked here, their contents read later (package keys). A setting
 // of the wrong type is a usage error naming the host and the setting; an
 // evaluation error names the host and the flake attribute that failed.
+//
+// A deploy-rs flake's nodes (deploy.nodes.NAME, deployrs.go) give the
+// configuration of the same name their settings, read in the same
+// evaluation and winning over deployment.*; what skiff cannot do as
+// deploy-rs would is refused here. A colmena node whose targetHost is
+// null deploys only on itself (OverSSH leaves it out of remote work).
 package flake
