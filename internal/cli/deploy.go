@@ -17,6 +17,7 @@ import (
 type deployOptions struct {
 	mode       string
 	targetUser string
+	targetHost string
 	parallel   int
 	force      bool
 	canary     int
@@ -87,6 +88,7 @@ Modes (as nixos-rebuild):
 	f := c.Flags()
 	f.StringVar(&o.mode, "mode", "switch", "`MODE`: switch, boot, test or dry-activate")
 	f.StringVar(&o.targetUser, "target-user", "", "log in as `USER` on every host (default: deployment.targetUser, else root); a user other than root uses sudo -n")
+	addTargetHostFlag(f, &o.targetHost)
 	f.IntVarP(&o.parallel, "parallel", "p", 10, "deploy at most `N` hosts at once")
 	f.BoolVar(&o.force, "force", false, "activate even hosts that already run the new system")
 	f.IntVar(&o.canary, "canary", 0, "deploy `N` hosts first and stop if any of them fails")
@@ -115,6 +117,9 @@ func runDeploy(ctx context.Context, g *globals, o deployOptions, safety activate
 		return err
 	}
 	if err := checkHostFlags(o.parallel, o.targetUser); err != nil {
+		return err
+	}
+	if err := checkTargetHost(o.targetHost); err != nil {
 		return err
 	}
 	if o.gcKeep < 1 {
@@ -166,6 +171,7 @@ func runDeploy(ctx context.Context, g *globals, o deployOptions, safety activate
 		Hosts:             hosts,
 		Mode:              mode,
 		User:              o.targetUser,
+		TargetHost:        o.targetHost,
 		SSH:               sshOpts,
 		Parallel:          o.parallel,
 		Force:             o.force || o.installBootloader,

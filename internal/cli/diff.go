@@ -11,6 +11,7 @@ import (
 
 type diffOptions struct {
 	targetUser string
+	targetHost string
 	parallel   int
 	json       bool
 }
@@ -53,6 +54,7 @@ Exit codes:
 	}
 	f := c.Flags()
 	f.StringVar(&o.targetUser, "target-user", "", "log in as `USER` on every host (default: deployment.targetUser, else root); a user other than root uses sudo -n")
+	addTargetHostFlag(f, &o.targetHost)
 	f.IntVarP(&o.parallel, "parallel", "p", 10, "check at most `N` hosts at once")
 	f.BoolVar(&o.json, "json", false, "print the plan as JSON on stdout")
 	return withOn(c)
@@ -60,6 +62,9 @@ Exit codes:
 
 func runDiff(ctx context.Context, g *globals, o diffOptions, hosts []string) error {
 	if err := checkHostFlags(o.parallel, o.targetUser); err != nil {
+		return err
+	}
+	if err := checkTargetHost(o.targetHost); err != nil {
 		return err
 	}
 	rc, err := g.reach(hosts)
@@ -71,14 +76,15 @@ func runDiff(ctx context.Context, g *globals, o diffOptions, hosts []string) err
 	run := g.runner()
 	out := g.output(false) // progress on stderr, whatever stdout carries
 	s, err := fleet.Prepare(ctx, fleet.Options{
-		Flake:    ref,
-		Hosts:    hosts,
-		User:     o.targetUser,
-		SSH:      sshOpts,
-		Parallel: o.parallel,
-		Runner:   run,
-		Nix:      g.nix(run),
-		Reporter: out.reporter,
+		Flake:      ref,
+		Hosts:      hosts,
+		User:       o.targetUser,
+		TargetHost: o.targetHost,
+		SSH:        sshOpts,
+		Parallel:   o.parallel,
+		Runner:     run,
+		Nix:        g.nix(run),
+		Reporter:   out.reporter,
 	}, true)
 	if err != nil {
 		out.close()

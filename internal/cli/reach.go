@@ -3,6 +3,8 @@ package cli
 import (
 	"os"
 
+	"github.com/spf13/pflag"
+
 	"github.com/skiffdeploy/skiff/internal/flake"
 	"github.com/skiffdeploy/skiff/internal/transport"
 )
@@ -48,6 +50,22 @@ func checkHostFlags(parallel int, targetUser string) error {
 	}
 	if targetUser != "" && !flake.ValidName(targetUser) {
 		return usageError{errorf("invalid --target-user %q", targetUser)}
+	}
+	return nil
+}
+
+// addTargetHostFlag defines --target-host, nixos-rebuild's, on the
+// commands that reach hosts through fleet (deploy, diff, status,
+// rollback).
+func addTargetHostFlag(f *pflag.FlagSet, v *string) {
+	f.StringVar(v, "target-host", "", "reach the one selected host at `[USER@]HOST` instead of its deployment.targetHost, as nixos-rebuild --target-host does")
+}
+
+// checkTargetHost refuses a --target-host that is not [USER@]HOST, before
+// anything runs.
+func checkTargetHost(s string) error {
+	if s != "" && !flake.ValidBuildHost(s) {
+		return usageError{errorf("invalid --target-host %q (want HOST or USER@HOST)", s)}
 	}
 	return nil
 }

@@ -13,6 +13,7 @@ import (
 type rollbackOptions struct {
 	to         int
 	targetUser string
+	targetHost string
 	parallel   int
 	json       bool
 }
@@ -41,6 +42,7 @@ nothing is built; the flake gives the hosts' addresses and health checks.
 	f := c.Flags()
 	f.IntVar(&o.to, "to", 0, "switch to system generation `N` instead of the previous one")
 	f.StringVar(&o.targetUser, "target-user", "", "log in as `USER` on every host (default: deployment.targetUser, else root); a user other than root uses sudo -n")
+	addTargetHostFlag(f, &o.targetHost)
 	f.IntVarP(&o.parallel, "parallel", "p", 10, "roll back at most `N` hosts at once")
 	f.BoolVar(&o.json, "json", false, "print JSON Lines on stdout: an event per phase change, then a summary")
 	addSafetyFlags(f, &safety)
@@ -52,6 +54,9 @@ func runRollback(ctx context.Context, g *globals, o rollbackOptions, safety acti
 		return usageError{errorf("--to must be a generation number")}
 	}
 	if err := checkHostFlags(o.parallel, o.targetUser); err != nil {
+		return err
+	}
+	if err := checkTargetHost(o.targetHost); err != nil {
 		return err
 	}
 	if err := checkSafety(safety); err != nil {
@@ -67,15 +72,16 @@ func runRollback(ctx context.Context, g *globals, o rollbackOptions, safety acti
 	out := g.output(o.json)
 	start := time.Now()
 	results, err := fleet.Rollback(ctx, fleet.Options{
-		Flake:    ref,
-		Hosts:    hosts,
-		User:     o.targetUser,
-		SSH:      sshOpts,
-		Parallel: o.parallel,
-		Runner:   run,
-		Nix:      g.nix(run),
-		Reporter: out.reporter,
-		Safety:   safety,
+		Flake:      ref,
+		Hosts:      hosts,
+		User:       o.targetUser,
+		TargetHost: o.targetHost,
+		SSH:        sshOpts,
+		Parallel:   o.parallel,
+		Runner:     run,
+		Nix:        g.nix(run),
+		Reporter:   out.reporter,
+		Safety:     safety,
 	}, o.to)
 	out.close()
 	if err != nil {

@@ -19,6 +19,7 @@ import (
 
 type statusOptions struct {
 	targetUser string
+	targetHost string
 	parallel   int
 	timeout    time.Duration
 	json       bool
@@ -57,6 +58,7 @@ Exit codes:
 	}
 	f := c.Flags()
 	f.StringVar(&o.targetUser, "target-user", "", "log in as `USER` on every host (default: deployment.targetUser, else root)")
+	addTargetHostFlag(f, &o.targetHost)
 	f.IntVarP(&o.parallel, "parallel", "p", 10, "query at most `N` hosts at once")
 	f.DurationVar(&o.timeout, "timeout", 10*time.Second, "time allowed to connect to each host")
 	f.BoolVar(&o.json, "json", false, "print JSON Lines on stdout, one object per host")
@@ -85,6 +87,9 @@ func runStatus(ctx context.Context, g *globals, o statusOptions, selectors []str
 	if err := checkHostFlags(o.parallel, o.targetUser); err != nil {
 		return err
 	}
+	if err := checkTargetHost(o.targetHost); err != nil {
+		return err
+	}
 	if o.timeout < time.Second {
 		return usageError{errorf("--timeout must be at least 1s (ssh counts its ConnectTimeout in seconds)")}
 	}
@@ -97,14 +102,15 @@ func runStatus(ctx context.Context, g *globals, o statusOptions, selectors []str
 	sshOpts.ConnectTimeout = o.timeout
 	run := g.runner()
 	s, err := fleet.Prepare(ctx, fleet.Options{
-		Flake:    ref,
-		Hosts:    selectors,
-		User:     o.targetUser,
-		SSH:      sshOpts,
-		Parallel: o.parallel,
-		Runner:   run,
-		Nix:      g.nix(run),
-		Reporter: quietReporter{},
+		Flake:      ref,
+		Hosts:      selectors,
+		User:       o.targetUser,
+		TargetHost: o.targetHost,
+		SSH:        sshOpts,
+		Parallel:   o.parallel,
+		Runner:     run,
+		Nix:        g.nix(run),
+		Reporter:   quietReporter{},
 	}, false)
 	if err != nil {
 		return err

@@ -5,6 +5,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/skiffdeploy/skiff/internal/fault"
 	"github.com/skiffdeploy/skiff/internal/flake"
 	"github.com/skiffdeploy/skiff/internal/nix"
 )
@@ -95,6 +96,35 @@ func TestStartsAtOnce(t *testing.T) {
 		}
 		if got != tc.want {
 			t.Errorf("%s: %q start at once, want %q", tc.name, got, tc.want)
+		}
+	}
+}
+
+// --target-host gives the one selected host its destination (and login,
+// with USER@); more hosts, or --local, are refused.
+func TestTargetHostOf(t *testing.T) {
+	hosts := []flake.Host{{Name: "web1", Deployment: flake.Settings{TargetHost: "nowhere.invalid", TargetUser: "root"}}}
+	if err := targetHostOf(hosts, "deploy@10.0.0.5", false); err != nil {
+		t.Fatal(err)
+	}
+	if d := hosts[0].Deployment; d.TargetHost != "10.0.0.5" || d.TargetUser != "deploy" {
+		t.Errorf("got %+v", d)
+	}
+	if err := targetHostOf(hosts, "web1.example.com", false); err != nil || hosts[0].Deployment.TargetHost != "web1.example.com" || hosts[0].Deployment.TargetUser != "deploy" {
+		t.Errorf("without a user: %+v, %v", hosts[0].Deployment, err)
+	}
+	two := []flake.Host{{Name: "web1"}, {Name: "web2"}}
+	for _, tc := range []struct {
+		hosts []flake.Host
+		local bool
+		want  string
+	}{
+		{two, false, "--target-host is one host's address, and 2 hosts are selected: web1, web2"},
+		{hosts, true, "--local and --target-host do not go together"},
+	} {
+		err := targetHostOf(tc.hosts, "10.0.0.5", tc.local)
+		if fe, ok := fault.As(err); !ok || fe.Class != fault.Usage || fe.Msg != tc.want {
+			t.Errorf("got %v, want %q", err, tc.want)
 		}
 	}
 }

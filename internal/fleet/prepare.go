@@ -65,6 +65,10 @@ type Options struct {
 	// (0 means DefaultRebootTimeout), until it runs the new system (reboot.go).
 	Reboot        bool
 	RebootTimeout time.Duration
+	// TargetHost, when set, is where the one selected host is reached
+	// ([USER@]HOST, nixos-rebuild's --target-host), instead of its
+	// deployment.targetHost (and targetUser, when USER@ is given).
+	TargetHost string
 	// InstallBootloader (re)installs each NixOS host's boot loader as the
 	// new system becomes its boot default (switch, boot), as
 	// nixos-rebuild --install-bootloader does.
@@ -182,6 +186,12 @@ func prepare(ctx context.Context, o Options, build, probeSessions bool) (*Sessio
 			r.report(h.Name, PhaseEval, "left out: its deployment.targetHost is null, so it is deployed only on itself (skiff deploy --local %s, there)", h.Name)
 		}
 	}
+	if o.TargetHost != "" {
+		if err := targetHostOf(hosts, o.TargetHost, o.Local); err != nil {
+			sp.settle(r, nil)
+			return nil, err
+		}
+	}
 	r.hosts = hosts
 	for _, h := range hosts {
 		if p := h.Deployment.OtherProfiles; len(p) > 0 && probeSessions {
@@ -251,6 +261,29 @@ func TargetOf(h flake.Host, user string) transport.Target {
 		t.User = user
 	}
 	return t
+}
+
+// targetHostOf makes dest ([USER@]HOST, --target-host) the destination of
+// the one selected host.
+func targetHostOf(hosts []flake.Host, dest string, local bool) error {
+	if local {
+		return fault.New("", fault.Usage, "deploy --local deploys to this machine, without ssh: drop --target-host",
+			"--local and --target-host do not go together")
+	}
+	if len(hosts) != 1 {
+		names := make([]string, len(hosts))
+		for i, h := range hosts {
+			names[i] = h.Name
+		}
+		return fault.New("", fault.Usage, "name one host with --target-host (\"skiff deploy web1 --target-host root@10.0.0.5\"), or give each host its deployment.targetHost in the flake",
+			"--target-host is one host's address, and %d hosts are selected: %s", len(hosts), strings.Join(names, ", "))
+	}
+	d := &hosts[0].Deployment
+	if user, host, ok := strings.Cut(dest, "@"); ok {
+		d.TargetUser, dest = user, host
+	}
+	d.TargetHost = dest
+	return nil
 }
 
 // Close ends every host's shared connection.
