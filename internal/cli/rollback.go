@@ -11,11 +11,12 @@ import (
 )
 
 type rollbackOptions struct {
-	to         int
-	targetUser string
-	targetHost string
-	parallel   int
-	json       bool
+	to                int
+	targetUser        string
+	targetHost        string
+	installBootloader bool
+	parallel          int
+	json              bool
 }
 
 func newRollback(g *globals) *cobra.Command {
@@ -43,6 +44,7 @@ nothing is built; the flake gives the hosts' addresses and health checks.
 	f.IntVar(&o.to, "to", 0, "switch to system generation `N` instead of the previous one")
 	f.StringVar(&o.targetUser, "target-user", "", "log in as `USER` on every host (default: deployment.targetUser, else root); a user other than root uses sudo -n")
 	addTargetHostFlag(f, &o.targetHost)
+	f.BoolVar(&o.installBootloader, "install-bootloader", false, "(re)install each NixOS host's boot loader as the generation becomes its boot default, as nixos-rebuild --install-bootloader does")
 	f.IntVarP(&o.parallel, "parallel", "p", 10, "roll back at most `N` hosts at once")
 	f.BoolVar(&o.json, "json", false, "print JSON Lines on stdout: an event per phase change, then a summary")
 	addSafetyFlags(f, &safety)
@@ -72,16 +74,17 @@ func runRollback(ctx context.Context, g *globals, o rollbackOptions, safety acti
 	out := g.output(o.json)
 	start := time.Now()
 	results, err := fleet.Rollback(ctx, fleet.Options{
-		Flake:      ref,
-		Hosts:      hosts,
-		User:       o.targetUser,
-		TargetHost: o.targetHost,
-		SSH:        sshOpts,
-		Parallel:   o.parallel,
-		Runner:     run,
-		Nix:        g.nix(run),
-		Reporter:   out.reporter,
-		Safety:     safety,
+		Flake:             ref,
+		Hosts:             hosts,
+		User:              o.targetUser,
+		TargetHost:        o.targetHost,
+		InstallBootloader: o.installBootloader,
+		SSH:               sshOpts,
+		Parallel:          o.parallel,
+		Runner:            run,
+		Nix:               g.nix(run),
+		Reporter:          out.reporter,
+		Safety:            safety,
 	}, o.to)
 	out.close()
 	if err != nil {

@@ -12,7 +12,8 @@ import (
 // the supervisor (its commit's boot step) and in a plain activation; a
 // host already running the system is activated again, since reinstalling
 // the loader is the point; a mode that makes no boot default is refused
-// before any host is touched. Without the flag nothing is installed.
+// before any host is touched. Without the flag nothing is installed;
+// skiff rollback takes the flag too.
 func TestInstallBootloader(t *testing.T) {
 	l := newLab(t, lab.HostSpec{Name: "bl1"})
 	installs := func() []string {
@@ -48,6 +49,15 @@ func TestInstallBootloader(t *testing.T) {
 	}
 	if got := execIn(t, l, "bl1", "readlink", "/run/current-system"); got != current {
 		t.Errorf("boot mode activated %s", got)
+	}
+
+	// skiff rollback takes it too: the generation it returns to is
+	// installed as it becomes the boot default.
+	r = skiffOn(t, l, "rollback", "bl1", "--install-bootloader", "--flake", dir)
+	wantCode(t, r, 0)
+	back := execIn(t, l, "bl1", "readlink", "-f", "/nix/var/nix/profiles/system")
+	if got := installs(); len(got) != 3 || got[2] != back {
+		t.Errorf("boot loader installs %q, want the third of %s", got, back)
 	}
 
 	r = skiffOn(t, l, "-x", "deploy", "--install-bootloader", "--mode", "test", "--flake", dir)

@@ -662,7 +662,7 @@ func (r *run) rollbackHost(ctx context.Context, h flake.Host, to int) Result {
 		}
 		return finish(status, err)
 	}
-	status, err := r.supervised(ctx, c, h, activate.Plan{New: target.Path, Old: st.Current, Generation: target.Number}, checksOf(h), st, &res, nil)
+	status, err := r.supervised(ctx, c, h, activate.Plan{New: target.Path, Old: st.Current, Generation: target.Number, InstallBootloader: r.InstallBootloader}, checksOf(h), st, &res, nil)
 	if status == Deployed {
 		r.report(h.Name, PhaseActivate, "switched from %s to generation %d (%s)", from, target.Number, target.Path)
 	}
@@ -674,7 +674,8 @@ func (r *run) rollbackHost(ctx context.Context, h flake.Host, to int) Result {
 // that system activated, as one step (remote.StartChange); an activation
 // that fails returns the host to the generation it ran (rollBack).
 func (r *run) switchTo(ctx context.Context, c *remote.Host, h flake.Host, st remote.State, target remote.ProfileGen, res *Result) (Status, error) {
-	change := remote.Change{Darwin: h.Darwin(), Toplevel: target.Path, Action: "switch", Generation: target.Number, Before: st}
+	change := remote.Change{Darwin: h.Darwin(), Toplevel: target.Path, Action: "switch", Generation: target.Number, Before: st,
+		InstallBootloader: r.InstallBootloader && !h.Darwin()}
 	what := "switch-to-configuration switch"
 	if h.Darwin() {
 		what = "nix-darwin activation"
