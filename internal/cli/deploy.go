@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"strings"
 	"time"
@@ -77,6 +78,11 @@ Modes (as nixos-rebuild):
 			if err != nil {
 				return err
 			}
+			if len(args) == 1 && !o.force {
+				if err := anotherHostHere(cmd.Context(), g, name); err != nil {
+					return err
+				}
+			}
 			err = runDeploy(cmd.Context(), g, o, safety, []string{name})
 			if fe, ok := fault.As(err); ok && len(args) == 0 && fe.Class == fault.Usage && fe.Host == "" {
 				// The name came from the host name: say how to choose another.
@@ -90,7 +96,7 @@ Modes (as nixos-rebuild):
 	f.StringVar(&o.targetUser, "target-user", "", "log in as `USER` on every host (default: deployment.targetUser, else root); a user other than root uses sudo -n")
 	addTargetHostFlag(f, &o.targetHost)
 	f.IntVarP(&o.parallel, "parallel", "p", 10, "deploy at most `N` hosts at once")
-	f.BoolVar(&o.force, "force", false, "activate even hosts that already run the new system")
+	f.BoolVar(&o.force, "force", false, "activate even hosts that already run the new system; with --local NAME, deploy another host's configuration to a machine the flake defines as a host of its own")
 	f.IntVar(&o.canary, "canary", 0, "deploy `N` hosts first and stop if any of them fails")
 	f.BoolVar(&o.failFast, "fail-fast", false, "once a host fails, deploy no more hosts")
 	f.BoolVar(&o.json, "json", false, "print JSON Lines on stdout: an event per phase change, then a summary")
@@ -238,6 +244,40 @@ func exitCodeOf(results []fleet.Result) int {
 // machine: the argument, else this machine's host name up to its first
 // dot. Options that choose other hosts or another login are refused before
 // anything runs.
+// anotherHostHere refuses deploy --local NAME on a machine the flake
+// defines as another of its hosts (this machine's host name): it would
+// become NAME, with NAME's users, keys and network, and with no ssh to
+// lose no lockout proof would catch it. --force deploys it anyway. A
+// machine the flake does not name (a fresh install is "nixos") may become
+// any host. The check costs one cheap evaluation of the names, and only
+// when NAME is given and is not this machine's.
+func anotherHostHere(ctx context.Context, g *globals, name string) error {
+	here, err := os.Hostname()
+	if err != nil {
+		return nil
+	}
+	here, _, _ = strings.Cut(here, ".")
+	if here == name || !flake.ValidName(here) {
+		return nil
+	}
+	ref, err := flake.ParseRef(g.flake)
+	if err != nil {
+		return nil // the deploy says what is wrong with it
+	}
+	names, err := flake.Names(ctx, g.nix(g.runner()), ref)
+	if err != nil {
+		return nil // so does the deploy's evaluation
+	}
+	for _, n := range names {
+		if n.Name == here {
+			return fault.New("", fault.Usage,
+				fmt.Sprintf("deploy %s over ssh (\"skiff deploy %s\") and this machine with \"skiff deploy --local\"; to turn this machine into %s, add --force", name, name, name),
+				"this machine is %s, which the flake defines as a host of its own: deploy --local %s would make it %s", here, name, name)
+		}
+	}
+	return nil
+}
+
 func localHost(args []string, on bool, o deployOptions) (string, error) {
 	const hint = "deploy --local deploys one configuration to this machine: \"skiff deploy --local [NAME]\""
 	switch {

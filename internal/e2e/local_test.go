@@ -146,6 +146,25 @@ func TestDeployLocal(t *testing.T) {
 	if got := profile(t, l, "locpw"); got != "system-2-link" {
 		t.Errorf("profile %q on locpw, want system-2-link", got)
 	}
+
+	// A flake that defines this machine as a host of its own: deploying
+	// another of its hosts here would make this machine that host, which
+	// no lockout proof would catch. Refused before anything runs, unless
+	// --force.
+	if name == "loc1" {
+		return // this machine's host name is no host of the flake here
+	}
+	two := readableFlake(t, host(name, "generation = 4;")+host("other1", "generation = 1;"))
+	r = skiffInHost(t, l, "root", "loc1", "deploy", "--local", "other1", "--flake", two, confirm)
+	wantCode(t, r, 2)
+	wantContains(t, "errors", r.stderr, "this machine is "+name+", which the flake defines as a host of its own: deploy --local other1 would make it other1",
+		`deploy other1 over ssh ("skiff deploy other1")`, "add --force")
+	if strings.Contains(r.stderr, "switch-to-configuration") || strings.Contains(r.stderr, "nix-env") {
+		t.Errorf("a refused local deploy ran something:\n%s", r.stderr)
+	}
+	r = skiffInHost(t, l, "root", "loc1", "deploy", "--local", "other1", "--force", "--flake", two, confirm)
+	wantCode(t, r, 0)
+	wantContains(t, "summary", r.stdout, "other1", "deployed")
 }
 
 // A nix-darwin configuration deploys to this machine the same way:
