@@ -287,6 +287,8 @@ func localHost(args []string, on bool, o deployOptions) (string, error) {
 		return "", fault.New("", fault.Usage, hint, "--local takes at most one configuration name, got %d", len(args))
 	case o.buildHost != "":
 		return "", fault.New("", fault.Usage, hint+"; it builds here", "--local and --build-host do not go together")
+	case o.targetHost != "":
+		return "", fault.New("", fault.Usage, hint+"; it uses no ssh", "--local and --target-host do not go together")
 	case o.targetUser != "":
 		return "", fault.New("", fault.Usage, "run skiff as the user who should deploy (root, or a user who may use sudo)",
 			"--local and --target-user do not go together: there is no login, skiff runs as the current user")

@@ -41,6 +41,7 @@ func TestDeployLocalUsage(t *testing.T) {
 		{[]string{"--on", "web1"}, "--local takes no --on"},
 		{[]string{"web1", "--build-host", "bld1"}, "--local and --build-host do not go together"},
 		{[]string{"--target-user", "deploy"}, "--local and --target-user do not go together"},
+		{[]string{"--target-host", "root@10.0.0.5"}, "--local and --target-host do not go together"},
 		{[]string{"web1", "--reboot"}, "--local and --reboot do not go together"},
 	} {
 		args := append([]string{"-x", "--flake", "/nonexistent", "deploy", "--local"}, tc.args...)
