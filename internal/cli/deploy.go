@@ -95,6 +95,7 @@ Modes (as nixos-rebuild):
 	f.StringVar(&o.mode, "mode", "switch", "`MODE`: switch, boot, test or dry-activate")
 	f.StringVar(&o.targetUser, "target-user", "", "log in as `USER` on every host (default: deployment.targetUser, else root); a user other than root uses sudo -n")
 	addTargetHostFlag(f, &o.targetHost)
+	addRemoteSudoFlags(f)
 	f.IntVarP(&o.parallel, "parallel", "p", 10, "deploy at most `N` hosts at once")
 	f.BoolVar(&o.force, "force", false, "activate even hosts that already run the new system; with --local NAME, deploy another host's configuration to a machine the flake defines as a host of its own")
 	f.IntVar(&o.canary, "canary", 0, "deploy `N` hosts first and stop if any of them fails")

@@ -69,3 +69,13 @@ func checkTargetHost(s string) error {
 	}
 	return nil
 }
+
+// addRemoteSudoFlags accepts nixos-rebuild's --use-remote-sudo and --sudo
+// (deploy, rollback), so that its command lines work as typed: skiff runs
+// the privileged steps through sudo -n whenever the login is not root.
+func addRemoteSudoFlags(f *pflag.FlagSet) {
+	var ignored bool
+	for _, name := range []string{"use-remote-sudo", "sudo"} {
+		f.BoolVar(&ignored, name, false, "accepted as nixos-rebuild takes it, and changes nothing: skiff uses sudo -n on each host whose login is not root")
+	}
+}

@@ -44,6 +44,7 @@ nothing is built; the flake gives the hosts' addresses and health checks.
 	f.IntVar(&o.to, "to", 0, "switch to system generation `N` instead of the previous one")
 	f.StringVar(&o.targetUser, "target-user", "", "log in as `USER` on every host (default: deployment.targetUser, else root); a user other than root uses sudo -n")
 	addTargetHostFlag(f, &o.targetHost)
+	addRemoteSudoFlags(f)
 	f.BoolVar(&o.installBootloader, "install-bootloader", false, "(re)install each NixOS host's boot loader as the generation becomes its boot default, as nixos-rebuild --install-bootloader does")
 	f.IntVarP(&o.parallel, "parallel", "p", 10, "roll back at most `N` hosts at once")
 	f.BoolVar(&o.json, "json", false, "print JSON Lines on stdout: an event per phase change, then a summary")

@@ -136,7 +136,7 @@ func TestEvaluateReadsDeployRsNodes(t *testing.T) {
   outputs = { self }: {
     nixosConfigurations.web1 = ` + sys("web1") + `;
     nixosConfigurations.web2 = ` + sys("web2") + `;
-    nixosConfigurations.plain = ` + sys("plain") + `;
+    nixosConfigurations.plain = ` + sys("plain") + ` // { config = (` + sys("plain") + `).config // { deployment.buildHost = "localhost"; }; };
     deploy = {
       sshUser = "ops";
       magicRollback = true;

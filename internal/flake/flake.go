@@ -343,6 +343,9 @@ func evaluate(ctx context.Context, n *nix.Nix, ref Ref, selectors []string, depl
 		// colmena's module always gives a hive node's targetHost (its
 		// name by default): none is an explicit null.
 		h.LocalOnly = eh.From == "colmenaHive.nodes" && h.Deployment.TargetHost == ""
+		if h.Deployment.BuildHost == LocalBuildHost {
+			h.Deployment.BuildHost = "" // this machine, as nixos-rebuild takes it
+		}
 		h.Deployment.Keys = keyFilesInFlake(h.Deployment.Keys, ref)
 		hosts = append(hosts, h)
 	}
@@ -449,6 +452,10 @@ var hostRE = regexp.MustCompile(`^[A-Za-z0-9_.:%\[\]-]+$`)
 // buildHostRE is what --build-host and deployment.buildHost accept:
 // [USER@]HOST, never option-like.
 var buildHostRE = regexp.MustCompile(`^([a-z_][a-z0-9_.-]*@)?[A-Za-z0-9_.:%\[\]][A-Za-z0-9_.:%\[\]-]*$`)
+
+// LocalBuildHost, as a build host (--build-host, deployment.buildHost),
+// means this machine, as nixos-rebuild --build-host localhost does.
+const LocalBuildHost = "localhost"
 
 // ValidBuildHost reports whether s can be a build host ([USER@]HOST).
 func ValidBuildHost(s string) bool { return buildHostRE.MatchString(s) }

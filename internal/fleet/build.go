@@ -86,6 +86,9 @@ func (r *run) localBuilds() []flake.Host {
 // buildHostOf is where h's system is built: --build-host, else
 // deployment.buildHost, else "" (this machine).
 func (r *run) buildHostOf(h flake.Host) string {
+	if r.BuildHost == flake.LocalBuildHost {
+		return ""
+	}
 	if r.BuildHost != "" {
 		return r.BuildHost
 	}

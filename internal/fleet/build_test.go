@@ -59,4 +59,9 @@ func TestBuildHostOf(t *testing.T) {
 	if got := (&run{Options: Options{BuildHost: "bld2"}}).buildHostOf(h); got != "bld2" {
 		t.Errorf("flag: %q", got)
 	}
+	// --build-host localhost means this machine, as nixos-rebuild takes
+	// it, over deployment.buildHost too.
+	if got := (&run{Options: Options{BuildHost: "localhost"}}).buildHostOf(h); got != "" {
+		t.Errorf("--build-host localhost: %q, want this machine", got)
+	}
 }
