@@ -100,6 +100,9 @@ func Start(ctx context.Context, opts Options) (*Fleet, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := raiseInotify(); err != nil && opts.Logf != nil {
+		opts.Logf("nspawn: %v (the hosts' systemd may run out of inotify instances)", err)
+	}
 	f := &Fleet{dir: dir, tree: tree, release: opts.Release, byName: map[string]*Host{}}
 	if err := f.setup(opts.Hosts); err != nil {
 		return nil, fmt.Errorf("nspawn: set up %s: %w", dir, err)
@@ -119,6 +122,30 @@ func Start(ctx context.Context, opts Options) (*Fleet, error) {
 		return nil, err
 	}
 	return f, nil
+}
+
+// inotifyInstances is how many inotify instances the containers need
+// between them. They all run as this machine's root (no user namespace),
+// and each one's systemd, journald, logind and dbus take several: with 11
+// hosts, Debian's default of 128 ran out ("Too many open files", a host
+// booted with failed units).
+const inotifyInstances = 1024
+
+// raiseInotify raises root's inotify instance limit to inotifyInstances
+// when it is lower; it never lowers it.
+func raiseInotify() error {
+	const p = "/proc/sys/fs/inotify/max_user_instances"
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return nil // no such limit here
+	}
+	if n, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && n >= inotifyInstances {
+		return nil
+	}
+	if err := os.WriteFile(p, []byte(strconv.Itoa(inotifyInstances)+"\n"), 0o644); err != nil {
+		return fmt.Errorf("cannot raise fs.inotify.max_user_instances to %d: %w", inotifyInstances, err)
+	}
+	return nil
 }
 
 // setup writes the client key, ssh_config, an empty known_hosts, and every
