@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/skiffdeploy/skiff/internal/fault"
+	"github.com/skiffdeploy/skiff/internal/flake"
 )
 
 // withOn gives c the --on flag every command that names hosts shares:
@@ -63,29 +64,30 @@ func flakeHosts(cmd *cobra.Command, args []string) ([]string, error) {
 	if flag == nil {
 		return args, nil
 	}
-	var flake, from string // the flake named, and where
+	var named, from string // the flake named, and where
 	var out []string
-	take := func(ref, where string) error {
+	// take takes REF[#SELECTOR], named where.
+	take := func(arg, where string) error {
+		ref, sel, _ := strings.Cut(arg, "#")
 		if ref == "" {
 			ref = "."
 		}
-		if flake != "" && !sameFlake(flake, ref) {
+		if named != "" && !sameFlake(named, ref) {
 			return fault.New("", fault.Usage, "name one flake: --flake PATH, or FLAKE#HOST arguments with the same FLAKE",
-				"two flakes: %s (%s) and %s (%s)", flake, from, ref, where)
+				"two flakes: %s (%s) and %s (%s)", named, from, ref, where)
 		}
-		flake, from = ref, where
-		return nil
-	}
-	if v := flag.Value.String(); strings.Contains(v, "#") {
-		ref, sel, _ := strings.Cut(v, "#")
-		if err := take(ref, "--flake"); err != nil {
-			return nil, err
-		}
+		named, from = ref, where
 		if sel != "" {
 			out = append(out, sel)
 		}
+		return nil
+	}
+	if v := flag.Value.String(); strings.Contains(v, "#") {
+		if err := take(v, "--flake"); err != nil {
+			return nil, err
+		}
 	} else if flag.Changed {
-		flake, from = v, "--flake"
+		named, from = v, "--flake"
 	}
 	n := len(args)
 	if dash := cmd.ArgsLenAtDash(); dash >= 0 {
@@ -96,16 +98,12 @@ func flakeHosts(cmd *cobra.Command, args []string) ([]string, error) {
 			out = append(out, a)
 			continue
 		}
-		ref, sel, _ := strings.Cut(a, "#")
-		if err := take(ref, fmt.Sprintf("argument %q", a)); err != nil {
+		if err := take(a, fmt.Sprintf("argument %q", a)); err != nil {
 			return nil, err
 		}
-		if sel != "" {
-			out = append(out, sel)
-		}
 	}
-	if flake != "" && flake != flag.Value.String() {
-		if err := flag.Value.Set(flake); err != nil {
+	if named != "" && named != flag.Value.String() {
+		if err := flag.Value.Set(named); err != nil {
 			return nil, err
 		}
 	}
@@ -128,10 +126,7 @@ func sameFlake(a, b string) bool {
 	if a == b {
 		return true
 	}
-	local := func(s string) bool {
-		return !strings.Contains(s, ":") || strings.HasPrefix(s, "/") || strings.HasPrefix(s, ".")
-	}
-	if local(a) && local(b) {
+	if flake.LocalRef(a) && flake.LocalRef(b) {
 		x, errA := filepath.Abs(a)
 		y, errB := filepath.Abs(b)
 		return errA == nil && errB == nil && x == y

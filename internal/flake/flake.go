@@ -25,6 +25,12 @@ type Ref struct {
 	Dir string // the local directory, when the flake is a local path
 }
 
+// LocalRef reports whether a flake reference is a local path (a
+// directory), not a URL such as github:owner/repo or path:...
+func LocalRef(arg string) bool {
+	return !strings.Contains(arg, ":") || strings.HasPrefix(arg, "/") || strings.HasPrefix(arg, ".")
+}
+
 // ParseRef turns the --flake argument into a reference. Local paths are
 // made absolute (Nix 2.8 reads a bare relative path as a registry name)
 // and must hold a flake.nix.
@@ -32,7 +38,7 @@ func ParseRef(arg string) (Ref, error) {
 	if arg == "" {
 		arg = "."
 	}
-	if strings.Contains(arg, ":") && !strings.HasPrefix(arg, "/") && !strings.HasPrefix(arg, ".") {
+	if !LocalRef(arg) {
 		return Ref{URL: arg}, nil // github:owner/repo, git+https://..., path:...
 	}
 	abs, err := filepath.Abs(arg)

@@ -271,12 +271,8 @@ func targetHostOf(hosts []flake.Host, dest string, local bool) error {
 			"--local and --target-host do not go together")
 	}
 	if len(hosts) != 1 {
-		names := make([]string, len(hosts))
-		for i, h := range hosts {
-			names[i] = h.Name
-		}
 		return fault.New("", fault.Usage, "name one host with --target-host (\"skiff deploy web1 --target-host root@10.0.0.5\"), or give each host its deployment.targetHost in the flake",
-			"--target-host is one host's address, and %d hosts are selected: %s", len(hosts), strings.Join(names, ", "))
+			"--target-host is one host's address, and %d hosts are selected: %s", len(hosts), hostNames(hosts))
 	}
 	d := &hosts[0].Deployment
 	if user, host, ok := strings.Cut(dest, "@"); ok {
