@@ -2,7 +2,12 @@ package arch
 
 import (
 	"encoding/json"
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"io/fs"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -54,6 +59,46 @@ func TestDependenciesPointOneWay(t *testing.T) {
 					t.Errorf("%s depends on %s", pkg, p.ImportPath)
 				}
 			}
+		}
+	}
+}
+
+// TestNoHandMadeBoundedLoops fails on a counting semaphore made of a
+// channel (make(chan struct{}, N)): errgroup's SetLimit bounds a loop in
+// one line, and golang.org/x/sync/semaphore bounds one whose waits must be
+// cancellable.
+func TestNoHandMadeBoundedLoops(t *testing.T) {
+	fset := token.NewFileSet()
+	for _, root := range []string{"../../cmd", "../../internal"} {
+		err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+			if err != nil || d.IsDir() || !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
+				return err
+			}
+			f, err := parser.ParseFile(fset, path, nil, 0)
+			if err != nil {
+				return err
+			}
+			ast.Inspect(f, func(n ast.Node) bool {
+				call, ok := n.(*ast.CallExpr)
+				if !ok || len(call.Args) != 2 {
+					return true
+				}
+				if id, ok := call.Fun.(*ast.Ident); !ok || id.Name != "make" {
+					return true
+				}
+				ch, ok := call.Args[0].(*ast.ChanType)
+				if !ok {
+					return true
+				}
+				if st, ok := ch.Value.(*ast.StructType); ok && len(st.Fields.List) == 0 {
+					t.Errorf("%s: a channel used as a counting semaphore: use errgroup's SetLimit (or x/sync/semaphore)", fset.Position(call.Pos()))
+				}
+				return true
+			})
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
 		}
 	}
 }

@@ -5,8 +5,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sync"
 	"time"
+
+	"golang.org/x/sync/errgroup"
 
 	"github.com/skiffdeploy/skiff/internal/activate"
 	"github.com/skiffdeploy/skiff/internal/fault"
@@ -29,18 +30,15 @@ func Plan(ctx context.Context, s *fleet.Session, parallel int) []HostPlan {
 	}
 	hosts := s.Hosts()
 	plans := make([]HostPlan, len(hosts))
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, parallel)
+	var g errgroup.Group
+	g.SetLimit(parallel)
 	for i, h := range hosts {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			sem <- struct{}{}
-			defer func() { <-sem }()
+		g.Go(func() error {
 			plans[i] = planHost(ctx, s, h)
-		}()
+			return nil
+		})
 	}
-	wg.Wait()
+	_ = g.Wait()
 	return plans
 }
 

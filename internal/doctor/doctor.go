@@ -4,8 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 	"time"
+
+	"golang.org/x/sync/errgroup"
 
 	"github.com/skiffdeploy/skiff/internal/command"
 	"github.com/skiffdeploy/skiff/internal/fault"
@@ -82,18 +83,15 @@ func Run(ctx context.Context, o Options, hosts []Target) []Report {
 	o.SSH.ConnectTimeout = connectTimeout(o.Timeout)
 	local := &localBuild{nix: o.Nix, run: o.Runner}
 	reports := make([]Report, len(hosts))
-	sem := make(chan struct{}, o.Parallel)
-	var wg sync.WaitGroup
+	var g errgroup.Group
+	g.SetLimit(o.Parallel)
 	for i, t := range hosts {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			sem <- struct{}{}
-			defer func() { <-sem }()
+		g.Go(func() error {
 			reports[i] = runHost(ctx, o, checks, newSession(o, local, t))
-		}()
+			return nil
+		})
 	}
-	wg.Wait()
+	_ = g.Wait()
 	return reports
 }
 

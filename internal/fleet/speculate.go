@@ -6,6 +6,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sync/semaphore"
+
 	"github.com/skiffdeploy/skiff/internal/flake"
 	"github.com/skiffdeploy/skiff/internal/transport"
 )
@@ -55,7 +57,7 @@ func (r *run) speculate(ctx context.Context) *speculation {
 	}
 	sort.Strings(names)
 	// At most Parallel handshakes at once, as connectAll would.
-	slots := make(chan struct{}, max(r.Parallel, 1))
+	slots := semaphore.NewWeighted(int64(max(r.Parallel, 1)))
 	for _, name := range names {
 		c := &transport.SSH{Target: targets[name], Options: r.SSH, Run: r.Runner, Name: name}
 		cctx, cancel := context.WithCancel(ctx)
@@ -64,12 +66,10 @@ func (r *run) speculate(ctx context.Context) *speculation {
 		sp.conns[name], sp.done[name], sp.up[name], sp.cancel[name] = c, done, up, cancel
 		go func() {
 			defer close(done)
-			select {
-			case slots <- struct{}{}:
-			case <-cctx.Done():
+			if slots.Acquire(cctx, 1) != nil {
 				return
 			}
-			defer func() { <-slots }()
+			defer slots.Release(1)
 			// The real connection reports any failure.
 			*up = c.Master(cctx) == nil
 		}()
