@@ -30,7 +30,7 @@ build {
     fileset = lib.fileset.unions [ ../go.mod ../go.sum ../cmd ../internal ../bench ];
   };
 
-  vendorHash = "sha256-qoSTZGaJAdbVYVkjmkzBCsBngcoU08ZKS2aP0B0xsQw=";
+  vendorHash = "sha256-sN5LxSSPMjptbtAXuTXgpInnoE79dpowE5iiqSmr7NQ=";
 
   subPackages = [ "cmd/skiff" ];
   env.CGO_ENABLED = "0";
