@@ -61,8 +61,8 @@ Exit codes:
 
 // hostTargets evaluates the selected hosts (names are validated before any
 // host is touched) and returns them with their ssh targets.
-func hostTargets(ctx context.Context, g *globals, run *command.Runner, ref flake.Ref, user string, selectors []string) ([]flake.Host, []transport.Target, error) {
-	hosts, err := flake.Evaluate(ctx, g.nix(run), ref, selectors)
+func hostTargets(ctx context.Context, g *globals, run *command.Runner, rc reach, user string, selectors []string) ([]flake.Host, []transport.Target, error) {
+	hosts, err := flake.Evaluate(ctx, g.nix(run), rc.ref, selectors)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -72,6 +72,9 @@ func hostTargets(ctx context.Context, g *globals, run *command.Runner, ref flake
 	}
 	for _, h := range local {
 		fmt.Fprintf(g.stderr, "skiff: %s: left out: its deployment.targetHost is null, so it is deployed only on itself\n", h.Name)
+	}
+	if err := fleet.UsersFromSSH(ctx, run, rc.ssh, hosts, user); err != nil {
+		return nil, nil, err
 	}
 	targets := make([]transport.Target, len(hosts))
 	for i, h := range hosts {
@@ -94,7 +97,7 @@ func runDoctor(ctx context.Context, g *globals, o doctorOptions, selectors []str
 	defer rc.close()
 	sshOpts := rc.ssh
 	run := g.runner()
-	hosts, targets, err := hostTargets(ctx, g, run, rc.ref, o.targetUser, selectors)
+	hosts, targets, err := hostTargets(ctx, g, run, rc, o.targetUser, selectors)
 	if err != nil {
 		return err
 	}

@@ -121,7 +121,7 @@ func evaluatedConns(ctx context.Context, g *globals, user string, selectors []st
 		}
 	}
 	run := g.runner()
-	evaluated, targets, err := hostTargets(ctx, g, run, rc.ref, user, selectors)
+	evaluated, targets, err := hostTargets(ctx, g, run, rc, user, selectors)
 	if err != nil {
 		rc.close()
 		return nil, nil, nil, err

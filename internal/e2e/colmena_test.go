@@ -22,6 +22,11 @@ func writeFlakeOutputs(t *testing.T, outputs string) string {
 	return dir
 }
 
+// sshConfigFile is an ssh configuration file of a test's own.
+type sshConfigFile string
+
+func (f sshConfigFile) SSHConfig() string { return string(f) }
+
 // A colmena 0.5 flake deploys as it is: skiff reads the nodes of
 // colmena's evaluated hive (outputs.colmenaHive, what colmena.lib.makeHive
 // returns: a NixOS configuration for each node, with colmena's deployment
@@ -124,6 +129,30 @@ func TestColmenaHiveDeploysAsItIs(t *testing.T) {
 			t.Errorf("a refused deploy ran a command on a host: %s", line)
 		}
 	}
+
+	// A node whose targetUser is null logs in as its ssh configuration
+	// says (colmena passes no user to ssh): here deploy, through sudo.
+	nullUser := writeFlakeOutputs(t, `
+    colmenaHive = {
+      meta = { };
+      nodes.ch1 = lib.mkSystem { name = "ch1"; generation = 7; deployment = { targetHost = "ch1"; targetPort = null; targetUser = null; tags = [ ]; }; };
+    };`)
+	cfg := sshConfigFile(filepath.Join(t.TempDir(), "ssh_config"))
+	if err := os.WriteFile(string(cfg), []byte("Host ch1\n  User deploy\n\nInclude "+l.SSHConfig()+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r = skiffOn(t, cfg, "-x", "deploy", "--flake", nullUser)
+	wantCode(t, r, 0)
+	wantContains(t, "trace", r.stderr, "ssh -F "+string(cfg)+" -G ch1", "deploy@ch1", "sudo -n")
+	if strings.Contains(r.stderr, "root@ch1") {
+		t.Errorf("a null targetUser logged in as root:\n%s", r.stderr)
+	}
+	if got := execIn(t, l, "ch1", "cat", "/run/current-system/etc/lab/generation"); got != "7" {
+		t.Errorf("ch1 runs generation %q, want 7", got)
+	}
+	r = skiffOn(t, cfg, "-x", "status", "--flake", nullUser)
+	wantCode(t, r, 0)
+	wantContains(t, "status trace", r.stderr, "deploy@ch1")
 
 	raw := writeFlakeOutputs(t, `colmena = { meta = { }; ch1 = { ... }: { }; };`)
 	r = skiffOn(t, l, "-x", "deploy", "--flake", raw)

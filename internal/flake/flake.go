@@ -127,6 +127,11 @@ type Host struct {
 	// LocalOnly: the host is a colmena node whose deployment.targetHost
 	// is null, which colmena deploys only on the host itself (OverSSH).
 	LocalOnly bool
+	// UserFromSSH: the host is a colmena node whose deployment.targetUser
+	// is null, which colmena leaves to ssh: the login is the User that
+	// the ssh configuration gives the host, else the local user (see
+	// fleet.UsersFromSSH).
+	UserFromSSH bool
 	// BuildSystem is the platform the toplevel derivation is built on
 	// (its "system" attribute): what decides which machine can build it.
 	BuildSystem string
@@ -347,8 +352,10 @@ func evaluate(ctx context.Context, n *nix.Nix, ref Ref, selectors []string, depl
 			return nil, err
 		}
 		// colmena's module always gives a hive node's targetHost (its
-		// name by default): none is an explicit null.
+		// name by default) and targetUser ("root"): none is an explicit
+		// null.
 		h.LocalOnly = eh.From == "colmenaHive.nodes" && h.Deployment.TargetHost == ""
+		h.UserFromSSH = eh.From == "colmenaHive.nodes" && h.Deployment.TargetUser == ""
 		if h.Deployment.BuildHost == LocalBuildHost {
 			h.Deployment.BuildHost = "" // this machine, as nixos-rebuild takes it
 		}
@@ -467,6 +474,9 @@ const LocalBuildHost = "localhost"
 func ValidBuildHost(s string) bool { return buildHostRE.MatchString(s) }
 
 var userRE = regexp.MustCompile(`^[a-z_][a-z0-9_.-]*\$?$`)
+
+// ValidUser reports whether s can be a login user name.
+func ValidUser(s string) bool { return userRE.MatchString(s) }
 
 // check refuses settings that would be unsafe or meaningless to hand to
 // ssh: an option-like destination, a bad port or user name.

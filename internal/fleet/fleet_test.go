@@ -1,13 +1,22 @@
 package fleet
 
 import (
+	"context"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/skiffdeploy/skiff/internal/command"
 	"github.com/skiffdeploy/skiff/internal/fault"
 	"github.com/skiffdeploy/skiff/internal/flake"
 	"github.com/skiffdeploy/skiff/internal/nix"
+	"github.com/skiffdeploy/skiff/internal/transport"
 )
 
 // A closure walks references from its root; closures that share a path
@@ -126,5 +135,50 @@ func TestTargetHostOf(t *testing.T) {
 		if fe, ok := fault.As(err); !ok || fe.Class != fault.Usage || fe.Msg != tc.want {
 			t.Errorf("got %v, want %q", err, tc.want)
 		}
+	}
+}
+
+// A colmena node whose targetUser is null logs in as the user its ssh
+// configuration gives it (ssh -G), else as the local user; --target-user
+// wins, and a host with a targetUser of its own is left alone.
+func TestUsersFromSSH(t *testing.T) {
+	if _, err := exec.LookPath("ssh"); err != nil {
+		t.Skip("no ssh")
+	}
+	cfg := filepath.Join(t.TempDir(), "ssh_config")
+	if err := os.WriteFile(cfg, []byte("Host web1 10.0.0.7\n  User alice\nHost bad\n  User -oProxyCommand=x\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	me, err := user.Current()
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := &command.Runner{}
+	opts := transport.Options{ConfigFile: cfg}
+	hosts := []flake.Host{
+		{Name: "web1", UserFromSSH: true},
+		{Name: "web2", UserFromSSH: true},
+		{Name: "web3", UserFromSSH: true, Deployment: flake.Settings{TargetHost: "10.0.0.7"}},
+		{Name: "db1", Deployment: flake.Settings{TargetUser: "root"}},
+		{Name: "db2"},
+	}
+	if err := UsersFromSSH(context.Background(), run, opts, hosts, ""); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, h := range hosts {
+		got = append(got, h.Deployment.TargetUser)
+	}
+	if want := []string{"alice", me.Username, "alice", "root", ""}; !slices.Equal(got, want) {
+		t.Errorf("logins %q, want %q", got, want)
+	}
+	given := []flake.Host{{Name: "web1", UserFromSSH: true}}
+	if err := UsersFromSSH(context.Background(), run, opts, given, "deploy"); err != nil || given[0].Deployment.TargetUser != "" {
+		t.Errorf("with --target-user: %+v, %v (TargetOf gives --target-user)", given[0].Deployment, err)
+	}
+	bad := []flake.Host{{Name: "bad", UserFromSSH: true}}
+	err = UsersFromSSH(context.Background(), run, opts, bad, "")
+	if fe, ok := fault.As(err); !ok || fe.Host != "bad" || !strings.Contains(fe.Msg, "invalid user") {
+		t.Errorf("a hostile User: %v", err)
 	}
 }

@@ -192,6 +192,12 @@ func prepare(ctx context.Context, o Options, build, probeSessions bool) (*Sessio
 			return nil, err
 		}
 	}
+	if !o.Local {
+		if err := UsersFromSSH(ctx, o.Runner, o.SSH, hosts, o.User); err != nil {
+			sp.settle(r, nil)
+			return nil, err
+		}
+	}
 	r.hosts = hosts
 	for _, h := range hosts {
 		if p := h.Deployment.OtherProfiles; len(p) > 0 && probeSessions {
@@ -261,6 +267,41 @@ func TargetOf(h flake.Host, user string) transport.Target {
 		t.User = user
 	}
 	return t
+}
+
+// UsersFromSSH gives each host whose deployment.targetUser is null
+// (colmena's: the login is left to ssh) the user ssh logs in as there, as
+// ssh -G resolves it under the run's options: its configuration's User,
+// else the local user. skiff needs the login's name before it logs in
+// (root, or sudo for the privileged steps). user, when set
+// (--target-user), is every host's login and nothing is asked.
+func UsersFromSSH(ctx context.Context, run *command.Runner, o transport.Options, hosts []flake.Host, user string) error {
+	if user != "" {
+		return nil
+	}
+	g, ctx := errgroup.WithContext(ctx)
+	g.SetLimit(16)
+	for i := range hosts {
+		h := &hosts[i]
+		if !h.UserFromSSH || h.Deployment.TargetUser != "" {
+			continue
+		}
+		g.Go(func() error {
+			t := TargetOf(*h, "")
+			u, err := transport.ConfiguredUser(ctx, run, o, t.Host, t.Port)
+			if err != nil {
+				return fault.Wrap(err, h.Name, fault.SSH, fmt.Sprintf("check the ssh configuration with \"%s\", or give the node a deployment.targetUser", command.Join(append(append([]string{"ssh"}, o.UserArgs()...), "-G", t.Host))),
+					"deployment.targetUser is null, and ssh -G could not say which user ssh logs in as: %v", err)
+			}
+			if !flake.ValidUser(u) {
+				return fault.New(h.Name, fault.Usage, "give the node a deployment.targetUser, or its ssh configuration a valid User",
+					"deployment.targetUser is null, and the ssh configuration gives the invalid user %q", u)
+			}
+			h.Deployment.TargetUser = u
+			return nil
+		})
+	}
+	return g.Wait()
 }
 
 // targetHostOf makes dest ([USER@]HOST, --target-host) the destination of

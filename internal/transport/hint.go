@@ -132,6 +132,26 @@ func (s *SSH) Resolve(ctx context.Context) (Effective, error) {
 	return ParseEffective(string(res.Stdout)), nil
 }
 
+// ConfiguredUser asks ssh -G which user it logs in as at host when none is
+// given: the User that the run's ssh configuration gives that host, else
+// the local user.
+func ConfiguredUser(ctx context.Context, run *command.Runner, o Options, host string, port int) (string, error) {
+	args := append([]string{"ssh"}, o.UserArgs()...)
+	if port != 0 {
+		args = append(args, "-p", strconv.Itoa(port))
+	}
+	args = append(args, "-G", host)
+	res, err := run.Run(ctx, command.Cmd{Argv: args})
+	if err != nil {
+		return "", err
+	}
+	u := ParseEffective(string(res.Stdout)).User
+	if u == "" {
+		return "", errors.New("ssh -G printed no user")
+	}
+	return u, nil
+}
+
 // Peer is what a classification and its hints know about a host: its
 // name, the target as given, the run's ssh options and, when known, what
 // ssh -G resolved for it.
