@@ -1,6 +1,9 @@
 package fleet
 
 import (
+	"os"
+	"os/exec"
+	"path/filepath"
 	"testing"
 
 	"github.com/skiffdeploy/skiff/internal/fault"
@@ -63,5 +66,30 @@ func TestBuildHostOf(t *testing.T) {
 	// it, over deployment.buildHost too.
 	if got := (&run{Options: Options{BuildHost: "localhost"}}).buildHostOf(h); got != "" {
 		t.Errorf("--build-host localhost: %q, want this machine", got)
+	}
+}
+
+// The build host's direct copy, under dash with a fake nix-copy-closure:
+// the options reach it as NIX_SSHOPTS, "-s" as a flag, no flag as no
+// argument at all, then the paths.
+func TestCopyDirectScriptUnderDash(t *testing.T) {
+	if _, err := exec.LookPath("dash"); err != nil {
+		t.Skip("no dash")
+	}
+	bin := t.TempDir()
+	fake := "#!/bin/sh\nprintf 'opts=%s\\n' \"$NIX_SSHOPTS\"\nfor a; do printf '[%s]\\n' \"$a\"; done\n"
+	if err := os.WriteFile(filepath.Join(bin, "nix-copy-closure"), []byte(fake), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ subst, want string }{
+		{"", "opts=-o BatchMode=yes -p 2222\n[--to]\n[root@web1]\n[/nix/store/aaaa-x]\n[/nix/store/bbbb y]\n"},
+		{"-s", "opts=-o BatchMode=yes -p 2222\n[--to]\n[root@web1]\n[-s]\n[/nix/store/aaaa-x]\n[/nix/store/bbbb y]\n"},
+	} {
+		cmd := exec.Command("dash", "-c", directScript, "sh", "-o BatchMode=yes -p 2222", "root@web1", tc.subst, "/nix/store/aaaa-x", "/nix/store/bbbb y")
+		cmd.Env = append(os.Environ(), "PATH="+bin+":"+os.Getenv("PATH"))
+		out, err := cmd.Output()
+		if err != nil || string(out) != tc.want {
+			t.Errorf("subst %q: %q, %v; want %q", tc.subst, out, err, tc.want)
+		}
 	}
 }

@@ -2,6 +2,7 @@ package fleet
 
 import (
 	"context"
+	_ "embed"
 	"errors"
 	"fmt"
 	"sort"
@@ -232,9 +233,9 @@ func (r *run) copySource(host string) *remote.Host {
 // directScript runs on a build host: nix-copy-closure to the target with
 // the build host's own ssh configuration, keys and known hosts; $1 is
 // NIX_SSHOPTS, $2 the target, $3 "-s" or "", then the paths.
-const directScript = `opts=$1 dest=$2 subst=$3
-shift 3
-NIX_SSHOPTS="$opts" exec nix-copy-closure --to "$dest" $subst "$@"`
+//
+//go:embed copy-direct.sh
+var directScript string
 
 // copyDirect copies path from build host b straight to target c, as
 // nixos-rebuild does with --build-host and --target-host: the data then

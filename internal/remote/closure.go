@@ -2,6 +2,7 @@ package remote
 
 import (
 	"context"
+	_ "embed"
 	"errors"
 	"fmt"
 	"strconv"
@@ -20,17 +21,12 @@ type StorePath struct {
 
 // closureScript reports, in sections, the free space of the store, the
 // paths of those on standard input that the store lacks (after rooting
-// the new system, see rootScript), and the closure of $1 (when given)
-// with the NAR size of each path. It uses only
-// nix-store commands that every Nix version has.
-const closureScript = storeFree + rootScript + `echo @missing
-skiff_invalid "$skiff_new" || exit
-[ -n "$1" ] || exit 0
-q=$(nix-store -q --requisites "$1") || exit
-echo @closure
-printf '%s\n' "$q"
-echo @sizes
-printf '%s\n' "$q" | xargs nix-store -q --size`
+// the new system), and the closure of the running system (when given)
+// with the NAR size of each path (see the file).
+var closureScript = withoutComments(closureFile)
+
+//go:embed closure.sh
+var closureFile string
 
 // Compare reads, in one round trip, the closure of the running system
 // current (with sizes; none when current is empty) together with what

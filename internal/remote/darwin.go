@@ -2,6 +2,7 @@ package remote
 
 import (
 	"context"
+	_ "embed"
 	"errors"
 	"fmt"
 	"io"
@@ -15,8 +16,10 @@ import (
 // activateUserScript runs a nix-darwin system's activate-user, when the
 // system has one (nix-darwin before 2024 split user activation out).
 // Argument: TOPLEVEL.
-const activateUserScript = `[ -x "$1/activate-user" ] || exit 0
-exec "$1/activate-user"`
+var activateUserScript = withoutComments(activateUserFile)
+
+//go:embed activate-user.sh
+var activateUserFile string
 
 // DarwinActivate activates a nix-darwin system the way darwin-rebuild
 // does, without needing darwin-rebuild on the host: TOPLEVEL/activate-user

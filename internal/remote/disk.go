@@ -10,8 +10,9 @@ import (
 )
 
 // Every free-space figure skiff reads on a host comes from one line of
-// "df -Pk" (storeFree for the store's filesystem), read by parseDf; every
-// hint for a host short of space is DiskHint with a GCCommand.
+// "df -Pk" (root.sh's skiff_df for the store's filesystem), read by
+// parseDf; every hint for a host short of space is DiskHint with a
+// GCCommand.
 
 // parseDf reads one line of df -Pk: Filesystem 1024-blocks Used
 // Available Capacity Mounted-on. Size and Free are -1 when unknown.
@@ -32,7 +33,7 @@ func parseDf(line string) Disk {
 // StoreFree reads the free bytes of the filesystem holding the host's
 // store (-1 when df says nothing), without privileges.
 func (h *Host) StoreFree(ctx context.Context) (int64, error) {
-	res, err := h.run(ctx, "read free space", transport.Exec{Argv: []string{"sh", "-c", storeFree}})
+	res, err := h.run(ctx, "read free space", transport.Exec{Argv: []string{"sh", "-c", rootFuncs + "skiff_df"}})
 	if err != nil {
 		return -1, err
 	}

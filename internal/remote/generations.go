@@ -2,6 +2,7 @@ package remote
 
 import (
 	"context"
+	_ "embed"
 	"fmt"
 	"regexp"
 	"sort"
@@ -163,10 +164,10 @@ func (h *Host) PruneGenerations(ctx context.Context, p GCPolicy, now time.Time) 
 
 // gcScript collects garbage and prints the free space of the store's
 // filesystem before and after (df -Pk), around nix-store's own summary.
-const gcScript = `d=/nix/store; [ -d $d ] || d=/nix
-echo "before $(df -Pk $d 2>/dev/null | tail -n 1)"
-nix-store --gc || exit
-echo "after $(df -Pk $d 2>/dev/null | tail -n 1)"`
+var gcScript = withoutComments(gcFile)
+
+//go:embed gc.sh
+var gcFile string
 
 // Freed is the outcome of a garbage collection.
 type Freed struct {

@@ -1,6 +1,12 @@
 package remote
 
 import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -62,5 +68,77 @@ func TestParseFacts(t *testing.T) {
 		Locks: []LockInfo{{Path: "/run/nixos/switch-to-configuration.lock", Held: true}}}
 	if d := cmp.Diff(want, parseFacts(out)); d != "" {
 		t.Error(d)
+	}
+}
+
+// fakeBin writes executable shell scripts, by name, into a new directory
+// and returns it, to put first on a script's PATH.
+func fakeBin(t *testing.T, scripts map[string]string) string {
+	t.Helper()
+	dir := t.TempDir()
+	for name, body := range scripts {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte("#!/bin/sh\n"+body+"\n"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+// The collection's script, under dash with a fake nix-store and df: the
+// free space before and after around nix-store's summary, which
+// parseFreed reads; a failed collection stops before the "after".
+func TestGCScriptUnderDash(t *testing.T) {
+	if _, err := exec.LookPath("dash"); err != nil {
+		t.Skip("no dash")
+	}
+	for _, tc := range []struct {
+		name string
+		code int
+		want Freed
+	}{
+		{"collected", 0, Freed{Paths: 12, Bytes: 1572864, Free: 300 * 1024}},
+		{"nix-store failed", 1, Freed{Paths: 12, Bytes: 1572864, Free: -1}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			count := filepath.Join(dir, "count")
+			bin := fakeBin(t, map[string]string{
+				"nix-store": fmt.Sprintf(`[ "$*" = --gc ] || exit 9; echo "12 store paths deleted, 1.50 MiB freed"; : >%s; exit %d`, count, tc.code),
+				// 100 KiB free before the collection, 300 after.
+				"df": fmt.Sprintf(`[ "$1" = -Pk ] || exit 9; echo "Filesystem 1024-blocks Used Available Capacity Mounted on"; if [ -e %s ]; then echo "/dev/vda 1000 700 300 70%% /nix"; else echo "/dev/vda 1000 900 100 90%% /nix"; fi`, count),
+			})
+			cmd := exec.Command("dash", "-c", gcScript)
+			cmd.Env = append(os.Environ(), "PATH="+bin+":"+os.Getenv("PATH"))
+			out, err := cmd.Output()
+			if (err != nil) != (tc.code != 0) {
+				t.Fatalf("exit: %v", err)
+			}
+			if !strings.HasPrefix(string(out), "before /dev/vda 1000 900 100 90% /nix\n") {
+				t.Errorf("printed %q, want the free space before first", out)
+			}
+			if d := cmp.Diff(tc.want, parseFreed(string(out))); d != "" {
+				t.Errorf("%s\n%s", d, out)
+			}
+		})
+	}
+}
+
+// A nix-darwin system's user activation runs its activate-user when it
+// has one, and is nothing otherwise. Under dash.
+func TestActivateUserScriptUnderDash(t *testing.T) {
+	if _, err := exec.LookPath("dash"); err != nil {
+		t.Skip("no dash")
+	}
+	with, without := t.TempDir(), t.TempDir()
+	if err := os.WriteFile(filepath.Join(with, "activate-user"), []byte("#!/bin/sh\necho user activated\nexit 3\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("dash", "-c", activateUserScript, "sh", with).Output()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 3 || string(out) != "user activated\n" {
+		t.Errorf("with activate-user: %q, %v; want its output and exit code 3", out, err)
+	}
+	if out, err := exec.Command("dash", "-c", activateUserScript, "sh", without).Output(); err != nil || len(out) != 0 {
+		t.Errorf("without: %q, %v; want nothing", out, err)
 	}
 }

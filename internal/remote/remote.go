@@ -254,18 +254,14 @@ type Store struct {
 	BaseInvalid bool
 }
 
-// storeFree prints the free space of the store's filesystem. It runs
-// before anything opens the store, which recreates Nix's reserved space
-// (gc-reserved-space) a collection released.
-const storeFree = `d=/nix/store; [ -d $d ] || d=/nix
-echo "df $(df -Pk $d 2>/dev/null | { read -r _ && read -r l && printf '%s' "$l"; })"
-`
+// missingScript reports free space, roots the new system, and reports
+// the invalid paths among those given on standard input (so a closure of
+// any size fits), with the base system $4 when not empty (see the file
+// and skiff_invalid).
+var missingScript = withoutComments(missingFile)
 
-// missingScript reports free space, roots the new system (rootScript),
-// and reports the invalid paths among those given on standard input (so
-// a closure of any size fits), with the base system $1 when not empty
-// (see skiff_invalid).
-const missingScript = storeFree + rootScript + `skiff_invalid "$skiff_new" "${1:-}"`
+//go:embed missing.sh
+var missingFile string
 
 // QueryStore finds the paths the host lacks and the free space of its
 // store, in one round trip. Before it looks, it roots root (unless zero)

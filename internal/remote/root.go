@@ -16,8 +16,9 @@ import (
 // vanish at reboot.
 const RootDir = "/run/skiff/roots"
 
-// rootFuncs defines skiff_root and skiff_unroot for the scripts that need
-// them (see the file for how a root is made).
+// rootFuncs defines skiff_root, skiff_take, skiff_invalid, skiff_df and
+// skiff_unroot for the scripts that need them (see the file for how a
+// root is made).
 //
 //go:embed root.sh
 var rootFile string
@@ -39,9 +40,9 @@ var rootIDRE = regexp.MustCompile(`^[0-9A-Za-z][0-9A-Za-z._-]{0,99}$`)
 // Link is the root's symlink on the host.
 func (r Root) Link() string { return RootDir + "/" + r.ID }
 
-// args are the positional arguments of a script starting with
-// rootScript: ID, PATH and the name of its auto root (autoName), all
-// empty for the zero Root.
+// args are the first positional arguments of the store query's scripts
+// (missing.sh, closure.sh): ID, PATH and the name of its auto root
+// (autoName), all empty for the zero Root.
 func (r Root) args() ([]string, error) {
 	if r == (Root{}) {
 		return []string{"", "", ""}, nil
@@ -76,23 +77,11 @@ func nix32(h []byte) string {
 	return b.String()
 }
 
-// rootScript roots $1 → $2, with the auto root $3 (unless $1 is empty),
-// keeps $2 in skiff_new (for skiff_invalid) and shifts them away, so
-// that the rest of the script sees its own arguments from $1. It needs
-// rootFuncs defined before it (see rooted).
-const rootScript = `if [ -n "$1" ] && ! skiff_root "$1" "$2" "$3"; then
-	echo "cannot make the GC root /run/skiff/roots/$1 for $2" >&2
-	exit 1
-fi
-skiff_new=$2
-shift 3
-`
-
 // unrootScript removes the root $1 with the auto root $2.
 var unrootScript = rootFuncs + `skiff_unroot "$1" "$2"`
 
-// rooted prefixes script, which contains rootScript, with the root
-// functions.
+// rooted prefixes script (missingScript, closureScript) with the root
+// functions it calls.
 func rooted(script string) string { return rootFuncs + script }
 
 // Unroot removes the root made by QueryStore or Compare. A root left

@@ -1,5 +1,6 @@
-# Functions that root a deploy's new system on the host, prepended to the
-# store query's script (sourced, not run on its own).
+# Functions that root a deploy's new system on the host and read its
+# store's free space, prepended to the store query's scripts (sourced, not
+# run on their own).
 #
 # skiff_root ID PATH NAME makes /run/skiff/roots/ID a symlink to the store
 # path PATH and registers it as an indirect GC root the way Nix does: a
@@ -67,6 +68,23 @@ $1
 	esac
 	nix-store --realise --option substitute false "$1" >/dev/null 2>&1 || printf '%s\n' "$1"
 	return 0
+}
+# skiff_take ID PATH NAME is skiff_root ID PATH NAME, saying on standard
+# error why it failed; with ID empty it roots nothing.
+skiff_take() {
+	[ -n "$1" ] || return 0
+	skiff_root "$1" "$2" "$3" && return 0
+	echo "cannot make the GC root $skiff_roots/$1 for $2" >&2
+	return 1
+}
+# skiff_df prints "df LINE", LINE being df -Pk's line for the filesystem
+# holding the store (empty when df says nothing). It runs before anything
+# opens the store, which recreates the space Nix reserves
+# (gc-reserved-space) that a collection released.
+skiff_df() {
+	skiff_d=/nix/store
+	[ -d "$skiff_d" ] || skiff_d=/nix
+	echo "df $(df -Pk "$skiff_d" 2>/dev/null | { read -r _ && read -r l && printf '%s' "$l"; })"
 }
 # skiff_unroot ID NAME removes what skiff_root ID PATH NAME made.
 skiff_unroot() {

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/google/go-cmp/cmp"
 )
 
 // The host-side scripts that root a deploy's system pass shellcheck.
@@ -250,5 +252,79 @@ func TestLockedQueryReadsStateAndStoreSideBySide(t *testing.T) {
 	}
 	if store := parseStore(string(out)); len(store.Missing) != 1 || store.Missing[0] != "/nix/store/bbbb-dep" {
 		t.Errorf("store query: %q, want /nix/store/bbbb-dep missing", out)
+	}
+}
+
+// The store queries' scripts under dash, with fake nix-store and df: diff's
+// reads the free space, what is missing and the running system's closure
+// with sizes, in sections; a root that cannot be made stops either before
+// anything else is asked.
+func TestStoreQueryScriptsUnderDash(t *testing.T) {
+	if _, err := exec.LookPath("dash"); err != nil {
+		t.Skip("no dash")
+	}
+	const top, dep, cur = "/nix/store/aaaa-nixos-system-x", "/nix/store/bbbb-dep", "/nix/store/cccc-nixos-system-x"
+	dir := t.TempDir()
+	log := filepath.Join(dir, "log")
+	bin := fakeBin(t, map[string]string{
+		"nix-store": `echo "$*" >>` + log + `
+case "$*" in
+--check-validity*) cat >/dev/null; echo ` + dep + ` ;;
+"-q --requisites ` + cur + `") echo ` + cur + `; echo ` + dep + ` ;;
+"-q --size "*) shift 2; for p; do echo 1024; done ;;
+--realise*) ;;
+*) exit 9 ;;
+esac`,
+		"df": `echo "Filesystem 1024-blocks Used Available Capacity Mounted on"; echo "/dev/vda 1000 400 600 40% /nix"`,
+	})
+	roots := filepath.Join(dir, "roots")
+	run := func(script string, args ...string) (string, string, error) {
+		full := rootFuncs + "skiff_roots=" + roots + " skiff_auto=" + filepath.Join(dir, "auto") + " skiff_current=/nonexistent\n" + script
+		cmd := exec.Command("dash", append([]string{"-c", full, "sh"}, args...)...)
+		cmd.Env = append(os.Environ(), "PATH="+bin+":"+os.Getenv("PATH"))
+		cmd.Stdin = strings.NewReader(top + "\n" + dep + "\n")
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
+		return string(out), stderr.String(), err
+	}
+	root := Root{ID: "20261202T010203-abcd", Path: top}
+	args, err := root.args()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, stderr, err := run(closureScript, append(args, cur)...)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, stderr)
+	}
+	closure, store, err := parseCompare(out)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	want := []StorePath{{cur, 1024}, {dep, 1024}}
+	if d := cmp.Diff(want, closure); d != "" || store.Free != 600*1024 || len(store.Missing) != 1 || store.Missing[0] != dep {
+		t.Errorf("closure %s, store %+v\n%s", d, store, out)
+	}
+	if got, err := os.Readlink(filepath.Join(roots, root.ID)); err != nil || got != top {
+		t.Errorf("root: %q, %v", got, err)
+	}
+	// The roots' directory cannot be made: a file is in its way.
+	if err := os.RemoveAll(roots); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(roots, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(log); err != nil {
+		t.Fatal(err)
+	}
+	for name, script := range map[string]string{"missing": missingScript, "closure": closureScript} {
+		out, stderr, err := run(script, append(args, "")...)
+		if err == nil || !strings.Contains(stderr, "cannot make the GC root "+roots+"/"+root.ID+" for "+top) || strings.Contains(out, dep) {
+			t.Errorf("%s without a root: %q, %q, %v", name, out, stderr, err)
+		}
+	}
+	if calls, _ := os.ReadFile(log); len(calls) > 0 {
+		t.Errorf("nix-store ran without the root: %q", calls)
 	}
 }
