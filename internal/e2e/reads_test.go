@@ -43,8 +43,9 @@ func sessionReads(stderr, host string) []string {
 
 // The commands that only read a host (status, doctor, generations) and
 // skiff gc log in to it with one ssh command each, the same for root and
-// for a login through sudo; skiff rollback reads the host's state and
-// generations with one request on its session.
+// for a login through sudo; skiff rollback with two, its session (whose
+// first request is the probe) and the lockout proof's fresh connection,
+// and it reads the generations under the lock in the lock's round trip.
 func TestReadCommandsUseOneSSHCommandPerHost(t *testing.T) {
 	l := newLab(t, lab.HostSpec{Name: "rr1"}, lab.HostSpec{Name: "rr2"})
 	both := func(extra string) string {
@@ -89,10 +90,24 @@ func TestReadCommandsUseOneSSHCommandPerHost(t *testing.T) {
 		r := skiffOn(t, l, "-x", "rollback", "--flake", gen2, "rr1", "rr2")
 		wantCode(t, r, 0)
 		for _, h := range []string{"rr1", "rr2"} {
+			// The probe is the session's first request; the lock and
+			// the generations read under it go together.
 			reads := sessionReads(r.stderr, h)
 			t.Logf("rollback: %d reads of %s's systems on its session", len(reads), h)
-			if len(reads) != 1 {
-				t.Errorf("rollback read %s's state and generations with %d requests, want 1:\n%s", h, len(reads), strings.Join(reads, "\n"))
+			if len(reads) != 2 || !strings.Contains(reads[1], "(pipelined)") {
+				t.Errorf("rollback read %s's systems with %d requests, want the probe and one sent with the lock:\n%s", h, len(reads), strings.Join(reads, "\n"))
+			}
+			// The session, and the fresh connection of the lockout
+			// proof.
+			cmds := sshCommandsTo(r.stderr, h)
+			fresh := 0
+			for _, c := range cmds {
+				if strings.Contains(c, "ControlPath=none") {
+					fresh++
+				}
+			}
+			if len(cmds) != 2 || fresh != 1 {
+				t.Errorf("rollback made %d ssh commands to %s (%d on a fresh connection), want its session and the proof's:\n%s", len(cmds), h, fresh, strings.Join(cmds, "\n"))
 			}
 		}
 	})

@@ -561,7 +561,7 @@ func (e *hostEnd) sent() bool {
 // checks.
 func Rollback(ctx context.Context, o Options, to int) ([]Result, error) {
 	o.Mode = Switch
-	s, err := Prepare(ctx, o, false)
+	s, err := prepare(ctx, o, false, probeSession)
 	if err != nil {
 		return nil, err
 	}
@@ -606,20 +606,26 @@ func (r *run) rollbackHost(ctx context.Context, h flake.Host, to int) Result {
 		return finish(Failed, err)
 	}
 	c := r.conns[h.Name]
-	sess, err := c.OpenSession(ctx)
-	if err != nil {
-		return finish(Failed, err)
+	// The session its probe opened, else one of its own (a probe that
+	// could not open one: a sudo password, a command too long).
+	sess := r.takeSession(h.Name)
+	if sess == nil {
+		if sess, err = c.OpenSession(ctx); err != nil {
+			return finish(Failed, err)
+		}
 	}
 	defer sess.Close()
-	lock, err := r.lock(ctx, c)
+	// The lock, and the generations read under it: one round trip.
+	var st remote.State
+	lock, err := r.lockWith(ctx, c, func() (*remote.Lock, error) {
+		l, s, err := c.LockReadSystem(ctx, LockOwner(""), r.Safety.BreakLock)
+		st = s
+		return l, err
+	})
 	if err != nil {
 		return finish(Failed, err)
 	}
 	defer lock.Release()
-	st, err := c.ReadSystem(ctx)
-	if err != nil {
-		return finish(Failed, err)
-	}
 	res.OldPath, res.OldGen = st.Current, st.Generation
 	gens := st.ProfileGens()
 	var target remote.ProfileGen

@@ -30,7 +30,7 @@ const DiskMargin = 16 << 20
 // Deploy runs a deploy. The error is for failures of the whole run
 // (evaluation, bad input); each host's outcome is in its Result.
 func Deploy(ctx context.Context, o Options) ([]Result, error) {
-	s, err := prepare(ctx, o, true, true)
+	s, err := prepare(ctx, o, true, probeDeploy)
 	if err != nil {
 		return nil, err
 	}

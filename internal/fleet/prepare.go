@@ -104,10 +104,10 @@ type run struct {
 	waits          map[string]*activationWait
 	keys           map[string][]keys.Key // read by readKeys; never logged
 	masters        map[string]master     // speculative connections kept
-	// probeSessions: the probe opens each host's session (a deploy);
-	// sessions holds those a host's deploy has not taken yet.
-	probeSessions bool
-	sessions      map[string]*remote.Session
+	// probe says what each host's probe opens; sessions holds the
+	// sessions it opened that the command has not taken yet.
+	probe    probeKind
+	sessions map[string]*remote.Session
 	// checked is closed once the local build knows whether the systems
 	// are built already (builtAlready); nil when nothing is built.
 	checked chan struct{}
@@ -149,17 +149,31 @@ type Session struct {
 // shared ssh connection per host and reading what it runs. Failures of
 // single hosts are kept per host (Session.Err); the error is for the run.
 func Prepare(ctx context.Context, o Options, build bool) (*Session, error) {
-	return prepare(ctx, o, build, false)
+	return prepare(ctx, o, build, probeState)
 }
 
-// prepare is Prepare; with probeSessions, each host's probe opens the
-// host's session, which its deploy then uses (takeSession).
-func prepare(ctx context.Context, o Options, build, probeSessions bool) (*Session, error) {
+// probeKind is what each host's probe opens.
+type probeKind int
+
+const (
+	// probeState reads the host's state in a command of its own.
+	probeState probeKind = iota
+	// probeSession reads it as the first request of the host's session,
+	// which the command then takes (takeSession): a rollback.
+	probeSession
+	// probeDeploy is probeSession for a deploy, whose probe may also wait
+	// for the deploy's first round trip (deferProbe) or read the links
+	// alone (expectsNoOp).
+	probeDeploy
+)
+
+// prepare is Prepare with each host's probe as probe says.
+func prepare(ctx context.Context, o Options, build bool, probe probeKind) (*Session, error) {
 	if o.Parallel <= 0 {
 		o.Parallel = 10
 	}
 	r := newRun(o)
-	r.probeSessions = probeSessions
+	r.probe = probe
 
 	start := time.Now()
 	r.report("", PhaseEval, "evaluating %s", describeSelection(o.Hosts))
@@ -167,7 +181,7 @@ func prepare(ctx context.Context, o Options, build, probeSessions bool) (*Sessio
 	// earlier run says where they go.
 	sp := r.speculate(ctx)
 	evaluate := flake.Evaluate
-	if probeSessions { // a deploy
+	if probe == probeDeploy {
 		evaluate = flake.EvaluateToDeploy
 	}
 	hosts, err := evaluate(ctx, o.Nix, o.Flake, o.Hosts)
@@ -200,7 +214,7 @@ func prepare(ctx context.Context, o Options, build, probeSessions bool) (*Sessio
 	}
 	r.hosts = hosts
 	for _, h := range hosts {
-		if p := h.Deployment.OtherProfiles; len(p) > 0 && probeSessions {
+		if p := h.Deployment.OtherProfiles; len(p) > 0 && probe == probeDeploy {
 			r.report(h.Name, PhaseEval, "the deploy-rs node's other profiles (%s) are not deployed: skiff deploys its system", strings.Join(p, ", "))
 		}
 	}
@@ -451,7 +465,7 @@ func (r *run) connectAll(ctx context.Context) {
 			}
 			switch {
 			case noOp:
-			case r.probeSessions:
+			case r.probe != probeState:
 				var s *remote.Session
 				s, st, err = c.OpenProbe(ctx)
 				if s != nil {
@@ -493,7 +507,7 @@ func (r *run) connectAll(ctx context.Context) {
 // of a root login (a session that cannot fail for sudo's sake) whose
 // system is built already.
 func (r *run) deferProbe(c *remote.Host, h flake.Host) bool {
-	if !r.probeSessions || r.Mode == DryActivate || r.BeforeDeploy != nil || r.Local || c.Sudo() || r.expectsNoOp(h) {
+	if r.probe != probeDeploy || r.Mode == DryActivate || r.BeforeDeploy != nil || r.Local || c.Sudo() || r.expectsNoOp(h) {
 		return false
 	}
 	r.mu.Lock()
@@ -507,7 +521,7 @@ func (r *run) deferProbe(c *remote.Host, h flake.Host) bool {
 // nothing asks for more than "up to date" (no --force, no dry
 // activation, no plan shown before the deploy).
 func (r *run) expectsNoOp(h flake.Host) bool {
-	return r.probeSessions && !r.Force && r.Mode != DryActivate && r.BeforeDeploy == nil &&
+	return r.probe == probeDeploy && !r.Force && r.Mode != DryActivate && r.BeforeDeploy == nil &&
 		r.lastSystems[h.Name] == h.OutPath
 }
 

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/skiffdeploy/skiff/internal/command"
+	"github.com/skiffdeploy/skiff/internal/fault"
 )
 
 // LockedQuery is what LockQuery got: the deploy lock, then, read under it, the
@@ -82,6 +83,78 @@ func (h *Host) LockQuery(ctx context.Context, owner LockOwner, breakLock bool, p
 	q.State, q.StateErr = parseState(strings.Join(r.vals, "\n") + "\n")
 	q.Store = parseStore(string(res.Stdout))
 	return q, nil
+}
+
+// LockReadSystem takes the deploy lock like Lock, then reads the host's
+// state and generations under it like ReadSystem: what a rollback needs
+// before it chooses the generation to return to. On the host's session
+// the two are sent together, before any reply is waited for: one round
+// trip (a read under a refused lock is discarded; it changes nothing).
+// A read that fails releases the lock again. Without a session, one after
+// the other.
+func (h *Host) LockReadSystem(ctx context.Context, owner LockOwner, breakLock bool) (*Lock, State, error) {
+	s := h.session()
+	argv, ok := h.sessionArgv(h.priv(systemArgv...))
+	if s == nil || !ok {
+		return h.lockReadSystem(ctx, owner, breakLock)
+	}
+	brk := "0"
+	if breakLock {
+		brk = "1"
+	}
+	lnote, lreq := lockRequest(owner, brk)
+	ps, err := s.send([]string{lnote, command.Join(argv)}, []string{lreq, request("run", argv...)}, make([]io.Writer, 2))
+	if errors.Is(err, errSessionGone) {
+		return h.lockReadSystem(ctx, owner, breakLock)
+	}
+	if err != nil {
+		return nil, State{}, err
+	}
+	r, err := s.wait(ctx, ps[0])
+	var lines []string
+	var held bool
+	if err == nil {
+		lines, held, err = lockReply(r)
+	}
+	if errors.Is(err, errSessionGone) {
+		return h.lockReadSystem(ctx, owner, breakLock)
+	}
+	l, err := h.sessionLock(ctx, s, lines, held, err)
+	if err != nil {
+		return nil, State{}, err
+	}
+	r, err = s.finish(ctx, argv, ps[1:])
+	var res command.Result
+	if err == nil {
+		res, err = r.result(argv)
+	}
+	var st State
+	if err == nil {
+		st, err = parseState(string(res.Stdout))
+	}
+	if err != nil {
+		l.Release()
+		err = h.explain("list generations", err)
+		if fe, ok := fault.As(err); ok && fe.Host == "" {
+			fe.Host = h.Name
+		}
+		return nil, State{}, err
+	}
+	return l, st, nil
+}
+
+// lockReadSystem is LockReadSystem one step after the other.
+func (h *Host) lockReadSystem(ctx context.Context, owner LockOwner, breakLock bool) (*Lock, State, error) {
+	l, err := h.Lock(ctx, owner, breakLock)
+	if err != nil {
+		return nil, State{}, err
+	}
+	st, err := h.ReadSystem(ctx)
+	if err != nil {
+		l.Release()
+		return nil, State{}, err
+	}
+	return l, st, nil
 }
 
 // lockQuery is LockQuery one step after the other.

@@ -148,6 +148,9 @@ func (h *Host) ReadSystem(ctx context.Context) (State, error) {
 	return h.readState(ctx, true, "gens")
 }
 
+// systemArgv is ReadSystem's command, before the privileges.
+var systemArgv = []string{"sh", "-c", stateScript, "sh", "", "gens"}
+
 // ReadLinks is ReadState without asking systemd: what the host runs,
 // boots and has as its profile, and its boot state (Systemd, Systemctl,
 // FailedUnits and Health are left unknown, not empty). It is the probe of
