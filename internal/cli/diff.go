@@ -75,7 +75,7 @@ func runDiff(ctx context.Context, g *globals, o diffOptions, hosts []string) err
 	ref, sshOpts := rc.ref, rc.ssh
 	run := g.runner()
 	out := g.output(false) // progress on stderr, whatever stdout carries
-	s, err := fleet.Prepare(ctx, fleet.Options{
+	s, err := fleet.PrepareSessions(ctx, fleet.Options{
 		Flake:      ref,
 		Hosts:      hosts,
 		User:       o.targetUser,

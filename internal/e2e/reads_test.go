@@ -41,8 +41,8 @@ func sessionReads(stderr, host string) []string {
 	return out
 }
 
-// The commands that only read a host (status, doctor, generations) and
-// skiff gc log in to it with one ssh command each, the same for root and
+// The commands that only read a host (status, doctor, generations, diff)
+// and skiff gc log in to it with one ssh command each, the same for root and
 // for a login through sudo; skiff rollback with two, its session (whose
 // first request is the probe) and the lockout proof's fresh connection,
 // and it reads the generations under the lock in the lock's round trip.
@@ -51,7 +51,7 @@ func TestReadCommandsUseOneSSHCommandPerHost(t *testing.T) {
 	both := func(extra string) string {
 		return writeFlake(t, host("rr1", extra)+host("rr2", extra+` deployment.targetUser = "deploy";`))
 	}
-	gen1, gen2 := both("generation = 1;"), both("generation = 2;")
+	gen1, gen2, gen3 := both("generation = 1;"), both("generation = 2;"), both("generation = 3;")
 	wantCode(t, skiffOn(t, l, "deploy", "--flake", gen1), 0)
 	wantCode(t, skiffOn(t, l, "deploy", "--flake", gen2), 0)
 
@@ -65,6 +65,9 @@ func TestReadCommandsUseOneSSHCommandPerHost(t *testing.T) {
 		{"generations", []string{"generations", "--flake", gen2}, 1},
 		{"gc dry run", []string{"gc", "--keep", "1", "--dry-run", "--flake", gen2}, 1},
 		{"gc", []string{"gc", "--keep", "5", "--flake", gen2}, 1},
+		// The store query, the dry activation and the GC root's removal
+		// are requests on the session.
+		{"diff", []string{"diff", "--flake", gen3}, 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := skiffOn(t, l, append([]string{"-x"}, tc.args...)...)

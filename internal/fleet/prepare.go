@@ -152,6 +152,14 @@ func Prepare(ctx context.Context, o Options, build bool) (*Session, error) {
 	return prepare(ctx, o, build, probeState)
 }
 
+// PrepareSessions is Prepare for a command that runs several steps on each
+// host (diff): each host's probe opens its session, the first request of
+// which reads the state, and the host's later commands are requests on
+// it. Close ends the sessions.
+func PrepareSessions(ctx context.Context, o Options, build bool) (*Session, error) {
+	return prepare(ctx, o, build, probeSession)
+}
+
 // probeKind is what each host's probe opens.
 type probeKind int
 
