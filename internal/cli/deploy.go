@@ -173,6 +173,7 @@ func runDeploy(ctx context.Context, g *globals, o deployOptions, safety activate
 	run := g.runner()
 	out := screen.output(o.json)
 	start := time.Now()
+	rev := startRevision(g, ref)
 	results, err := fleet.Deploy(ctx, fleet.Options{
 		Flake:             ref,
 		Hosts:             hosts,
@@ -212,7 +213,7 @@ func runDeploy(ctx context.Context, g *globals, o deployOptions, safety activate
 	}
 	out.summary(results, code)
 	if len(results) > 0 { // a --plan that deployed nothing is not recorded
-		recordRun(g, start, "deploy", ref, string(mode), results, code)
+		recordRun(g, start, "deploy", ref, rev, string(mode), results, code)
 	}
 	for _, r := range results {
 		if r.Err != nil {

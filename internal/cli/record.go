@@ -22,27 +22,30 @@ const recordTimeout = 15 * time.Second
 // recordRun writes a finished run to the history. A failure to record
 // never fails the command: it is printed as a "skiff: warning:" line and
 // returned for callers that want to know (tests); callers may ignore it.
-func recordRun(g *globals, start time.Time, cmd string, ref flake.Ref, mode string, results []fleet.Result, code int) error {
+// rev is the flake's revision read as the run started (startRevision);
+// nil reads it now.
+func recordRun(g *globals, start time.Time, cmd string, ref flake.Ref, rev *pendingRevision, mode string, results []fleet.Result, code int) error {
 	// The run's own context may be cancelled (Ctrl-C): record anyway.
 	ctx, cancel := context.WithTimeout(context.Background(), recordTimeout)
 	defer cancel()
-	err := record(ctx, g, start, cmd, ref, mode, results, code)
+	err := record(ctx, g, start, cmd, ref, rev, mode, results, code)
 	if err != nil {
 		fmt.Fprintf(g.stderr, "skiff: warning: the run was not recorded in the history: %v\n", err)
 	}
 	return err
 }
 
-func record(ctx context.Context, g *globals, start time.Time, cmd string, ref flake.Ref, mode string, results []fleet.Result, code int) error {
+func record(ctx context.Context, g *globals, start time.Time, cmd string, ref flake.Ref, rev *pendingRevision, mode string, results []fleet.Result, code int) error {
 	path, err := g.historyPath()
 	if err != nil {
 		return err
 	}
 	run := historyRun(start, time.Now(), cmd, ref, mode, results, code)
 	run.Who = whoAmI()
-	if ref.Dir != "" {
-		run.Revision, run.Dirty = flakeRevision(ctx, g.runner(), ref.Dir)
+	if rev == nil {
+		rev = startRevision(g, ref)
 	}
+	run.Revision, run.Dirty = rev.wait(ctx)
 	db, err := history.Open(ctx, path)
 	if err != nil {
 		return err
@@ -91,6 +94,43 @@ func whoAmI() string {
 		host = "unknown"
 	}
 	return name + "@" + host
+}
+
+// pendingRevision is a flake's revision being read in the background.
+type pendingRevision struct {
+	done  chan struct{}
+	rev   string
+	dirty bool
+}
+
+// startRevision reads the revision of ref's local git flake (flakeRevision)
+// in the background: started with the run, it records the tree that was
+// deployed, not the one found at the end, and the run's end does not wait
+// for git. A flake that is not a local directory has none.
+func startRevision(g *globals, ref flake.Ref) *pendingRevision {
+	p := &pendingRevision{done: make(chan struct{})}
+	if ref.Dir == "" {
+		close(p.done)
+		return p
+	}
+	run := g.runner()
+	go func() {
+		defer close(p.done)
+		ctx, cancel := context.WithTimeout(context.Background(), recordTimeout)
+		defer cancel()
+		p.rev, p.dirty = flakeRevision(ctx, run, ref.Dir)
+	}()
+	return p
+}
+
+// wait is the revision, once read ("" when ctx ends first).
+func (p *pendingRevision) wait(ctx context.Context) (string, bool) {
+	select {
+	case <-p.done:
+		return p.rev, p.dirty
+	case <-ctx.Done():
+		return "", false
+	}
 }
 
 // flakeRevision reads the commit of a local git flake and whether its

@@ -102,7 +102,7 @@ func TestRecordRunThenHistory(t *testing.T) {
 	var stderr bytes.Buffer
 	g := &globals{stdout: &bytes.Buffer{}, stderr: &stderr, history: path}
 	start := time.Now().Add(-time.Minute)
-	if err := recordRun(g, start, "deploy", flake.Ref{URL: "github:example/infra"}, "switch", sampleResults, 3); err != nil {
+	if err := recordRun(g, start, "deploy", flake.Ref{URL: "github:example/infra"}, nil, "switch", sampleResults, 3); err != nil {
 		t.Fatalf("recordRun: %v\n%s", err, stderr.String())
 	}
 	if stderr.Len() != 0 {
@@ -150,7 +150,7 @@ func TestRecordRunFailureIsAWarning(t *testing.T) {
 	}
 	var stderr bytes.Buffer
 	g := &globals{stdout: &bytes.Buffer{}, stderr: &stderr, history: filepath.Join(blocker, "history.db")}
-	if err := recordRun(g, time.Now(), "deploy", flake.Ref{URL: "x"}, "switch", sampleResults, 0); err == nil {
+	if err := recordRun(g, time.Now(), "deploy", flake.Ref{URL: "x"}, nil, "switch", sampleResults, 0); err == nil {
 		t.Fatal("recording under a regular file succeeded")
 	}
 	if !strings.HasPrefix(stderr.String(), "skiff: warning: ") {
@@ -211,5 +211,46 @@ func TestAgo(t *testing.T) {
 		if got := ago(d); got != want {
 			t.Errorf("ago(%v) = %q, want %q", d, got, want)
 		}
+	}
+}
+
+// The revision recorded is the flake's as the run started: an edit made
+// while it ran does not make the deployed tree dirty in the history.
+func TestRecordedRevisionIsTheStarts(t *testing.T) {
+	if _, err := exec.LookPath("git"); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("git is missing")
+		}
+		t.Skip("git is missing")
+	}
+	dir := t.TempDir()
+	git(t, dir, "init", "-q")
+	if err := os.WriteFile(filepath.Join(dir, "flake.nix"), []byte("{ outputs = _: {}; }\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	git(t, dir, "add", "flake.nix")
+	git(t, dir, "commit", "-q", "-m", "one")
+	path := filepath.Join(t.TempDir(), "history.db")
+	var stderr bytes.Buffer
+	g := &globals{stdout: &bytes.Buffer{}, stderr: &stderr, history: path}
+	ref := flake.Ref{URL: dir, Dir: dir}
+	rev := startRevision(g, ref)
+	<-rev.done // the run reads it while it evaluates
+	if err := os.WriteFile(filepath.Join(dir, "flake.nix"), []byte("{ outputs = _: { x = 1; }; }\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := recordRun(g, time.Now(), "deploy", ref, rev, "switch", sampleResults, 0); err != nil {
+		t.Fatalf("recordRun: %v\n%s", err, stderr.String())
+	}
+	code, out, errs := run("--history", path, "history", "web1", "--json")
+	if code != 0 {
+		t.Fatalf("history: exit %d\n%s", code, errs)
+	}
+	var j historyJSON
+	if err := json.Unmarshal([]byte(out), &j); err != nil {
+		t.Fatalf("history --json: %v\n%s", err, out)
+	}
+	if len(j.Revision) != 40 || j.Dirty {
+		t.Errorf("recorded revision %q, dirty %v: want the clean tree the run started with", j.Revision, j.Dirty)
 	}
 }

@@ -74,6 +74,7 @@ func runRollback(ctx context.Context, g *globals, o rollbackOptions, safety acti
 	run := g.runner()
 	out := g.output(o.json)
 	start := time.Now()
+	rev := startRevision(g, ref)
 	results, err := fleet.Rollback(ctx, fleet.Options{
 		Flake:             ref,
 		Hosts:             hosts,
@@ -96,7 +97,7 @@ func runRollback(ctx context.Context, g *globals, o rollbackOptions, safety acti
 		code = ExitInterrupted
 	}
 	out.summary(results, code)
-	recordRun(g, start, "rollback", ref, "switch", results, code)
+	recordRun(g, start, "rollback", ref, rev, "switch", results, code)
 	for _, r := range results {
 		if r.Err != nil {
 			printError(g.stderr, r.Err)
