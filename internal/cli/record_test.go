@@ -56,13 +56,19 @@ func git(t *testing.T, dir string, args ...string) {
 	}
 }
 
-func TestFlakeRevision(t *testing.T) {
+// needGit skips a test without git (fails it under CI).
+func needGit(t *testing.T) {
+	t.Helper()
 	if _, err := exec.LookPath("git"); err != nil {
 		if os.Getenv("CI") != "" {
 			t.Fatal("git is missing")
 		}
 		t.Skip("git is missing")
 	}
+}
+
+func TestFlakeRevision(t *testing.T) {
+	needGit(t)
 	ctx := context.Background()
 	r := &command.Runner{}
 	dir := t.TempDir()
@@ -97,6 +103,21 @@ func TestFlakeRevision(t *testing.T) {
 	}
 }
 
+// latestOf is the newest history entry of host in the database at path,
+// as history --json prints it.
+func latestOf(t *testing.T, path, host string) historyJSON {
+	t.Helper()
+	code, out, errs := run("--history", path, "history", host, "--json")
+	if code != 0 {
+		t.Fatalf("history: exit %d\n%s", code, errs)
+	}
+	var j historyJSON
+	if err := json.Unmarshal([]byte(out), &j); err != nil {
+		t.Fatalf("history --json: %v\n%s", err, out)
+	}
+	return j
+}
+
 func TestRecordRunThenHistory(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "state", "history.db")
 	var stderr bytes.Buffer
@@ -109,20 +130,13 @@ func TestRecordRunThenHistory(t *testing.T) {
 		t.Errorf("recordRun printed %q", stderr.String())
 	}
 
-	code, out, errs := run("--history", path, "history", "web1", "--json")
-	if code != 0 {
-		t.Fatalf("history: exit %d\n%s", code, errs)
-	}
-	var j historyJSON
-	if err := json.Unmarshal([]byte(out), &j); err != nil {
-		t.Fatalf("history --json: %v\n%s", err, out)
-	}
+	j := latestOf(t, path, "web1")
 	if j.Host != "web1" || j.Result != "deployed" || j.NewGeneration != 2 || j.OldGeneration != 1 || j.Who != whoAmI() ||
 		j.Flake != "github:example/infra" || j.ExitCode != 3 || j.PhasesMS["activate"] != 2000 || j.Command != "deploy" {
 		t.Errorf("history web1 --json: %+v", j)
 	}
 
-	code, out, errs = run("--history", path, "history")
+	code, out, errs := run("--history", path, "history")
 	if code != 0 {
 		t.Fatalf("history: exit %d\n%s", code, errs)
 	}
@@ -217,12 +231,7 @@ func TestAgo(t *testing.T) {
 // The revision recorded is the flake's as the run started: an edit made
 // while it ran does not make the deployed tree dirty in the history.
 func TestRecordedRevisionIsTheStarts(t *testing.T) {
-	if _, err := exec.LookPath("git"); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("git is missing")
-		}
-		t.Skip("git is missing")
-	}
+	needGit(t)
 	dir := t.TempDir()
 	git(t, dir, "init", "-q")
 	if err := os.WriteFile(filepath.Join(dir, "flake.nix"), []byte("{ outputs = _: {}; }\n"), 0o644); err != nil {
@@ -242,14 +251,7 @@ func TestRecordedRevisionIsTheStarts(t *testing.T) {
 	if err := recordRun(g, time.Now(), "deploy", ref, rev, "switch", sampleResults, 0); err != nil {
 		t.Fatalf("recordRun: %v\n%s", err, stderr.String())
 	}
-	code, out, errs := run("--history", path, "history", "web1", "--json")
-	if code != 0 {
-		t.Fatalf("history: exit %d\n%s", code, errs)
-	}
-	var j historyJSON
-	if err := json.Unmarshal([]byte(out), &j); err != nil {
-		t.Fatalf("history --json: %v\n%s", err, out)
-	}
+	j := latestOf(t, path, "web1")
 	if len(j.Revision) != 40 || j.Dirty {
 		t.Errorf("recorded revision %q, dirty %v: want the clean tree the run started with", j.Revision, j.Dirty)
 	}

@@ -106,11 +106,17 @@ func (e *HeldError) Error() string { return "the deploy lock is held by " + e.Ho
 //
 // While a session is open, its agent keeps the lock, until Release or
 // the end of the session.
-func (h *Host) Lock(ctx context.Context, owner LockOwner, breakLock bool) (*Lock, error) {
-	brk := "0"
+// breakArg is lock.sh's BREAK argument: "1" breaks a lock that another
+// holds (--break-lock).
+func breakArg(breakLock bool) string {
 	if breakLock {
-		brk = "1"
+		return "1"
 	}
+	return "0"
+}
+
+func (h *Host) Lock(ctx context.Context, owner LockOwner, breakLock bool) (*Lock, error) {
+	brk := breakArg(breakLock)
 	if s := h.session(); s != nil {
 		lines, held, err := s.lock(ctx, owner, brk)
 		if !errors.Is(err, errSessionGone) {

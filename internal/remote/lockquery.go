@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
-	"io"
 	"strings"
 
 	"github.com/skiffdeploy/skiff/internal/command"
@@ -39,28 +38,11 @@ func (h *Host) LockQuery(ctx context.Context, owner LockOwner, breakLock bool, p
 	if s == nil || !ok || rerr != nil {
 		return h.lockQuery(ctx, owner, breakLock, paths, root, base)
 	}
-	brk := "0"
-	if breakLock {
-		brk = "1"
-	}
-	lnote, lreq := lockRequest(owner, brk)
-	notes := []string{lnote, command.Join(queryArgv)}
+	brk := breakArg(breakLock)
 	// The paths are no secret: they may travel in the agent's command.
 	in := strings.Join(paths, "\n") + "\n"
-	reqs := []string{lreq, request("input", base64.StdEncoding.EncodeToString([]byte(in))), request("run", queryArgv...)}
-	ps, err := s.send(notes, reqs, make([]io.Writer, len(reqs)))
-	if errors.Is(err, errSessionGone) {
-		return h.lockQuery(ctx, owner, breakLock, paths, root, base)
-	}
-	if err != nil {
-		return q, err
-	}
-	r, err := s.wait(ctx, ps[0])
-	var lines []string
-	var held bool
-	if err == nil {
-		lines, held, err = lockReply(r)
-	}
+	ps, lines, held, err := s.lockThen(ctx, owner, brk, []string{command.Join(queryArgv)},
+		[]string{request("input", base64.StdEncoding.EncodeToString([]byte(in))), request("run", queryArgv...)})
 	if errors.Is(err, errSessionGone) {
 		// The session has ended: the lock's keeper of its own.
 		return h.lockQuery(ctx, owner, breakLock, paths, root, base)
@@ -70,7 +52,7 @@ func (h *Host) LockQuery(ctx context.Context, owner LockOwner, breakLock bool, p
 	}
 	// The state (values) and the store (output): one reply, read as
 	// the ssh commands' results were.
-	r, err = s.finish(ctx, queryArgv, ps[1:])
+	r, err := s.finish(ctx, queryArgv, ps)
 	var res command.Result
 	if err == nil {
 		res, err = r.result(queryArgv)
@@ -98,24 +80,8 @@ func (h *Host) LockReadSystem(ctx context.Context, owner LockOwner, breakLock bo
 	if s == nil || !ok {
 		return h.lockReadSystem(ctx, owner, breakLock)
 	}
-	brk := "0"
-	if breakLock {
-		brk = "1"
-	}
-	lnote, lreq := lockRequest(owner, brk)
-	ps, err := s.send([]string{lnote, command.Join(argv)}, []string{lreq, request("run", argv...)}, make([]io.Writer, 2))
-	if errors.Is(err, errSessionGone) {
-		return h.lockReadSystem(ctx, owner, breakLock)
-	}
-	if err != nil {
-		return nil, State{}, err
-	}
-	r, err := s.wait(ctx, ps[0])
-	var lines []string
-	var held bool
-	if err == nil {
-		lines, held, err = lockReply(r)
-	}
+	brk := breakArg(breakLock)
+	ps, lines, held, err := s.lockThen(ctx, owner, brk, []string{command.Join(argv)}, []string{request("run", argv...)})
 	if errors.Is(err, errSessionGone) {
 		return h.lockReadSystem(ctx, owner, breakLock)
 	}
@@ -123,7 +89,7 @@ func (h *Host) LockReadSystem(ctx context.Context, owner LockOwner, breakLock bo
 	if err != nil {
 		return nil, State{}, err
 	}
-	r, err = s.finish(ctx, argv, ps[1:])
+	r, err := s.finish(ctx, argv, ps)
 	var res command.Result
 	if err == nil {
 		res, err = r.result(argv)

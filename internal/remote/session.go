@@ -436,16 +436,26 @@ func (h *Host) Follow(ctx context.Context, what string, out io.Writer, argv ...s
 // the agent's "skiff-lock: " lines and whether the lock is held by
 // another.
 func (s *Session) lock(ctx context.Context, owner LockOwner, brk string) ([]string, bool, error) {
+	_, lines, held, err := s.lockThen(ctx, owner, brk, nil, nil)
+	return lines, held, err
+}
+
+// lockThen sends the request that takes the deploy lock for owner and,
+// behind it without waiting, reqs (their steps traced as notes), then
+// waits for the lock's reply: lockReply's lines and held, and the pending
+// replies of reqs, which the agent answers under the lock.
+func (s *Session) lockThen(ctx context.Context, owner LockOwner, brk string, notes, reqs []string) ([]*pending, []string, bool, error) {
 	note, req := lockRequest(owner, brk)
-	ps, err := s.send([]string{note}, []string{req}, []io.Writer{nil})
+	ps, err := s.send(append([]string{note}, notes...), append([]string{req}, reqs...), make([]io.Writer, 1+len(reqs)))
 	if err != nil {
-		return nil, false, err
+		return nil, nil, false, err
 	}
 	r, err := s.wait(ctx, ps[0])
 	if err != nil {
-		return nil, false, err
+		return nil, nil, false, err
 	}
-	return lockReply(r)
+	lines, held, err := lockReply(r)
+	return ps[1:], lines, held, err
 }
 
 // lockRequest is the request that takes the deploy lock for owner, and
