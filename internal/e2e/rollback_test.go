@@ -164,7 +164,7 @@ func TestSecondDeployIsRefusedWhileTheFirstHoldsTheLock(t *testing.T) {
 
 	first := make(chan result, 1)
 	go func() {
-		first <- skiffOn(t, l, "deploy", "lock2", confirm, "--flake", writeFlake(t, host("lock2", "generation = 2; activationDelay = 5;")))
+		first <- skiffOn(t, l, "deploy", "lock2", confirm, "--flake", writeFlake(t, host("lock2", "generation = 2; activationDelay = 8;")))
 	}()
 	held := false
 	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline) && !held; time.Sleep(100 * time.Millisecond) {
@@ -190,6 +190,11 @@ func TestSecondDeployIsRefusedWhileTheFirstHoldsTheLock(t *testing.T) {
 	if out, err := l.Host("lock2").Exec(context.Background(), "test", "-e", "/run/keys/k"); err == nil {
 		t.Errorf("upload-keys wrote a key while a deploy held the lock: %s", out)
 	}
+	// So does rollback, whose read of the generations travels with the
+	// lock request: refused, it changes nothing.
+	r = skiffOn(t, l, "rollback", "lock2", confirm, "--flake", second)
+	wantCode(t, r, 3)
+	wantContains(t, "error", r.stderr, "skiff: error: lock2: another deploy holds the host's deploy lock: ", "--break-lock")
 
 	r1 := <-first
 	wantCode(t, r1, 0)
