@@ -127,7 +127,7 @@ func planHost(ctx context.Context, s *fleet.Session, h flake.Host) HostPlan {
 	if len(store.Missing) > 0 {
 		s.Report(h.Name, PhasePlan, "copying %d missing path(s), %s, to run dry-activate", len(store.Missing), human.Bytes(p.CopiedBytes))
 		start := time.Now()
-		if err := s.Copy(ctx, h.Name, h.OutPath, sizes, p.CopiedBytes); err != nil {
+		if err := s.Copy(ctx, h.Name, h.OutPath, store.Missing, sizes, p.CopiedBytes); err != nil {
 			p.CopiedBytes = 0
 			return fail(err)
 		}

@@ -475,13 +475,6 @@ func (r *run) unroot(ctx context.Context, c *remote.Host, root remote.Root) func
 	}
 }
 
-// copy sends the closure of path with nix copy over the host's shared
-// connection.
-func (r *run) copy(ctx context.Context, c *remote.Host, path string, sizes map[string]int64, total int64) error {
-	_, err := r.copySent(ctx, c, nil, path, nil, sizes, total)
-	return err
-}
-
 // copySpec is the nix copy of path's closure to host c.
 func (r *run) copySpec(c *remote.Host, path string) nix.Copy {
 	return nix.Copy{To: c.Conn.StoreURL(c.CopyWithSudo()), Substitute: r.substitute(), Paths: []string{path}}

@@ -32,6 +32,14 @@ import (
 //go:embed floor.sh
 var floorScript []byte
 
+// The floors of skiff diff and skiff rollback (bench/commands).
+var (
+	//go:embed floor-dry-activate.sh
+	floorDryActivateScript []byte
+	//go:embed floor-rollback.sh
+	floorRollbackScript []byte
+)
+
 // Bench is a running lab behind delay proxies.
 type Bench struct {
 	Lab       *lab.Lab
@@ -40,7 +48,6 @@ type Bench struct {
 	SSHConfig string // every lab host through its proxy
 	Kex       string // the key exchange the ssh_config names; "" for ssh's default
 	BasePaths int    // small store paths in every system's closure (lib.nix's basePaths)
-	floor     string
 	proxies   []*toxiproxy.Proxy
 	runs      int
 }
@@ -67,14 +74,16 @@ func Start(ctx context.Context, hosts []lab.HostSpec, kex string) (*Bench, error
 	if err != nil {
 		return nil, err
 	}
-	b := &Bench{Dir: dir, Skiff: filepath.Join(dir, "skiff"), SSHConfig: filepath.Join(dir, "ssh_config"), Kex: kex, floor: filepath.Join(dir, "floor.sh")}
+	b := &Bench{Dir: dir, Skiff: filepath.Join(dir, "skiff"), SSHConfig: filepath.Join(dir, "ssh_config"), Kex: kex}
 	if out, err := exec.CommandContext(ctx, "go", "build", "-o", b.Skiff, "./cmd/skiff").CombinedOutput(); err != nil {
 		b.Stop()
 		return nil, fmt.Errorf("build skiff: %w\n%s", err, out)
 	}
-	if err := os.WriteFile(b.floor, floorScript, 0o755); err != nil {
-		b.Stop()
-		return nil, err
+	for name, script := range map[string][]byte{"floor.sh": floorScript, "floor-dry-activate.sh": floorDryActivateScript, "floor-rollback.sh": floorRollbackScript} {
+		if err := os.WriteFile(filepath.Join(dir, name), script, 0o755); err != nil {
+			b.Stop()
+			return nil, err
+		}
 	}
 	b.Lab, err = lab.Start(ctx, lab.Options{Dir: filepath.Join(dir, "lab"), Hosts: hosts})
 	if err != nil {
@@ -232,24 +241,37 @@ func Build(ctx context.Context, flake string, hosts []string) error {
 // Floor runs the floor script for host: nix build, then nix-copy-closure, nix-env
 // --set and switch-to-configuration over one ControlMaster connection.
 func (b *Bench) Floor(ctx context.Context, flake, host string) (Usage, error) {
+	return b.FloorOf(ctx, "floor.sh", flake, host)
+}
+
+// FloorOf runs the floor script name (floor.sh, floor-dry-activate.sh,
+// floor-rollback.sh) with args, then the bench's ssh_config and a new
+// directory for its ControlPath.
+func (b *Bench) FloorOf(ctx context.Context, name string, args ...string) (Usage, error) {
 	b.runs++
 	control := filepath.Join(b.Dir, fmt.Sprintf("c%d", b.runs))
 	if err := os.Mkdir(control, 0o700); err != nil {
 		return Usage{}, err
 	}
-	u, err := Measure(ctx, nil, "/bin/sh", b.floor, flake, host, b.SSHConfig, control)
+	argv := append(append([]string{"/bin/sh", filepath.Join(b.Dir, name)}, args...), b.SSHConfig, control)
+	u, err := Measure(ctx, nil, argv...)
 	if err == nil && u.ExitCode != 0 {
-		err = fmt.Errorf("floor for %s exited %d:\n%s", host, u.ExitCode, u.Stderr)
+		err = fmt.Errorf("%s %s exited %d:\n%s", name, strings.Join(args, " "), u.ExitCode, u.Stderr)
 	}
 	return u, err
 }
 
 // Deploy runs skiff -x deploy with args (its trace is in Usage.Stderr).
 func (b *Bench) Deploy(ctx context.Context, flake string, args ...string) (Usage, error) {
-	argv := append([]string{b.Skiff, "-x", "-F", b.SSHConfig, "--nix-option", "substituters=", "--flake", flake, "deploy"}, args...)
+	return b.Run(ctx, flake, "deploy", args...)
+}
+
+// Run runs skiff -x COMMAND with args (its trace is in Usage.Stderr).
+func (b *Bench) Run(ctx context.Context, flake, command string, args ...string) (Usage, error) {
+	argv := append([]string{b.Skiff, "-x", "-F", b.SSHConfig, "--nix-option", "substituters=", "--flake", flake, command}, args...)
 	u, err := Measure(ctx, []string{"SKIFF_HISTORY=" + filepath.Join(b.Dir, "history.db")}, argv...)
 	if err == nil && u.ExitCode != 0 {
-		err = fmt.Errorf("skiff deploy %s exited %d:\n%s", strings.Join(args, " "), u.ExitCode, u.Stderr)
+		err = fmt.Errorf("skiff %s %s exited %d:\n%s", command, strings.Join(args, " "), u.ExitCode, u.Stderr)
 	}
 	return u, err
 }
