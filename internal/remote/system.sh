@@ -46,16 +46,41 @@ echo "profile=$(readlink -f "$p" 2>/dev/null)"
 		fi
 	fi
 }
-if [ "${2-}" = gens ]; then
+# skiff_gens LINK...: a gen= line for each of the links that is a
+# generation's symlink, with one readlink and one stat for them all: a
+# host may keep hundreds of generations, and a process each would cost
+# more than the rest of the read. Should either not answer for every link
+# (a readlink or stat that takes one file only), each link is read on its
+# own.
+skiff_gens() {
+	for l in "$@"; do
+		shift
+		if [ -L "$l" ]; then set -- "$@" "$l"; fi
+	done
+	[ $# -gt 0 ] || return 0
 	tab=$(printf '\t')
-	for l in "$p"-*-link; do
-		[ -L "$l" ] || continue
+	nl='
+'
+	if ts=$(readlink "$@" 2>/dev/null); then tsok=1; else tsok=0; fi
+	if ms=$(stat -c %Y "$@" 2>/dev/null) || ms=$(stat -f %m "$@" 2>/dev/null); then msok=1; else msok=0; fi
+	for l in "$@"; do
 		n=${l##*/system-}
 		n=${n%-link}
-		t=$(readlink "$l")
+		if [ "$tsok" = 1 ]; then
+			t=${ts%%"$nl"*}
+			ts=${ts#*"$nl"}
+		else
+			t=$(readlink "$l")
+		fi
+		if [ "$msok" = 1 ]; then
+			m=${ms%%"$nl"*}
+			ms=${ms#*"$nl"}
+		else
+			m=$(stat -c %Y "$l" 2>/dev/null || stat -f %m "$l" 2>/dev/null)
+		fi
 		v=
 		if [ -r "$t/nixos-version" ]; then read -r v <"$t/nixos-version" || true; fi
-		m=$(stat -c %Y "$l" 2>/dev/null || stat -f %m "$l" 2>/dev/null)
 		echo "gen=$n$tab$m$tab$t$tab$v"
 	done
-fi
+}
+if [ "${2-}" = gens ]; then skiff_gens "$p"-*-link; fi

@@ -4,6 +4,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -139,6 +140,56 @@ func TestStateScript(t *testing.T) {
 		}}
 	if d := cmp.Diff(want, st); d != "" {
 		t.Error(d)
+	}
+	// The generations cost one readlink and one stat, however many.
+	calls := filepath.Join(t.TempDir(), "calls")
+	bin := t.TempDir()
+	for _, tool := range []string{"readlink", "stat"} {
+		real, err := exec.LookPath(tool)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wrapper := "#!/bin/sh\necho \"" + tool + " $*\" >>" + calls + "\nexec " + real + " \"$@\"\n"
+		if err := os.WriteFile(filepath.Join(bin, tool), []byte(wrapper), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cmd := exec.Command(dash, "-c", stateScript, "sh", root, "gens")
+	cmd.Env = append(os.Environ(), "PATH="+bin+":"+os.Getenv("PATH"))
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if got, err := parseState(string(out)); err != nil || !cmp.Equal(got.Gens, want.Gens) {
+		t.Errorf("with the wrappers: %v %s", err, cmp.Diff(want.Gens, got.Gens))
+	}
+	log, _ := os.ReadFile(calls)
+	per := 0
+	for _, l := range strings.Split(strings.TrimSpace(string(log)), "\n") {
+		if strings.Contains(l, "-link") && !strings.HasSuffix(l, "profiles/system") {
+			per++
+		}
+	}
+	if per != 2 {
+		t.Errorf("%d readlink and stat runs for the generations, want 2 (one each):\n%s", per, log)
+	}
+	// A readlink and a stat that take one file only (BusyBox's readlink):
+	// each link is read on its own, to the same lines.
+	one := t.TempDir()
+	for _, tool := range []string{"readlink", "stat"} {
+		real, _ := exec.LookPath(tool)
+		wrapper := "#!/bin/sh\nfor a; do case $a in /*) n=$((${n:-0}+1)) ;; esac; done\n[ \"${n:-0}\" -le 1 ] || exit 1\nexec " + real + " \"$@\"\n"
+		if err := os.WriteFile(filepath.Join(one, tool), []byte(wrapper), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cmd = exec.Command(dash, "-c", stateScript, "sh", root, "gens")
+	cmd.Env = append(os.Environ(), "PATH="+one+":"+os.Getenv("PATH"))
+	if out, err = cmd.Output(); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if got, err := parseState(string(out)); err != nil || !cmp.Equal(got.Gens, want.Gens) {
+		t.Errorf("with one file a run: %v %s", err, cmp.Diff(want.Gens, got.Gens))
 	}
 	if st.UpToDate("switch", store+"/t") || !st.UpToDate("test", store+"/t") {
 		t.Errorf("after a deploy in mode test: %+v", st)
