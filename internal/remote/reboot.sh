@@ -13,8 +13,12 @@ elif command -v sysctl >/dev/null 2>&1; then
 	id=$(sysctl -n kern.boottime 2>/dev/null)
 fi
 echo "boot_id=$id"
-current=$(readlink "$root/run/current-system" 2>/dev/null)
-booted=$(readlink "$root/run/booted-system" 2>/dev/null)
+# The links, unless system.sh, run just before in the same shell, has
+# read them.
+if [ -z "${skiff_links-}" ]; then
+	current=$(readlink "$root/run/current-system" 2>/dev/null)
+	booted=$(readlink "$root/run/booted-system" 2>/dev/null)
+fi
 echo "current=$current"
 echo "booted=$booted"
 # The same system has the same parts: nothing to resolve.

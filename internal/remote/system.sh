@@ -18,8 +18,13 @@
 # here needs privileges.
 root=${1-}
 p=$root/nix/var/nix/profiles/system
-echo "current=$(readlink "$root/run/current-system" 2>/dev/null)"
-echo "booted=$(readlink "$root/run/booted-system" 2>/dev/null)"
+current=$(readlink "$root/run/current-system" 2>/dev/null)
+booted=$(readlink "$root/run/booted-system" 2>/dev/null)
+# reboot.sh, which follows, reads these two again only when run alone.
+# shellcheck disable=SC2034
+skiff_links=1
+echo "current=$current"
+echo "booted=$booted"
 echo "link=$(readlink "$p" 2>/dev/null)"
 echo "profile=$(readlink -f "$p" 2>/dev/null)"
 # With "links" as $2, systemd is not asked: the links (and the boot state,

@@ -173,6 +173,12 @@ func TestStateScript(t *testing.T) {
 	if per != 2 {
 		t.Errorf("%d readlink and stat runs for the generations, want 2 (one each):\n%s", per, log)
 	}
+	// The links once each (reboot.sh takes system.sh's), the profile's
+	// end, the generations, and the parts of the booted and the running
+	// system.
+	if n := strings.Count(string(log), "readlink "); n != 6 {
+		t.Errorf("%d readlink runs in the state read, want 6:\n%s", n, log)
+	}
 	// A readlink and a stat that take one file only (BusyBox's readlink):
 	// each link is read on its own, to the same lines.
 	one := t.TempDir()
