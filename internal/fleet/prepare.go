@@ -166,8 +166,9 @@ type probeKind int
 const (
 	// probeState reads the host's state in a command of its own.
 	probeState probeKind = iota
-	// probeSession reads it as the first request of the host's session,
-	// which the command then takes (takeSession): a rollback.
+	// probeSession reads it as the first request of the host's session:
+	// a rollback then takes the session (takeSession), diff runs its
+	// steps on it until Close.
 	probeSession
 	// probeDeploy is probeSession for a deploy, whose probe may also wait
 	// for the deploy's first round trip (deferProbe) or read the links
