@@ -242,10 +242,6 @@ func exitCodeOf(results []fleet.Result) int {
 	return code
 }
 
-// localHost is the one configuration deploy --local deploys to this
-// machine: the argument, else this machine's host name up to its first
-// dot. Options that choose other hosts or another login are refused before
-// anything runs.
 // anotherHostHere refuses deploy --local NAME on a machine the flake
 // defines as another of its hosts (this machine's host name): it would
 // become NAME, with NAME's users, keys and network, and with no ssh to
@@ -254,11 +250,10 @@ func exitCodeOf(results []fleet.Result) int {
 // any host. The check costs one cheap evaluation of the names, and only
 // when NAME is given and is not this machine's.
 func anotherHostHere(ctx context.Context, g *globals, name string) error {
-	here, err := os.Hostname()
+	here, err := shortHostname()
 	if err != nil {
 		return nil
 	}
-	here, _, _ = strings.Cut(here, ".")
 	if here == name || !flake.ValidName(here) {
 		return nil
 	}
@@ -280,6 +275,18 @@ func anotherHostHere(ctx context.Context, g *globals, name string) error {
 	return nil
 }
 
+// shortHostname is this machine's host name up to its first dot: the
+// configuration name deploy --local takes for it.
+func shortHostname() (string, error) {
+	name, err := os.Hostname()
+	name, _, _ = strings.Cut(name, ".")
+	return name, err
+}
+
+// localHost is the one configuration deploy --local deploys to this
+// machine: the argument, else this machine's host name up to its first
+// dot. Options that choose other hosts or another login are refused before
+// anything runs.
 func localHost(args []string, on bool, o deployOptions) (string, error) {
 	const hint = "deploy --local deploys one configuration to this machine: \"skiff deploy --local [NAME]\""
 	switch {
@@ -304,11 +311,10 @@ func localHost(args []string, on bool, o deployOptions) (string, error) {
 		}
 		return args[0], nil
 	}
-	name, err := os.Hostname()
+	name, err := shortHostname()
 	if err != nil {
 		return "", fault.New("", fault.Usage, "name the configuration: \"skiff deploy --local NAME\"", "cannot read this machine's host name: %v", err)
 	}
-	name, _, _ = strings.Cut(name, ".")
 	if !flake.ValidName(name) {
 		return "", fault.New("", fault.Usage, "name the configuration: \"skiff deploy --local NAME\"", "this machine's host name %q is not a configuration name", name)
 	}

@@ -72,20 +72,11 @@ func runDiff(ctx context.Context, g *globals, o diffOptions, hosts []string) err
 		return err
 	}
 	defer rc.close()
-	ref, sshOpts := rc.ref, rc.ssh
 	run := g.runner()
 	out := g.output(false) // progress on stderr, whatever stdout carries
-	s, err := fleet.PrepareSessions(ctx, fleet.Options{
-		Flake:      ref,
-		Hosts:      hosts,
-		User:       o.targetUser,
-		TargetHost: o.targetHost,
-		SSH:        sshOpts,
-		Parallel:   o.parallel,
-		Runner:     run,
-		Nix:        g.nix(run),
-		Reporter:   out.reporter,
-	}, true)
+	fo := g.hostOptions(rc, run, hosts, o.targetUser, o.targetHost, o.parallel)
+	fo.Reporter = out.reporter
+	s, err := fleet.PrepareSessions(ctx, fo, true)
 	if err != nil {
 		out.close()
 		return err

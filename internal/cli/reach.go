@@ -5,7 +5,9 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/skiffdeploy/skiff/internal/command"
 	"github.com/skiffdeploy/skiff/internal/flake"
+	"github.com/skiffdeploy/skiff/internal/fleet"
 	"github.com/skiffdeploy/skiff/internal/transport"
 )
 
@@ -52,6 +54,14 @@ func checkHostFlags(parallel int, targetUser string) error {
 		return usageError{errorf("invalid --target-user %q", targetUser)}
 	}
 	return nil
+}
+
+// hostOptions are the fleet options that diff, status and rollback set
+// alike: the flake and ssh options of rc, the selection, the login and
+// address flags, the parallelism and the runner. Each adds its own.
+func (g *globals) hostOptions(rc reach, run *command.Runner, hosts []string, user, targetHost string, parallel int) fleet.Options {
+	return fleet.Options{Flake: rc.ref, Hosts: hosts, User: user, TargetHost: targetHost, SSH: rc.ssh,
+		Parallel: parallel, Runner: run, Nix: g.nix(run)}
 }
 
 // addTargetHostFlag defines --target-host, nixos-rebuild's, on the

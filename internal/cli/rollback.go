@@ -70,24 +70,14 @@ func runRollback(ctx context.Context, g *globals, o rollbackOptions, safety acti
 		return err
 	}
 	defer rc.close()
-	ref, sshOpts := rc.ref, rc.ssh
+	ref := rc.ref
 	run := g.runner()
 	out := g.output(o.json)
 	start := time.Now()
 	rev := startRevision(g, ref)
-	results, err := fleet.Rollback(ctx, fleet.Options{
-		Flake:             ref,
-		Hosts:             hosts,
-		User:              o.targetUser,
-		TargetHost:        o.targetHost,
-		InstallBootloader: o.installBootloader,
-		SSH:               sshOpts,
-		Parallel:          o.parallel,
-		Runner:            run,
-		Nix:               g.nix(run),
-		Reporter:          out.reporter,
-		Safety:            safety,
-	}, o.to)
+	fo := g.hostOptions(rc, run, hosts, o.targetUser, o.targetHost, o.parallel)
+	fo.InstallBootloader, fo.Reporter, fo.Safety = o.installBootloader, out.reporter, safety
+	results, err := fleet.Rollback(ctx, fo, o.to)
 	out.close()
 	if err != nil {
 		return err

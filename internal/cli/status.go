@@ -98,20 +98,11 @@ func runStatus(ctx context.Context, g *globals, o statusOptions, selectors []str
 		return err
 	}
 	defer rc.close()
-	ref, sshOpts := rc.ref, rc.ssh
-	sshOpts.ConnectTimeout = o.timeout
 	run := g.runner()
-	s, err := fleet.Prepare(ctx, fleet.Options{
-		Flake:      ref,
-		Hosts:      selectors,
-		User:       o.targetUser,
-		TargetHost: o.targetHost,
-		SSH:        sshOpts,
-		Parallel:   o.parallel,
-		Runner:     run,
-		Nix:        g.nix(run),
-		Reporter:   quietReporter{},
-	}, false)
+	fo := g.hostOptions(rc, run, selectors, o.targetUser, o.targetHost, o.parallel)
+	fo.SSH.ConnectTimeout = o.timeout
+	fo.Reporter = quietReporter{}
+	s, err := fleet.Prepare(ctx, fo, false)
 	if err != nil {
 		return err
 	}
