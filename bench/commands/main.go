@@ -30,7 +30,7 @@ import (
 func main() {
 	benchlab.Reaper()
 	rounds := flag.Int("rounds", 5, "rounds measured for each delay")
-	delays := flag.String("delay", "0,50ms", "round-trip delays to measure at, comma separated")
+	delays := benchlab.DelayFlag()
 	skiff := flag.String("skiff", "", "the skiff binary to measure (default: built from this tree)")
 	kex := benchlab.KexFlag()
 	flag.Parse()
@@ -49,20 +49,15 @@ func main() {
 
 // step is one measured command, or its floor (floor nil).
 type step struct {
-	name    string
-	floor   *step // the floor it is compared with; nil for a floor
-	times   []time.Duration
-	cpu     []time.Duration
-	machine []time.Duration
-	trace   benchlab.Trace // of the last round
-	skiff   bool
+	name  string
+	floor *step // the floor it is compared with; nil for a floor
+	benchlab.Samples
+	trace benchlab.Trace // of the last round
 }
 
 func (s *step) add(u benchlab.Usage) {
-	s.times = append(s.times, u.Wall)
-	s.cpu = append(s.cpu, u.CPU)
-	s.machine = append(s.machine, u.Machine)
-	if s.skiff {
+	s.Add(u)
+	if s.floor != nil { // skiff's, with a trace
 		s.trace = benchlab.CountTrace(u.Stderr)
 	}
 }
@@ -86,10 +81,10 @@ func run(ctx context.Context, rounds int, delays []time.Duration, skiff, kex str
 			return err
 		}
 		diffFloor := &step{name: "floor (nixos-rebuild dry-activate steps)"}
-		diff := &step{name: "skiff diff", floor: diffFloor, skiff: true}
+		diff := &step{name: "skiff diff", floor: diffFloor}
 		rbFloor := &step{name: "floor (nixos-rebuild switch --rollback steps)"}
-		rbPlain := &step{name: "skiff rollback --magic-rollback=false", floor: rbFloor, skiff: true}
-		rb := &step{name: "skiff rollback (supervised)", floor: rbFloor, skiff: true}
+		rbPlain := &step{name: "skiff rollback --magic-rollback=false", floor: rbFloor}
+		rb := &step{name: "skiff rollback (supervised)", floor: rbFloor}
 		for range rounds {
 			gen++
 			flake, err := b.WriteFlake(hosts, gen, size)
@@ -110,7 +105,7 @@ func run(ctx context.Context, rounds int, delays []time.Duration, skiff, kex str
 				return err
 			}
 			if err := measure(diffFloor, func() (benchlab.Usage, error) {
-				return b.FloorOf(ctx, "floor-dry-activate.sh", flake, "floor")
+				return b.FloorOf(ctx, "floor.sh", flake, "floor", "dry-activate")
 			}); err != nil {
 				return err
 			}
@@ -136,14 +131,14 @@ func run(ctx context.Context, rounds int, delays []time.Duration, skiff, kex str
 		fmt.Printf("\nround trip %v\n", delay)
 		fmt.Printf("  %-46s %8s  ratio  CPU      machine  ssh cmds (fresh)\n", "", "time")
 		for _, s := range []*step{diffFloor, diff, rbFloor, rbPlain, rb} {
-			t := benchlab.Median(s.times)
+			t := benchlab.Median(s.Wall)
 			ratio, cmds := 1.0, "-"
 			if s.floor != nil {
-				ratio = float64(t) / float64(benchlab.Median(s.floor.times))
+				ratio = float64(t) / float64(benchlab.Median(s.floor.Wall))
 				cmds = fmt.Sprintf("%d (%d)", s.trace.SSH, s.trace.Fresh)
 			}
 			fmt.Printf("  %-46s %8s  %5.2f  %-7s  %-7s  %s\n", s.name, benchlab.Ms(t), ratio,
-				benchlab.Ms(benchlab.Median(s.cpu)), benchlab.Ms(benchlab.Median(s.machine)), cmds)
+				benchlab.Ms(benchlab.Median(s.CPU)), benchlab.Ms(benchlab.Median(s.Machine)), cmds)
 		}
 	}
 	fmt.Printf("\nload average at the end: %s\n", benchlab.Load())

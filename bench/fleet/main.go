@@ -33,7 +33,7 @@ func main() {
 	big := flag.Int("big", 100, "hosts of the large run")
 	p := flag.Int("p", 20, "skiff deploy --parallel")
 	paths := flag.Int("paths", 0, "small store paths in every system's closure besides its own few")
-	delays := flag.String("delay", "0,50ms", "round-trip delays to measure at, comma separated")
+	delays := benchlab.DelayFlag()
 	kex := benchlab.KexFlag()
 	flag.Parse()
 	ds, err := benchlab.ParseDelays(*delays)

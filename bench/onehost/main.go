@@ -26,7 +26,7 @@ import (
 func main() {
 	benchlab.Reaper()
 	rounds := flag.Int("rounds", 5, "deploys measured for each side and delay")
-	delays := flag.String("delay", "0,50ms", "round-trip delays to measure at, comma separated")
+	delays := benchlab.DelayFlag()
 	size := flag.Int64("size", 8<<20, "bytes of filler in the shared base path (closure size)")
 	paths := flag.Int("paths", 0, "small store paths in every system's closure besides its own few")
 	kex := benchlab.KexFlag()
@@ -46,14 +46,12 @@ func main() {
 
 // side is one way to deploy, on its own host.
 type side struct {
-	name    string
-	host    string
-	skiff   []string // skiff deploy arguments; nil for the floor
-	times   []time.Duration
-	cpu     []time.Duration
-	machine []time.Duration
-	logins  int
-	trace   benchlab.Trace // of the last round
+	name  string
+	host  string
+	skiff []string // skiff deploy arguments; nil for the floor
+	benchlab.Samples
+	logins int
+	trace  benchlab.Trace // of the last round
 }
 
 func run(ctx context.Context, rounds int, delays []time.Duration, size int64, paths int, kex string) error {
@@ -96,9 +94,7 @@ func run(ctx context.Context, rounds int, delays []time.Duration, size int64, pa
 				if err != nil {
 					return err
 				}
-				s.times = append(s.times, u.Wall)
-				s.cpu = append(s.cpu, u.CPU)
-				s.machine = append(s.machine, u.Machine)
+				s.Add(u)
 				s.logins = b.Logins(s.host) - before
 			}
 		}
@@ -106,17 +102,17 @@ func run(ctx context.Context, rounds int, delays []time.Duration, size int64, pa
 		if err != nil {
 			return err
 		}
-		floor := benchlab.Median(sides[0].times)
+		floor := benchlab.Median(sides[0].Wall)
 		fmt.Printf("\nround trip %v (one ssh handshake: %s)\n", delay, benchlab.Ms(handshake))
 		fmt.Printf("  %-42s %8s  ratio  CPU      machine  logins  ssh cmds (fresh)  copies\n", "", "time")
 		for _, s := range sides {
-			t := benchlab.Median(s.times)
+			t := benchlab.Median(s.Wall)
 			cmds := "3 (0)             1 (nix-copy-closure)"
 			if s.skiff != nil {
 				cmds = fmt.Sprintf("%-17s %d", fmt.Sprintf("%d (%d)", s.trace.SSH, s.trace.Fresh), s.trace.Copies)
 			}
 			fmt.Printf("  %-42s %8s  %5.2f  %-7s  %-7s  %d       %s\n", s.name, benchlab.Ms(t), float64(t)/float64(floor),
-				benchlab.Ms(benchlab.Median(s.cpu)), benchlab.Ms(benchlab.Median(s.machine)), s.logins, cmds)
+				benchlab.Ms(benchlab.Median(s.CPU)), benchlab.Ms(benchlab.Median(s.Machine)), s.logins, cmds)
 		}
 		fmt.Printf("  %-42s %8s  %5.2f\n", "reference: floor + one ssh handshake", benchlab.Ms(floor+handshake), float64(floor+handshake)/float64(floor))
 	}

@@ -32,13 +32,11 @@ import (
 //go:embed floor.sh
 var floorScript []byte
 
-// The floors of skiff diff and skiff rollback (bench/commands).
-var (
-	//go:embed floor-dry-activate.sh
-	floorDryActivateScript []byte
-	//go:embed floor-rollback.sh
-	floorRollbackScript []byte
-)
+// The floor of skiff rollback (bench/commands); skiff diff's is floor.sh's
+// dry-activate.
+//
+//go:embed floor-rollback.sh
+var floorRollbackScript []byte
 
 // Bench is a running lab behind delay proxies.
 type Bench struct {
@@ -79,7 +77,7 @@ func Start(ctx context.Context, hosts []lab.HostSpec, kex string) (*Bench, error
 		b.Stop()
 		return nil, fmt.Errorf("build skiff: %w\n%s", err, out)
 	}
-	for name, script := range map[string][]byte{"floor.sh": floorScript, "floor-dry-activate.sh": floorDryActivateScript, "floor-rollback.sh": floorRollbackScript} {
+	for name, script := range map[string][]byte{"floor.sh": floorScript, "floor-rollback.sh": floorRollbackScript} {
 		if err := os.WriteFile(filepath.Join(dir, name), script, 0o755); err != nil {
 			b.Stop()
 			return nil, err
@@ -154,6 +152,12 @@ func (b *Bench) SetDelay(ctx context.Context, rtt time.Duration) error {
 // with that cost on an OpenSSH that lacks mlkem768x25519.
 func KexFlag() *string {
 	return flag.String("kex", "", "key exchange of every ssh login, skiff's and the floor's (ssh_config KexAlgorithms; default: ssh's own)")
+}
+
+// DelayFlag defines -delay, the round trips a bench measures at (see
+// ParseDelays).
+func DelayFlag() *string {
+	return flag.String("delay", "0,50ms", "round-trip delays to measure at, comma separated")
 }
 
 // About says which key exchange the logins use, for a bench's header.
@@ -244,16 +248,16 @@ func (b *Bench) Floor(ctx context.Context, flake, host string) (Usage, error) {
 	return b.FloorOf(ctx, "floor.sh", flake, host)
 }
 
-// FloorOf runs the floor script name (floor.sh, floor-dry-activate.sh,
-// floor-rollback.sh) with args, then the bench's ssh_config and a new
-// directory for its ControlPath.
+// FloorOf runs the floor script name (floor.sh, floor-rollback.sh) with
+// the bench's ssh_config and a new directory for its ControlPath, then
+// args.
 func (b *Bench) FloorOf(ctx context.Context, name string, args ...string) (Usage, error) {
 	b.runs++
 	control := filepath.Join(b.Dir, fmt.Sprintf("c%d", b.runs))
 	if err := os.Mkdir(control, 0o700); err != nil {
 		return Usage{}, err
 	}
-	argv := append(append([]string{"/bin/sh", filepath.Join(b.Dir, name)}, args...), b.SSHConfig, control)
+	argv := append([]string{"/bin/sh", filepath.Join(b.Dir, name), b.SSHConfig, control}, args...)
 	u, err := Measure(ctx, nil, argv...)
 	if err == nil && u.ExitCode != 0 {
 		err = fmt.Errorf("%s %s exited %d:\n%s", name, strings.Join(args, " "), u.ExitCode, u.Stderr)

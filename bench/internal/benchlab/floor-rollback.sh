@@ -4,9 +4,9 @@
 # connection, point the system profile at its previous generation and switch
 # to it; close the connection.
 #
-#   floor-rollback.sh HOST SSH_CONFIG CONTROL_DIR
+#   floor-rollback.sh SSH_CONFIG CONTROL_DIR HOST
 set -eu
-host=$1 config=$2 control=$3
+config=$1 control=$2 host=$3
 profile=/nix/var/nix/profiles/system
 
 opts="-F $config -o ControlMaster=auto -o ControlPath=$control/ssh-%n -o ControlPersist=60"

@@ -27,6 +27,18 @@ const reaperEnv = "SKIFF_BENCH_REAPER"
 // master that nobody closed would otherwise keep the reaper for a minute).
 const reaperWait = 15 * time.Second
 
+// Samples are one command's measurements over a bench's rounds.
+type Samples struct {
+	Wall, CPU, Machine []time.Duration
+}
+
+// Add records one run.
+func (s *Samples) Add(u Usage) {
+	s.Wall = append(s.Wall, u.Wall)
+	s.CPU = append(s.CPU, u.CPU)
+	s.Machine = append(s.Machine, u.Machine)
+}
+
 // Usage is what one measured command cost on this machine.
 type Usage struct {
 	Wall time.Duration // from its start to its end (orphans not included)
