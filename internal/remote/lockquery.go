@@ -76,7 +76,7 @@ func (h *Host) LockQuery(ctx context.Context, owner LockOwner, breakLock bool, p
 // the other.
 func (h *Host) LockReadSystem(ctx context.Context, owner LockOwner, breakLock bool) (*Lock, State, error) {
 	s := h.session()
-	argv, ok := h.sessionArgv(h.priv(systemArgv...))
+	argv, ok := h.sessionArgv(h.priv(stateArgv("gens")...))
 	if s == nil || !ok {
 		return h.lockReadSystem(ctx, owner, breakLock)
 	}

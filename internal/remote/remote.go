@@ -148,8 +148,15 @@ func (h *Host) ReadSystem(ctx context.Context) (State, error) {
 	return h.readState(ctx, true, "gens")
 }
 
-// systemArgv is ReadSystem's command, before the privileges.
-var systemArgv = []string{"sh", "-c", stateScript, "sh", "", "gens"}
+// stateArgv is stateScript's command, before the privileges: part is its
+// second argument ("gens", "links" or empty).
+func stateArgv(part string) []string {
+	argv := []string{"sh", "-c", stateScript, "sh", ""}
+	if part != "" {
+		argv = append(argv, part)
+	}
+	return argv
+}
 
 // ReadLinks is ReadState without asking systemd: what the host runs,
 // boots and has as its profile, and its boot state (Systemd, Systemctl,
@@ -164,13 +171,10 @@ func (h *Host) ReadLinks(ctx context.Context) (State, error) {
 // readState runs stateScript, through sudo when priv and the login is not
 // root; part is its second argument ("gens", "links" or empty).
 func (h *Host) readState(ctx context.Context, priv bool, part string) (State, error) {
-	argv := []string{"sh", "-c", stateScript, "sh", ""}
+	argv := stateArgv(part)
 	what := "read system state"
-	switch part {
-	case "gens":
-		argv, what = append(argv, part), "list generations"
-	case "links":
-		argv = append(argv, part)
+	if part == "gens" {
+		what = "list generations"
 	}
 	if priv {
 		argv = h.priv(argv...)

@@ -552,7 +552,7 @@ func (w *frameWriter) line(l string) {
 // probe's always did. The session returned (nil then) is the host's until
 // Close.
 func (h *Host) OpenProbe(ctx context.Context) (*Session, State, error) {
-	argv, ok := h.sessionArgv(h.priv("sh", "-c", stateScript))
+	argv, ok := h.sessionArgv(h.priv(stateArgv("")...))
 	if !ok || (h.Sudo() && h.Password != "") {
 		// With a sudo password the session's input is copied to ssh
 		// behind the password line, and ssh failing to connect would
