@@ -658,18 +658,8 @@ func TestStatusFollowWakesOnTheSupervisor(t *testing.T) {
 // commands run through wrappers on PATH that log their name.
 func TestStatusReadsPidAndStateWithoutCommands(t *testing.T) {
 	dash := needTool(t, "dash")
-	dir, bin := t.TempDir(), t.TempDir()
-	log := filepath.Join(t.TempDir(), "log")
-	for _, name := range []string{"cat", "wc", "tail", "head", "sleep", "sed", "tr"} {
-		real, err := exec.LookPath(name)
-		if err != nil {
-			continue
-		}
-		script := "#!/bin/sh\necho " + name + " >>" + log + "\nexec " + real + " \"$@\"\n"
-		if err := os.WriteFile(filepath.Join(bin, name), []byte(script), 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
+	dir := t.TempDir()
+	bin, log := loggingBin(t, "cat", "wc", "tail", "head", "sleep", "sed", "tr")
 	for name, s := range map[string]string{"pid": strconv.Itoa(os.Getpid()) + "\n", "state": "activating\n", "log": "line\n"} {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(s), 0o600); err != nil {
 			t.Fatal(err)
@@ -690,6 +680,70 @@ func TestStatusReadsPidAndStateWithoutCommands(t *testing.T) {
 	}
 	if got, want := strings.Fields(string(b)), []string{"wc", "tail"}; !cmp.Equal(got, want) {
 		t.Errorf("status.sh ran %q, want %q", got, want)
+	}
+}
+
+// loggingBin is a directory for PATH with a wrapper for each of names that
+// are installed: it appends its name to the file log, then runs the real
+// command.
+func loggingBin(t *testing.T, names ...string) (bin, log string) {
+	t.Helper()
+	bin, log = t.TempDir(), filepath.Join(t.TempDir(), "log")
+	for _, name := range names {
+		real, err := exec.LookPath(name)
+		if err != nil {
+			continue
+		}
+		script := "#!/bin/sh\necho " + name + " >>" + log + "\nexec " + real + " \"$@\"\n"
+		if err := os.WriteFile(filepath.Join(bin, name), []byte(script), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return bin, log
+}
+
+// ran counts the commands that loggingBin's wrappers logged, by name.
+func ran(t *testing.T, log string) map[string]int {
+	t.Helper()
+	b, err := os.ReadFile(log)
+	if err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	n := map[string]int{}
+	for _, name := range strings.Fields(string(b)) {
+		n[name]++
+	}
+	return n
+}
+
+// Following a long activation costs the host few processes: the ticker
+// naps a fifth of a second, then naps that double up to a second, and the
+// wait counts the tenths each nap slept (a follow of 3 s, the ticker of a
+// fifth, ran sleep and wc 16 times each).
+func TestStatusFollowNapsLessAsTheActivationGoesOn(t *testing.T) {
+	dash := needTool(t, "dash")
+	dir := t.TempDir()
+	mkfifos(t, dir)
+	for name, s := range map[string]string{"pid": strconv.Itoa(os.Getpid()) + "\n", "state": "activating\n", "log": ""} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(s), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bin, log := loggingBin(t, "sleep", "wc")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	cmd, vals := statusFollow(ctx, t, dash, dir, "1", "30")
+	cmd.Env = []string{"PATH=" + bin + ":" + os.Getenv("PATH")}
+	if out, err := cmd.Output(); err != nil || ctx.Err() != nil {
+		t.Fatalf("the follow did not end after its 3 s (%v): %q", err, out)
+	}
+	b, _ := os.ReadFile(vals)
+	if st := ParseState(b); st.Phase != "activating" || !st.Running {
+		t.Errorf("state on descriptor 3: %q", b)
+	}
+	// Naps of 0.2, 0.4, 0.8, 1 and 1 s make the 3 s.
+	if n := ran(t, log); n["sleep"] > 6 || n["wc"] > 7 {
+		t.Errorf("a follow of 3 s ran sleep %d times and wc %d times, want at most 6 and 7", n["sleep"], n["wc"])
 	}
 }
 

@@ -155,8 +155,9 @@ var (
 
 	// statusScript prints the supervisor's state line, whether it still
 	// runs, then its output from an offset, after waiting on the host for
-	// news (see the script for why liveness is read before the state).
-	statusScript = watchFuncs + statusFile
+	// news (see the script for why liveness is read before the state);
+	// remote.TickerFuncs wake its wait.
+	statusScript = remote.TickerFuncs + watchFuncs + statusFile
 
 	//go:embed scripts/status.sh
 	statusFile string
@@ -175,7 +176,7 @@ var (
 
 	// decideScript records a decision unless one was taken already (exit
 	// 3: too late).
-	decideScript = watchFuncs + decideFile
+	decideScript = remote.TickerFuncs + watchFuncs + decideFile
 
 	//go:embed scripts/decide.sh
 	decideFile string

@@ -67,7 +67,17 @@ type reply struct {
 //go:embed session.sh
 var sessionFile string
 
-var sessionScript = withoutComments(sessionFile)
+// sessionScript is the agent: lock.sh's and ticker.sh's functions, then
+// session.sh, without their comments.
+var sessionScript = lockFuncs + TickerFuncs + withoutComments(sessionFile)
+
+//go:embed ticker.sh
+var tickerFile string
+
+// TickerFuncs wake a host-side wait at growing intervals (ticker.sh,
+// without its comments): the session agent's, while a streamed command
+// runs, and the activation's follow (activate's status.sh).
+var TickerFuncs = withoutComments(tickerFile)
 
 // errSessionGone is returned for a request on a session that has ended.
 var errSessionGone = errors.New("the host's session has ended")
@@ -111,7 +121,7 @@ const maxFirst = 100 << 10
 // caller holds wmu.
 func (s *Session) start(reqs []string) int {
 	s.started = true
-	base := s.h.priv("sh", "-c", lockFuncs+sessionScript, "skiff-session")
+	base := s.h.priv("sh", "-c", sessionScript, "skiff-session")
 	n := 0
 	for n < len(reqs) && !strings.HasPrefix(reqs[n], "stdin ") {
 		n++

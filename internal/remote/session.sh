@@ -2,12 +2,12 @@
 # answers the deployer's requests on standard input, in order, one at a
 # time, for as long as the input stays open.
 #
-# Usage: sh -c "$(cat lock.sh session.sh)" skiff-session [FIRST] (lock.sh's
-# functions come first), run with the deploy's privileges. FIRST, when
-# given, is the first requests, answered before any read from standard
-# input: a request in the command's arguments needs no round trip of its
-# own (sshd lets no input through before the command has started). It
-# never holds a "stdin" request.
+# Usage: sh -c "$(cat lock.sh ticker.sh session.sh)" skiff-session [FIRST]
+# (lock.sh's and ticker.sh's functions come first), run with the deploy's
+# privileges. FIRST, when given, is the first requests, answered before
+# any read from standard input: a request in the command's arguments
+# needs no round trip of its own (sshd lets no input through before the
+# command has started). It never holds a "stdin" request.
 #
 # A request is a line "VERB N" followed by N lines of its arguments: a
 # line ":TEXT" starts an argument, a line "+TEXT" continues the one before
@@ -50,8 +50,8 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 input=
 # A FIFO, opened read-write (which never blocks), wakes follow when a
-# streamed command ends; a ticker passes its output on meanwhile.
-# Without it, naps.
+# streamed command ends; a ticker (ticker.sh) passes its output on
+# meanwhile, at once at first, then once a second. Without it, naps.
 fifo=0
 if mkfifo "$t/wake" 2>/dev/null; then exec 4<>"$t/wake" && fifo=1; fi
 
@@ -105,7 +105,8 @@ follow() {
 	while :; do
 		done=0
 		[ -f "$t/rc" ] && done=1
-		size=$(wc -c <"$t/out" | tr -d ' ')
+		size=$(wc -c <"$t/out") || size=0
+		size=$((size)) # BSD's wc pads the number with spaces
 		if [ "$size" -gt "$off" ]; then
 			tail -c +"$((off + 1))" "$t/out" | head -c "$((size - off))" >"$t/chunk"
 			b64 "$t/chunk"
@@ -114,7 +115,7 @@ follow() {
 		[ "$done" = 1 ] && break
 		if [ "$fifo" = 1 ]; then
 			if [ -z "$ticker" ]; then
-				while sleep 0.1 2>/dev/null || sleep 1; do echo t; done >&4 2>/dev/null </dev/null &
+				skiff_ticker 1 10 >&4 2>/dev/null </dev/null &
 				ticker=$!
 			fi
 			read -r _ <&4 || :

@@ -48,7 +48,7 @@ func startAgentWith(t *testing.T, shell, run, first string, env ...string) *agen
 	if err != nil {
 		t.Skip(shell + " is not installed")
 	}
-	script := strings.ReplaceAll(lockFuncs+sessionScript, "/run/skiff", run)
+	script := strings.ReplaceAll(sessionScript, "/run/skiff", run)
 	cmd := exec.Command(sh, "-c", script, "skiff-session")
 	if first != "" {
 		cmd.Args = append(cmd.Args, first)
@@ -632,5 +632,79 @@ func TestSessionAgentForksLittlePerRequest(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// skiff_ticker's naps double from FIRST tenths up to LAST, each line
+// saying how long it slept; where sleep takes whole seconds only, every
+// nap is a second. The fake sleep logs its argument and returns at once.
+func TestTickerNapsDoubleUpToASecond(t *testing.T) {
+	dash, err := exec.LookPath("dash")
+	if err != nil {
+		t.Skip("no dash")
+	}
+	log := filepath.Join(t.TempDir(), "naps")
+	for _, tc := range []struct {
+		name, sleep string
+		first, last string
+		lines, naps string
+	}{
+		{"fractions", `echo "$1" >>` + log, "1", "10", "t 1,t 2,t 4,t 8,t 10,t 10", "0.1 0.2 0.4 0.8 1 1"},
+		{"from a fifth", `echo "$1" >>` + log, "2", "10", "t 2,t 4,t 8,t 10,t 10,t 10", "0.2 0.4 0.8 1 1 1"},
+		{"constant", `echo "$1" >>` + log, "1", "1", "t 1,t 1,t 1,t 1,t 1,t 1", "0.1 0.1 0.1 0.1 0.1 0.1"},
+		{"whole seconds only", `echo "$1" >>` + log + `; case $1 in *.*) exit 1 ;; esac`, "1", "10", "t 10,t 10,t 10,t 10,t 10,t 10", "0.1 1 1 1 1 1 1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			os.Remove(log)
+			bin := fakeBin(t, map[string]string{"sleep": tc.sleep})
+			cmd := exec.Command(dash, "-c", TickerFuncs+`skiff_ticker "$@" | head -n 6`, "sh", tc.first, tc.last)
+			cmd.Env = []string{"PATH=" + bin + ":" + os.Getenv("PATH")}
+			out, err := cmd.Output()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := strings.Join(strings.Fields(strings.ReplaceAll(strings.TrimSpace(string(out)), "\n", ",")), " "); got != tc.lines {
+				t.Errorf("lines %q, want %q", got, tc.lines)
+			}
+			b, _ := os.ReadFile(log)
+			// The ticker may nap once more before head's end stops it.
+			if got := strings.Join(strings.Fields(string(b)), " "); !strings.HasPrefix(got, tc.naps) {
+				t.Errorf("naps %q, want %q first", got, tc.naps)
+			}
+		})
+	}
+}
+
+// A streamed command that runs for seconds costs the agent few processes:
+// its ticker naps a tenth of a second at first, then naps that double up
+// to a second (the ticker of a tenth ran sleep and wc about 30 times each
+// in 3 s).
+func TestSessionAgentFollowsALongCommandWithFewNaps(t *testing.T) {
+	log := filepath.Join(t.TempDir(), "ran")
+	wrappers := map[string]string{}
+	for _, name := range []string{"sleep", "wc", "tr"} {
+		real, err := exec.LookPath(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wrappers[name] = "echo " + name + " >>" + log + "\nexec " + real + ` "$@"`
+	}
+	realSleep, _ := exec.LookPath("sleep")
+	a := startAgent(t, t.TempDir(), "PATH="+fakeBin(t, wrappers)+":"+os.Getenv("PATH"))
+	if _, err := io.WriteString(a.in, request("stream", "sh", "-c", "echo first; "+realSleep+" 3; echo second")); err != nil {
+		t.Fatal(err)
+	}
+	var chunks []string
+	if r := a.read(&chunks); string(r.out) != "first\nsecond\n" || r.code != 0 || len(chunks) < 2 {
+		t.Fatalf("reply %+v in chunks %q", r, chunks)
+	}
+	b, _ := os.ReadFile(log)
+	n := map[string]int{}
+	for _, name := range strings.Fields(string(b)) {
+		n[name]++
+	}
+	// Naps of 0.1, 0.2, 0.4, 0.8, 1 and 1 s make the 3 s.
+	if n["sleep"] > 7 || n["wc"] > 8 || n["tr"] > 0 {
+		t.Errorf("a streamed command of 3 s ran sleep %d times, wc %d times and tr %d times; want at most 7, 8 and 0", n["sleep"], n["wc"], n["tr"])
 	}
 }

@@ -5,8 +5,8 @@
 # and print what status.sh prints (state line, liveness, output from byte
 # offset $3): one command both confirms and tells how the activation
 # ended. The supervisor is woken by a line on the FIFO DIR/poke, and wakes
-# this wait by one on DIR/wake (supervisor.sh); a ticker (a second)
-# counts $4 down. Without the FIFOs, naps.
+# this wait by one on DIR/wake (supervisor.sh); a ticker (skiff_ticker,
+# a second) counts $4 down. Without the FIFOs, naps.
 #
 # With $2 = wait, nothing is recorded: it prints "waiting", then the state
 # lines once the supervisor has ended, without its output (the host's
@@ -34,11 +34,11 @@ while :; do
 	if [ "$a" = 0 ] || [ "$n" -le 0 ]; then break; fi
 	if [ "$ev" = 1 ]; then
 		if [ -z "$ticker" ]; then
-			while sleep 1; do echo t; done >&5 2>/dev/null </dev/null &
+			skiff_ticker 10 10 >&5 2>/dev/null </dev/null &
 			ticker=$!
 		fi
-		read -r e <&5 || e=t
-		if [ "$e" = t ]; then n=$((n - 10)); fi
+		read -r e <&5 || e="t 10"
+		case $e in "t "*) n=$((n - ${e#t })) ;; esac
 	else
 		n=$((n - 1))
 		sleep 0.1 2>/dev/null || n=0

@@ -17,14 +17,16 @@
 #
 # The wait is woken by the supervisor, which writes a line to the FIFO
 # DIR/wake at each change of state and at its end (supervisor.sh), and by
-# a ticker (a tenth of a second; a fifth when following, to pass the
-# output on), whose lines count down $4. Without the FIFO, naps.
+# a ticker (skiff_ticker: every tenth of a second; when following, to
+# pass the output on, after a fifth, then naps that double up to a
+# second), whose lines count down $4 by the tenths they slept. Without
+# the FIFO, naps.
 d=$1 off=$2 last=$3 n=$4 follow=${5:-}
 # The supervisor is looked at with watch.sh's skiff_observe (sourced
 # first), which sets a and s.
 a=0 s=''
-ev=0 ticker='' tick=0.1 per=1
-if [ -n "$follow" ]; then tick=0.2 per=2; fi
+ev=0 ticker='' from=1 upto=1
+if [ -n "$follow" ]; then from=2 upto=10; fi
 if [ -p "$d/wake" ]; then exec 5<>"$d/wake" && ev=1; fi
 while :; do
 	skiff_observe "$d"
@@ -42,11 +44,11 @@ while :; do
 	if [ "$news" != "$last" ] || [ "$live" = 0 ] || [ "$size" -ge "$off" ] || [ "$n" -le 0 ]; then break; fi
 	if [ "$ev" = 1 ]; then
 		if [ -z "$ticker" ]; then
-			while sleep "$tick" 2>/dev/null || sleep 1; do echo t; done >&5 2>/dev/null </dev/null &
+			skiff_ticker "$from" "$upto" >&5 2>/dev/null </dev/null &
 			ticker=$!
 		fi
-		read -r e <&5 || e=t
-		if [ "$e" = t ]; then n=$((n - per)); fi
+		read -r e <&5 || e="t 1"
+		case $e in "t "*) n=$((n - ${e#t })) ;; esac
 	else
 		n=$((n - 1))
 		sleep 0.1 2>/dev/null || n=0
