@@ -219,6 +219,7 @@ func TestRollbackCommand(t *testing.T) {
 	wantCode(t, r, 0)
 	wantContains(t, "progress", r.stderr, "switched from generation 3 ("+systems[2]+") to generation 2 ("+systems[1]+")", "under a supervisor")
 	wantContains(t, "summary", r.stdout, "rb1", "deployed", "3 -> 2")
+	wantContains(t, "done line", r.stderr, "rb1: done: switched to generation 2 in ")
 	if got, prof := running(t, l, "rb1"), profile(t, l, "rb1"); got != systems[1] || prof != "system-2-link" {
 		t.Errorf("running %q with profile %q, want generation 2 (%s)", got, prof, systems[1])
 	}

@@ -594,6 +594,10 @@ func (r *run) rollbackHost(ctx context.Context, h flake.Host, to int) Result {
 				msg = fe.Msg
 			}
 			r.report(h.Name, PhaseDone, "%s: %s", status, msg)
+		} else if status == Deployed {
+			// The status string is shared with --json and the history;
+			// the line says what a rollback did.
+			r.report(h.Name, PhaseDone, "switched to generation %d in %s", res.NewGen, since(start))
 		} else {
 			r.report(h.Name, PhaseDone, "%s in %s", status, since(start))
 		}
