@@ -84,6 +84,25 @@ func fakeBin(t *testing.T, scripts map[string]string) string {
 	return dir
 }
 
+// loggingBin is a directory for PATH with a wrapper for each of names that
+// are installed: it appends its name to the file log, then runs the real
+// command.
+func loggingBin(t *testing.T, names ...string) (bin, log string) {
+	t.Helper()
+	bin, log = t.TempDir(), filepath.Join(t.TempDir(), "log")
+	for _, name := range names {
+		real, err := exec.LookPath(name)
+		if err != nil {
+			continue
+		}
+		script := "#!/bin/sh\necho " + name + " >>" + log + "\nexec " + real + " \"$@\"\n"
+		if err := os.WriteFile(filepath.Join(bin, name), []byte(script), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return bin, log
+}
+
 // The collection's script, under dash with a fake nix-store and df: the
 // free space before and after around nix-store's summary, which
 // parseFreed reads; a failed collection stops before the "after".

@@ -580,19 +580,8 @@ func TestSessionReadsFramedReplies(t *testing.T) {
 func TestSessionAgentForksLittlePerRequest(t *testing.T) {
 	for _, shell := range []string{"dash", "bash"} {
 		t.Run(shell, func(t *testing.T) {
-			bin := t.TempDir()
-			log := filepath.Join(t.TempDir(), "log")
-			for _, name := range []string{"base64", "sed", "cat", "rm", "mv", "tr", "wc", "tail", "head",
-				"sleep", "mkdir", "grep", "mktemp", "mkfifo", "printf", "echo", "test", "["} {
-				real, err := exec.LookPath(name)
-				if err != nil {
-					continue
-				}
-				script := "#!/bin/sh\necho " + name + " >>" + log + "\nexec " + real + " \"$@\"\n"
-				if err := os.WriteFile(filepath.Join(bin, name), []byte(script), 0o755); err != nil {
-					t.Fatal(err)
-				}
-			}
+			bin, log := loggingBin(t, "base64", "sed", "cat", "rm", "mv", "tr", "wc", "tail", "head",
+				"sleep", "mkdir", "grep", "mktemp", "mkfifo", "printf", "echo", "test", "[")
 			for name, body := range map[string]string{"hello": "printf 'hi %s\\n' \"$@\"", "quiet": ":"} {
 				script := "#!/bin/sh\necho " + name + " >>" + log + "\n" + body + "\n"
 				if err := os.WriteFile(filepath.Join(bin, name), []byte(script), 0o755); err != nil {
@@ -680,17 +669,12 @@ func TestTickerNapsDoubleUpToASecond(t *testing.T) {
 // to a second (the ticker of a tenth ran sleep and wc about 30 times each
 // in 3 s).
 func TestSessionAgentFollowsALongCommandWithFewNaps(t *testing.T) {
-	log := filepath.Join(t.TempDir(), "ran")
-	wrappers := map[string]string{}
-	for _, name := range []string{"sleep", "wc", "tr"} {
-		real, err := exec.LookPath(name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		wrappers[name] = "echo " + name + " >>" + log + "\nexec " + real + ` "$@"`
+	bin, log := loggingBin(t, "sleep", "wc", "tr")
+	realSleep, err := exec.LookPath("sleep")
+	if err != nil {
+		t.Fatal(err)
 	}
-	realSleep, _ := exec.LookPath("sleep")
-	a := startAgent(t, t.TempDir(), "PATH="+fakeBin(t, wrappers)+":"+os.Getenv("PATH"))
+	a := startAgent(t, t.TempDir(), "PATH="+bin+":"+os.Getenv("PATH"))
 	if _, err := io.WriteString(a.in, request("stream", "sh", "-c", "echo first; "+realSleep+" 3; echo second")); err != nil {
 		t.Fatal(err)
 	}
