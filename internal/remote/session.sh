@@ -75,40 +75,52 @@ decode() {
 	printf '%s\n' "$1" | base64 -D
 }
 
+# files: the files of a new request: its output, standard error, values
+# and (a streamed command's) exit code. Each request has its own, so that
+# a command's leftover child that still writes cannot mix into a later
+# reply, and none is removed in between (the previous output is emptied:
+# the directory goes when the agent ends).
+k=0 out='' err='' val='' rcf=''
+files() {
+	if [ -n "$out" ]; then : >"$out"; fi
+	k=$((k + 1))
+	out=$t/out.$k err=$t/err.$k val=$t/val.$k rcf=$t/rc.$k
+}
+
 # launch: start "$@" in the background with its input, its output and
-# stderr to $t/out, values to $t/val; $t/rc appears when it ends (a
-# streamed command, which follow passes on as it comes).
+# stderr to $out, values to $val; $rcf appears when it ends (a streamed
+# command, which follow passes on as it comes). Whoever sees $rcf waits
+# for this subshell before reading it.
 launch() {
-	rm -f "$t/out" "$t/err" "$t/val" "$t/rc" "$t/rc.tmp"
-	: >"$t/out"
+	: >"$out"
 	if [ -n "$input" ]; then
 		(
 			if [ "$stream" = 1 ]; then exec 2>&1; fi
-			decode "$input" | "$@" 3>"$t/val" 4>&-
-			echo $? >"$t/rc.tmp" && mv -f "$t/rc.tmp" "$t/rc"
+			decode "$input" | "$@" 3>"$val" 4>&-
+			echo $? >"$rcf"
 			if [ "$stream" = 1 ] && [ "$fifo" = 1 ]; then echo e >&4; fi
-		) >>"$t/out" 2>"$t/err" &
+		) >>"$out" 2>"$err" &
 		input= # the input (keys) lives no longer than its command
 	else
 		(
 			if [ "$stream" = 1 ]; then exec 2>&1; fi
-			"$@" </dev/null 3>"$t/val" 4>&-
-			echo $? >"$t/rc.tmp" && mv -f "$t/rc.tmp" "$t/rc"
+			"$@" </dev/null 3>"$val" 4>&-
+			echo $? >"$rcf"
 			if [ "$stream" = 1 ] && [ "$fifo" = 1 ]; then echo e >&4; fi
-		) >>"$t/out" 2>"$t/err" &
+		) >>"$out" 2>"$err" &
 	fi
 }
 
-# follow: pass on $t/out as it grows until $t/rc appears.
+# follow: pass on $out as it grows until $rcf appears.
 follow() {
 	off=0 ticker=''
 	while :; do
 		done=0
-		[ -f "$t/rc" ] && done=1
-		size=$(wc -c <"$t/out") || size=0
+		[ -f "$rcf" ] && done=1
+		size=$(wc -c <"$out") || size=0
 		size=$((size)) # BSD's wc pads the number with spaces
 		if [ "$size" -gt "$off" ]; then
-			tail -c +"$((off + 1))" "$t/out" | head -c "$((size - off))" >"$t/chunk"
+			tail -c +"$((off + 1))" "$out" | head -c "$((size - off))" >"$t/chunk"
 			b64 "$t/chunk"
 			off=$size
 		fi
@@ -133,22 +145,24 @@ follow() {
 # subshell keeps a builtin or a function of that name from touching the
 # agent, and costs no process: the shell runs its only command in place.
 run() {
+	files
 	if [ "$stream" = 1 ]; then
 		launch "$@"
 		follow
 		wait
-		rc=$(cat "$t/rc" 2>/dev/null) || rc=
+		rc=
+		read -r rc 2>/dev/null <"$rcf" || :
 	elif [ -n "$input" ]; then
-		decode "$input" | ("$@") >"$t/out" 2>"$t/err" 3>"$t/val" 4>&-
+		decode "$input" | ("$@") >"$out" 2>"$err" 3>"$val" 4>&-
 		rc=$?
 		input= # the input (keys) lives no longer than its command
 	else
-		("$@") </dev/null >"$t/out" 2>"$t/err" 3>"$t/val" 4>&-
+		("$@") </dev/null >"$out" 2>"$err" 3>"$val" 4>&-
 		rc=$?
 	fi
-	[ "$stream" = 1 ] || b64 "$t/out"
-	lines o "$t/val"
-	lines e "$t/err"
+	[ "$stream" = 1 ] || b64 "$out"
+	lines o "$val"
+	lines e "$err"
 	printf '= %s\n' "${rc:-1}"
 }
 
@@ -176,10 +190,11 @@ ${a#+}" ;;
 		stream=0
 		case $verb in
 		lock)
-			skiff_lock "$@" >"$t/val" 2>"$t/err"
+			files
+			skiff_lock "$@" >"$val" 2>"$err"
 			rc=$?
-			lines o "$t/val"
-			lines e "$t/err"
+			lines o "$val"
+			lines e "$err"
 			printf '= %s\n' "$rc"
 			;;
 		release)

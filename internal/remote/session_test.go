@@ -620,6 +620,31 @@ func TestSessionAgentForksLittlePerRequest(t *testing.T) {
 					t.Errorf("%s: the agent ran %q, want %q", tc.name, got, tc.want)
 				}
 			}
+			// A streamed command: its output passed on (wc, tail, head,
+			// base64, and a nap or two), and its files are its own, so
+			// nothing is removed or moved before it, nor its exit code
+			// read by a command after it.
+			for i := range 2 {
+				if err := os.WriteFile(log, nil, 0o644); err != nil {
+					t.Fatal(err)
+				}
+				r := a.call("stream", "hello", "stream")
+				if string(r.out) != "hi stream\n" || r.code != 0 {
+					t.Errorf("stream %d: %+v", i, r)
+				}
+				b, err := os.ReadFile(log)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, name := range strings.Fields(string(b)) {
+					if name == "rm" || name == "mv" || name == "cat" {
+						t.Errorf("stream %d: the agent ran %s (%q)", i, name, strings.Fields(string(b)))
+					}
+				}
+			}
+			if r := a.call("stream", "sh", "-c", "exit 3"); r.code != 3 {
+				t.Errorf("a streamed command's exit code: %+v", r)
+			}
 		})
 	}
 }
@@ -690,5 +715,18 @@ func TestSessionAgentFollowsALongCommandWithFewNaps(t *testing.T) {
 	// Naps of 0.1, 0.2, 0.4, 0.8, 1 and 1 s make the 3 s.
 	if n["sleep"] > 7 || n["wc"] > 8 || n["tr"] > 0 {
 		t.Errorf("a streamed command of 3 s ran sleep %d times, wc %d times and tr %d times; want at most 7, 8 and 0", n["sleep"], n["wc"], n["tr"])
+	}
+}
+
+// A command's child that outlives it and still writes (an activation
+// that starts something in the background) writes to that request's
+// output only: the next reply carries its own command's output.
+func TestSessionAgentKeepsALeftoverWriterOutOfTheNextReply(t *testing.T) {
+	a := startAgent(t, t.TempDir())
+	if r := a.call("stream", "sh", "-c", "(sleep 0.3; echo a late line, longer than the next) & echo now"); string(r.out) != "now\n" || r.code != 0 {
+		t.Fatalf("stream: %+v", r)
+	}
+	if r := a.call("run", "sh", "-c", "sleep 0.8; echo next"); string(r.out) != "next\n" || r.code != 0 {
+		t.Errorf("the next request's reply %q (exit %d), want its own output only", r.out, r.code)
 	}
 }

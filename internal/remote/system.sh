@@ -42,7 +42,20 @@ echo "profile=$(readlink -f "$p" 2>/dev/null)"
 	if command -v systemctl >/dev/null 2>&1 && [ -z "$root" ]; then
 		echo "state=$(sctl is-system-running 2>/dev/null)"
 		if u=$(sctl list-units --failed --all --output=json --no-pager 2>/dev/null); then
-			echo "units=$(printf '%s' "$u" | tr -d '\n')"
+			# On one line (systemctl prints it so): joined by the shell,
+			# without a process, should it come on several.
+			case $u in *"
+"*)
+				set -f
+				IFS='
+'
+				# shellcheck disable=SC2086 # split on newlines, globbing off
+				u=$(printf '%s' $u)
+				unset IFS
+				set +f
+				;;
+			esac
+			echo "units=$u"
 		else
 			# A systemctl older than --output=json: its plain table.
 			echo "units="

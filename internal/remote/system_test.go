@@ -252,3 +252,36 @@ func TestUpToDate(t *testing.T) {
 		}
 	}
 }
+
+// The failed units come on one line, as systemctl prints its JSON; one
+// that comes on several lines is joined by the shell: no tr, no process.
+func TestStateScriptPutsTheUnitsOnOneLine(t *testing.T) {
+	dash, err := exec.LookPath("dash")
+	if err != nil {
+		t.Skip("dash is not installed")
+	}
+	for _, tc := range []struct{ name, json string }{
+		{"one line", `[{"unit":"a.service","active":"failed"}]`},
+		{"several lines", "[\n  {\"unit\":\"a.service\",\n   \"active\":\"failed\"}\n]"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			bin, log := loggingBin(t, "tr")
+			if err := os.WriteFile(filepath.Join(bin, "systemctl"), []byte("#!/bin/sh\ncase $1 in is-system-running) echo degraded ;; list-units) printf '%s\\n' '"+tc.json+"' ;; esac\n"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			cmd := exec.Command(dash, "-c", stateScript, "sh", "")
+			cmd.Env = []string{"PATH=" + bin + ":" + os.Getenv("PATH")}
+			out, err := cmd.Output()
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := "units=" + strings.NewReplacer("\n", "").Replace(tc.json) + "\n"
+			if !strings.Contains(string(out), "\nstate=degraded\n") || !strings.Contains(string(out), "\n"+want) {
+				t.Errorf("the state read printed:\n%s\nwant state=degraded and %q", out, want)
+			}
+			if b, _ := os.ReadFile(log); len(b) > 0 {
+				t.Errorf("the state read ran %q", strings.Fields(string(b)))
+			}
+		})
+	}
+}
