@@ -325,6 +325,25 @@ func TestSupervisorWindowWithoutProcUptime(t *testing.T) {
 	}
 }
 
+// With the FIFOs and without /proc/uptime, the window's clock is the sum
+// of what the ticker's naps slept (half a second, then a second each):
+// a window of 2 s (3 s with its margin) takes four naps, where a ticker
+// of half a second took six.
+func TestSupervisorWindowCountsTheTickersNaps(t *testing.T) {
+	h := newSupHost(t)
+	mkfifos(t, h.dir)
+	bin, log := loggingBin(t, "sleep")
+	h.env[0] = "PATH=" + bin + ":" + strings.TrimPrefix(h.env[0], "PATH=")
+	script := strings.ReplaceAll(Supervisor, "/proc/uptime", filepath.Join(h.root, "no-uptime"))
+	h.start(script, 2, "")
+	if s := h.final(20 * time.Second); !strings.HasPrefix(s, "rolled-back 0 not confirmed within 2s") {
+		t.Errorf("state %q, want rolled back by the supervisor", s)
+	}
+	if n := ran(t, log)["sleep"]; n < 3 || n > 5 {
+		t.Errorf("the window took %d naps, want 4 (half a second, then a second each)", n)
+	}
+}
+
 func TestStatusAndLaunchScripts(t *testing.T) {
 	dash := needTool(t, "dash")
 	root := t.TempDir()

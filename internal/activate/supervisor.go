@@ -128,8 +128,9 @@ var (
 	// "stranded REASON" (no previous system). Its window is counted on the
 	// host's monotonic clock, never on the wall clock. It undoes a failed
 	// commit with the steps of a plain activation (remote.RestoreFuncs,
-	// which come first).
-	Supervisor = remote.RestoreFuncs + supervisorFile
+	// which come first, with remote.TickerFuncs, whose ticker is the
+	// window's clock between the deployer's pokes).
+	Supervisor = remote.RestoreFuncs + remote.TickerFuncs + supervisorFile
 
 	//go:embed scripts/supervisor.sh
 	supervisorFile string

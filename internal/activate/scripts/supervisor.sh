@@ -4,7 +4,7 @@
 # (OLD and GENERATION may be empty; PROFILE defaults to the system
 # profile; INSTALL 1 (re)installs the boot loader where a step makes a
 # boot default, as nixos-rebuild --install-bootloader does).
-# Package remote's restore.sh functions come first.
+# Package remote's restore.sh and ticker.sh functions come first.
 set -u
 dir=$1 new=$2 old=$3 window=$4 gen=$5 P=${6:-/nix/var/nix/profiles/system}
 # switch-to-configuration reads it in its boot steps; test ignores it.
@@ -46,20 +46,20 @@ nap() {
 	if sleep 0.05 2>/dev/null; then n=5; else sleep 1; n=100; fi
 	[ "$mono" = 1 ] || t=$((t + n))
 }
-# pause waits for the decision: a poke, or a tick of the ticker (at least
-# half a second, which is what it adds to the window without
-# /proc/uptime).
+# pause waits for the decision: a poke, or a tick of the ticker
+# (skiff_ticker: naps of half a second, then of a second; without
+# /proc/uptime, each tick adds what it slept to the window's clock).
 pause() {
 	if [ "$wake" = 0 ]; then
 		nap
 		return
 	fi
 	if [ -z "$ticker" ]; then
-		while sleep 0.5 2>/dev/null || sleep 1; do echo t; done >&5 2>/dev/null </dev/null &
+		skiff_ticker 5 10 >&5 2>/dev/null </dev/null &
 		ticker=$!
 	fi
-	read -r ev <&5 || ev=t
-	if [ "$ev" = t ] && [ "$mono" = 0 ]; then t=$((t + 50)); fi
+	read -r ev <&5 || ev="t 5"
+	case $ev in "t "*) [ "$mono" = 1 ] || t=$((t + ${ev#t } * 10)) ;; esac
 }
 st activating
 "$new/bin/switch-to-configuration" test 4>&- 5>&-
