@@ -21,30 +21,20 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"os"
 	"time"
 
 	"github.com/skiffdeploy/skiff/bench/internal/benchlab"
 )
 
 func main() {
-	benchlab.Reaper()
 	rounds := flag.Int("rounds", 5, "rounds measured for each delay")
-	delays := benchlab.DelayFlag()
 	skiff := flag.String("skiff", "", "the skiff binary to measure (default: built from this tree)")
-	kex := benchlab.KexFlag()
-	flag.Parse()
-	ds, err := benchlab.ParseDelays(*delays)
-	if err == nil && *rounds < 1 {
-		err = fmt.Errorf("-rounds must be at least 1")
-	}
-	if err == nil {
-		err = run(context.Background(), *rounds, ds, *skiff, *kex)
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "commands:", err)
-		os.Exit(1)
-	}
+	benchlab.Main("commands", "0,50ms", func(ctx context.Context, ds []time.Duration, kex string) error {
+		if *rounds < 1 {
+			return fmt.Errorf("-rounds must be at least 1")
+		}
+		return run(ctx, *rounds, ds, *skiff, kex)
+	})
 }
 
 // step is one measured command, or its floor (floor nil).

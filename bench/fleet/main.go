@@ -20,7 +20,6 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"os"
 	"time"
 
 	"github.com/skiffdeploy/skiff/bench/internal/benchlab"
@@ -28,25 +27,16 @@ import (
 )
 
 func main() {
-	benchlab.Reaper()
 	n := flag.Int("hosts", 20, "hosts of the comparison with the floor")
 	big := flag.Int("big", 100, "hosts of the large run")
 	p := flag.Int("p", 20, "skiff deploy --parallel")
 	paths := flag.Int("paths", 0, "small store paths in every system's closure besides its own few")
-	delays := benchlab.DelayFlag()
-	kex := benchlab.KexFlag()
-	flag.Parse()
-	ds, err := benchlab.ParseDelays(*delays)
-	if err == nil && (*n < 1 || *big < 1 || *p < 1) {
-		err = fmt.Errorf("-hosts, -big and -p must be at least 1")
-	}
-	if err == nil {
-		err = run(context.Background(), *n, *big, *p, *paths, ds, *kex)
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "fleet:", err)
-		os.Exit(1)
-	}
+	benchlab.Main("fleet", "0,50ms", func(ctx context.Context, ds []time.Duration, kex string) error {
+		if *n < 1 || *big < 1 || *p < 1 {
+			return fmt.Errorf("-hosts, -big and -p must be at least 1")
+		}
+		return run(ctx, *n, *big, *p, *paths, ds, kex)
+	})
 }
 
 func run(ctx context.Context, n, big, p, paths int, delays []time.Duration, kex string) error {

@@ -17,31 +17,21 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"os"
 	"time"
 
 	"github.com/skiffdeploy/skiff/bench/internal/benchlab"
 )
 
 func main() {
-	benchlab.Reaper()
 	rounds := flag.Int("rounds", 5, "deploys measured for each side and delay")
-	delays := benchlab.DelayFlag()
 	size := flag.Int64("size", 8<<20, "bytes of filler in the shared base path (closure size)")
 	paths := flag.Int("paths", 0, "small store paths in every system's closure besides its own few")
-	kex := benchlab.KexFlag()
-	flag.Parse()
-	ds, err := benchlab.ParseDelays(*delays)
-	if err == nil && *paths < 0 {
-		err = fmt.Errorf("-paths must not be negative")
-	}
-	if err == nil {
-		err = run(context.Background(), *rounds, ds, *size, *paths, *kex)
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "onehost:", err)
-		os.Exit(1)
-	}
+	benchlab.Main("onehost", "0,50ms", func(ctx context.Context, ds []time.Duration, kex string) error {
+		if *paths < 0 {
+			return fmt.Errorf("-paths must not be negative")
+		}
+		return run(ctx, *rounds, ds, *size, *paths, kex)
+	})
 }
 
 // side is one way to deploy, on its own host.

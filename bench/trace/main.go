@@ -4,7 +4,10 @@
 // since the deploy started. Each argument is one deploy: a host of the lab
 // (floor, plain or skiff) and the deploy's flags, in one word list.
 //
-//	go run -C bench ./trace [-delay 50ms] ["skiff" "plain --magic-rollback=false" ...]
+//	go run -C bench ./trace [-delay 50ms] [-kex NAME] ["skiff" "plain --magic-rollback=false" ...]
+//
+// -delay takes a comma-separated list, as the other benches do: every
+// deploy is traced at each delay.
 package main
 
 import (
@@ -22,21 +25,16 @@ import (
 )
 
 func main() {
-	benchlab.Reaper()
-	delay := flag.Duration("delay", 50*time.Millisecond, "round-trip delay of the lab's proxies")
-	kex := benchlab.KexFlag()
-	flag.Parse()
-	deploys := flag.Args()
-	if len(deploys) == 0 {
-		deploys = []string{"skiff", "plain --magic-rollback=false"}
-	}
-	if err := run(context.Background(), *delay, *kex, deploys); err != nil {
-		fmt.Fprintln(os.Stderr, "trace:", err)
-		os.Exit(1)
-	}
+	benchlab.Main("trace", "50ms", func(ctx context.Context, delays []time.Duration, kex string) error {
+		deploys := flag.Args()
+		if len(deploys) == 0 {
+			deploys = []string{"skiff", "plain --magic-rollback=false"}
+		}
+		return run(ctx, delays, kex, deploys)
+	})
 }
 
-func run(ctx context.Context, delay time.Duration, kex string, deploys []string) error {
+func run(ctx context.Context, delays []time.Duration, kex string, deploys []string) error {
 	// Generation 1 everywhere, untimed, as bench/onehost does.
 	b, hosts, err := benchlab.StartOneHost(ctx, 8<<20, 0, kex)
 	if err != nil {
@@ -44,37 +42,48 @@ func run(ctx context.Context, delay time.Duration, kex string, deploys []string)
 	}
 	defer b.Stop()
 	gen := 1
-	if err := b.SetDelay(ctx, delay); err != nil {
+	for _, delay := range delays {
+		if err := b.SetDelay(ctx, delay); err != nil {
+			return err
+		}
+		for _, d := range deploys {
+			gen++
+			flake, err := b.WriteFlake(hosts, gen, 8<<20)
+			if err != nil {
+				return err
+			}
+			if err := benchlab.Build(ctx, flake, hosts); err != nil {
+				return err
+			}
+			fmt.Printf("== skiff deploy %s (round trip %v; %s)\n", d, delay, b.About())
+			if err := show(ctx, b, flake, d); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// show runs skiff -x deploy with the words of d on flake and prints each
+// line of its standard error with the milliseconds since it started.
+func show(ctx context.Context, b *benchlab.Bench, flake, d string) error {
+	argv := append([]string{"-x", "-F", b.SSHConfig, "--nix-option", "substituters=", "--flake", flake, "deploy"}, strings.Fields(d)...)
+	cmd := exec.CommandContext(ctx, b.Skiff, argv...)
+	cmd.Env = append(os.Environ(), "SKIFF_HISTORY="+filepath.Join(b.Dir, "history.db"))
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
 		return err
 	}
-	for _, d := range deploys {
-		gen++
-		flake, err := b.WriteFlake(hosts, gen, 8<<20)
-		if err != nil {
-			return err
-		}
-		if err := benchlab.Build(ctx, flake, hosts); err != nil {
-			return err
-		}
-		fmt.Printf("== skiff deploy %s (round trip %v; %s)\n", d, delay, b.About())
-		argv := append([]string{"-x", "-F", b.SSHConfig, "--nix-option", "substituters=", "--flake", flake, "deploy"}, strings.Fields(d)...)
-		cmd := exec.CommandContext(ctx, b.Skiff, argv...)
-		cmd.Env = append(os.Environ(), "SKIFF_HISTORY="+filepath.Join(b.Dir, "history.db"))
-		stderr, err := cmd.StderrPipe()
-		if err != nil {
-			return err
-		}
-		start := time.Now()
-		if err := cmd.Start(); err != nil {
-			return err
-		}
-		sc := bufio.NewScanner(stderr)
-		sc.Buffer(nil, 1<<20)
-		for sc.Scan() {
-			fmt.Printf("%6d %s\n", time.Since(start).Milliseconds(), sc.Text())
-		}
-		err = cmd.Wait()
-		fmt.Printf("%6d end: %v\n\n", time.Since(start).Milliseconds(), err)
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		return err
 	}
+	sc := bufio.NewScanner(stderr)
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		fmt.Printf("%6d %s\n", time.Since(start).Milliseconds(), sc.Text())
+	}
+	err = cmd.Wait()
+	fmt.Printf("%6d end: %v\n\n", time.Since(start).Milliseconds(), err)
 	return nil
 }

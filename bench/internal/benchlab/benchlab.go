@@ -143,21 +143,33 @@ func (b *Bench) SetDelay(ctx context.Context, rtt time.Duration) error {
 	return nil
 }
 
-// KexFlag is the -kex flag of every bench: the key exchange of all its ssh
-// logins, skiff's and the floor's. A login's CPU is mostly its key
-// exchange: OpenSSH 9.0 to 9.9 default to sntrup761x25519-sha512, which
-// costs about 0.1 s of CPU on each side on this machine's OpenSSH 9.2;
-// OpenSSH 10.0 and later default to mlkem768x25519-sha256, which costs
-// about what curve25519-sha256 does. "-kex curve25519-sha256" measures
-// with that cost on an OpenSSH that lacks mlkem768x25519.
-func KexFlag() *string {
-	return flag.String("kex", "", "key exchange of every ssh login, skiff's and the floor's (ssh_config KexAlgorithms; default: ssh's own)")
-}
-
-// DelayFlag defines -delay, the round trips a bench measures at (see
-// ParseDelays).
-func DelayFlag() *string {
-	return flag.String("delay", "0,50ms", "round-trip delays to measure at, comma separated")
+// Main is every bench's main. A reaper (see Reaper) does its work and
+// exits. Otherwise Main adds two flags to those the caller defined and
+// parses them all: -delay, the round trips to measure at (comma
+// separated, by default delays; see ParseDelays), and -kex, the key
+// exchange of every ssh login, skiff's and the floor's. It then calls run
+// with them; an error goes to standard error after the bench's name, and
+// the exit code is 1.
+//
+// A login's CPU is mostly its key exchange: OpenSSH 9.0 to 9.9 default to
+// sntrup761x25519-sha512, which costs about 0.1 s of CPU on each side on
+// this machine's OpenSSH 9.2; OpenSSH 10.0 and later default to
+// mlkem768x25519-sha256, which costs about what curve25519-sha256 does.
+// "-kex curve25519-sha256" measures with that cost on an OpenSSH that
+// lacks mlkem768x25519.
+func Main(name, delays string, run func(ctx context.Context, delays []time.Duration, kex string) error) {
+	Reaper()
+	list := flag.String("delay", delays, "round-trip delays to measure at, comma separated")
+	kex := flag.String("kex", "", "key exchange of every ssh login, skiff's and the floor's (ssh_config KexAlgorithms; default: ssh's own)")
+	flag.Parse()
+	ds, err := ParseDelays(*list)
+	if err == nil {
+		err = run(context.Background(), ds, *kex)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, name+":", err)
+		os.Exit(1)
+	}
 }
 
 // About says which key exchange the logins use, for a bench's header.

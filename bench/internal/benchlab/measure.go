@@ -107,7 +107,7 @@ func Measure(ctx context.Context, env []string, argv ...string) (Usage, error) {
 }
 
 // Reaper runs the reaper when this process was started as one, and then exits; it
-// returns at once otherwise. Each bench program calls it first thing in main.
+// returns at once otherwise. Main calls it before it parses the flags.
 func Reaper() {
 	if os.Getenv(reaperEnv) == "" {
 		return
