@@ -313,7 +313,7 @@ func UsersFromSSH(ctx context.Context, run *command.Runner, o transport.Options,
 			t := TargetOf(*h, "")
 			u, err := transport.ConfiguredUser(ctx, run, o, t.Host, t.Port)
 			if err != nil {
-				return fault.Wrap(err, h.Name, fault.SSH, fmt.Sprintf("check the ssh configuration with \"%s\", or give the node a deployment.targetUser", command.Join(append(append([]string{"ssh"}, o.UserArgs()...), "-G", t.Host))),
+				return fault.Wrap(err, h.Name, fault.SSH, fmt.Sprintf("check the ssh configuration with \"%s\", or give the node a deployment.targetUser", command.Join(transport.ResolveArgv(o, t.Host, t.Port))),
 					"deployment.targetUser is null, and ssh -G could not say which user ssh logs in as: %v", err)
 			}
 			if !flake.ValidUser(u) {

@@ -120,36 +120,39 @@ func ParseEffective(out string) Effective {
 // Resolve asks ssh -G what the host's destination resolves to under the
 // run's configuration.
 func (s *SSH) Resolve(ctx context.Context) (Effective, error) {
-	args := append([]string{"ssh"}, s.Options.UserArgs()...)
-	if s.Target.Port != 0 {
-		args = append(args, "-p", strconv.Itoa(s.Target.Port))
-	}
-	args = append(args, "-G", s.Target.Destination())
-	res, err := s.Run.Run(ctx, command.Cmd{Argv: args})
-	if err != nil {
-		return Effective{}, err
-	}
-	return ParseEffective(string(res.Stdout)), nil
+	return resolve(ctx, s.Run, ResolveArgv(s.Options, s.Target.Destination(), s.Target.Port))
 }
 
 // ConfiguredUser asks ssh -G which user it logs in as at host when none is
 // given: the User that the run's ssh configuration gives that host, else
 // the local user.
 func ConfiguredUser(ctx context.Context, run *command.Runner, o Options, host string, port int) (string, error) {
+	e, err := resolve(ctx, run, ResolveArgv(o, host, port))
+	if err != nil {
+		return "", err
+	}
+	if e.User == "" {
+		return "", errors.New("ssh -G printed no user")
+	}
+	return e.User, nil
+}
+
+// ResolveArgv is the ssh -G command that prints what dest ([USER@]HOST,
+// with port unless 0) resolves to under the run's ssh options.
+func ResolveArgv(o Options, dest string, port int) []string {
 	args := append([]string{"ssh"}, o.UserArgs()...)
 	if port != 0 {
 		args = append(args, "-p", strconv.Itoa(port))
 	}
-	args = append(args, "-G", host)
-	res, err := run.Run(ctx, command.Cmd{Argv: args})
+	return append(args, "-G", dest)
+}
+
+func resolve(ctx context.Context, run *command.Runner, argv []string) (Effective, error) {
+	res, err := run.Run(ctx, command.Cmd{Argv: argv})
 	if err != nil {
-		return "", err
+		return Effective{}, err
 	}
-	u := ParseEffective(string(res.Stdout)).User
-	if u == "" {
-		return "", errors.New("ssh -G printed no user")
-	}
-	return u, nil
+	return ParseEffective(string(res.Stdout)), nil
 }
 
 // Peer is what a classification and its hints know about a host: its
