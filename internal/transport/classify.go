@@ -81,7 +81,7 @@ func Fault(p Peer, class fault.Class, detail string) *fault.Error {
 	case fault.DNS:
 		return fault.New(name, fault.DNS,
 			fmt.Sprintf("check the name with \"%s | grep -i '^hostname'\"; set deployment.targetHost in the flake or a HostName in your ssh config",
-				command.Join(append(append([]string{"ssh"}, p.Options.UserArgs()...), "-G", t.Host))),
+				command.Join(ResolveArgv(p.Options, t.Host, 0))),
 			"cannot resolve %s (DNS): %s", shown.Host, detail)
 	case fault.Auth:
 		return fault.New(name, fault.Auth,
