@@ -7,7 +7,6 @@ import (
 	"strings"
 
 	"github.com/skiffdeploy/skiff/internal/command"
-	"github.com/skiffdeploy/skiff/internal/fault"
 )
 
 // LockedQuery is what LockQuery got: the deploy lock, then, read under it, the
@@ -62,7 +61,7 @@ func (h *Host) LockQuery(ctx context.Context, owner LockOwner, breakLock bool, p
 		q.StateErr, q.StoreErr = err, err
 		return q, nil
 	}
-	q.State, q.StateErr = parseState(strings.Join(r.vals, "\n") + "\n")
+	q.State, q.StateErr = h.stateOf(strings.Join(r.vals, "\n") + "\n")
 	q.Store = parseStore(string(res.Stdout))
 	return q, nil
 }
@@ -96,15 +95,11 @@ func (h *Host) LockReadSystem(ctx context.Context, owner LockOwner, breakLock bo
 	}
 	var st State
 	if err == nil {
-		st, err = parseState(string(res.Stdout))
+		st, err = h.stateOf(string(res.Stdout))
 	}
 	if err != nil {
 		l.Release()
-		err = h.explain("list generations", err)
-		if fe, ok := fault.As(err); ok && fe.Host == "" {
-			fe.Host = h.Name
-		}
-		return nil, State{}, err
+		return nil, State{}, h.explain("list generations", err)
 	}
 	return l, st, nil
 }

@@ -183,7 +183,12 @@ func (h *Host) readState(ctx context.Context, priv bool, part string) (State, er
 	if err != nil {
 		return State{}, err
 	}
-	st, err := parseState(string(res.Stdout))
+	return h.stateOf(string(res.Stdout))
+}
+
+// stateOf is parseState, whose faults (no Nix on the host) name this host.
+func (h *Host) stateOf(out string) (State, error) {
+	st, err := parseState(out)
 	if fe, ok := fault.As(err); ok && fe.Host == "" {
 		fe.Host = h.Name
 	}

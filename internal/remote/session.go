@@ -578,7 +578,7 @@ func (h *Host) OpenProbe(ctx context.Context) (*Session, State, error) {
 	}
 	res, err := s.exec(ctx, argv, transport.Exec{})
 	if err == nil {
-		st, err := parseState(string(res.Stdout))
+		st, err := h.stateOf(string(res.Stdout))
 		if err != nil {
 			s.Close()
 			return nil, st, err

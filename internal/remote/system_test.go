@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/skiffdeploy/skiff/internal/fault"
 )
 
 func TestParseState(t *testing.T) {
@@ -283,5 +285,16 @@ func TestStateScriptPutsTheUnitsOnOneLine(t *testing.T) {
 				t.Errorf("the state read ran %q", strings.Fields(string(b)))
 			}
 		})
+	}
+}
+
+// A state that says the host has no Nix is a fault naming the host, from
+// every read of the state (a probe, a read under the lock, the rollback's).
+func TestStateOfNamesTheHost(t *testing.T) {
+	h := &Host{Name: "web1"}
+	_, err := h.stateOf("current=/nix/store/a\nnix=missing\n")
+	fe, ok := fault.As(err)
+	if !ok || fe.Host != "web1" || fe.Class != fault.Nix {
+		t.Errorf("stateOf: %#v, want a nix fault of web1", err)
 	}
 }
