@@ -10,7 +10,7 @@ import (
 )
 
 // Every free-space figure skiff reads on a host comes from one line of
-// "df -Pk" (root.sh's skiff_df for the store's filesystem), read by
+// "df -Pk" (root.sh's skiff_dfline for the store's filesystem), read by
 // parseDf; every hint for a host short of space is DiskHint with a
 // GCCommand.
 

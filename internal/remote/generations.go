@@ -163,8 +163,9 @@ func (h *Host) PruneGenerations(ctx context.Context, p GCPolicy, now time.Time) 
 }
 
 // gcScript collects garbage and prints the free space of the store's
-// filesystem before and after (df -Pk), around nix-store's own summary.
-var gcScript = withoutComments(gcFile)
+// filesystem before and after (root.sh's skiff_dfline), around
+// nix-store's own summary.
+var gcScript = rootFuncs + withoutComments(gcFile)
 
 //go:embed gc.sh
 var gcFile string

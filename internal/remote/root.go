@@ -16,8 +16,8 @@ import (
 // vanish at reboot.
 const RootDir = "/run/skiff/roots"
 
-// rootFuncs defines skiff_root, skiff_take, skiff_invalid, skiff_df and
-// skiff_unroot for the scripts that need them (see the file for how a
+// rootFuncs defines skiff_root, skiff_take, skiff_invalid, skiff_dfline,
+// skiff_df and skiff_unroot for the scripts that need them (see the file for how a
 // root is made).
 //
 //go:embed root.sh

@@ -77,14 +77,17 @@ skiff_take() {
 	echo "cannot make the GC root $skiff_roots/$1 for $2" >&2
 	return 1
 }
-# skiff_df prints "df LINE", LINE being df -Pk's line for the filesystem
-# holding the store (empty when df says nothing). It runs before anything
-# opens the store, which recreates the space Nix reserves
-# (gc-reserved-space) that a collection released.
-skiff_df() {
+# skiff_dfline prints df -Pk's line for the filesystem holding the store
+# (nothing when df says nothing); skiff_df prints it as "df LINE". The
+# store query reads it before anything opens the store, which recreates
+# the space Nix reserves (gc-reserved-space) that a collection released.
+skiff_dfline() {
 	skiff_d=/nix/store
 	[ -d "$skiff_d" ] || skiff_d=/nix
-	echo "df $(df -Pk "$skiff_d" 2>/dev/null | { read -r _ && read -r l && printf '%s' "$l"; })"
+	df -Pk "$skiff_d" 2>/dev/null | { read -r _ && read -r l && printf '%s' "$l"; }
+}
+skiff_df() {
+	echo "df $(skiff_dfline)"
 }
 # skiff_unroot ID NAME removes what skiff_root ID PATH NAME made.
 skiff_unroot() {
